@@ -1,0 +1,171 @@
+"""Pinhole cameras in one convention: OpenCV (x right, y down, z forward), world-to-camera ``viewmats``.
+
+This is what gsplat's ``rasterization()`` takes. Loaders convert from the OpenGL / Blender convention
+(camera-to-world, y up, z backward) once, at load time, through :meth:`Cameras.from_camtoworlds`.
+Pixel centres sit at ``(u + 0.5, v + 0.5)`` as in gsplat.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor
+
+from dff_gs.errors import DataError
+
+# OpenCV <-> OpenGL camera axes: flip y and z (an involution).
+_FLIP_YZ = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+
+Index = Union[int, slice, Sequence[int], Tensor]
+
+
+def intrinsics_from_fov(fov_x: float, width: int, height: int, fov_y: float | None = None) -> Tensor:
+    """Pixel intrinsics ``K  # [3, 3]`` from a horizontal field of view in radians (square pixels unless
+    ``fov_y`` is given), principal point at the image centre."""
+    fx = 0.5 * width / math.tan(0.5 * fov_x)
+    fy = fx if fov_y is None else 0.5 * height / math.tan(0.5 * fov_y)
+    return torch.tensor([[fx, 0.0, width / 2.0], [0.0, fy, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def check_rigid(mats: Tensor, source: str = "camera poses", tol: float = 1e-3) -> None:
+    """Raise ``DataError`` naming ``source`` and the offending index unless every ``mats  # [C, 4, 4]`` is a
+    rigid transform (orthonormal rotation with det +1, last row ``0 0 0 1``, finite)."""
+    if mats.ndim != 3 or mats.shape[-2:] != (4, 4):
+        raise DataError(f"{source}: expected poses of shape [C, 4, 4], got {list(mats.shape)}")
+    m = mats.detach().double().cpu()
+    bad = ~torch.isfinite(m).flatten(1).all(1)
+    if bad.any():
+        raise DataError(f"{source}: pose {int(bad.nonzero()[0])} is not finite")
+    R = m[:, :3, :3]
+    ortho = (R.transpose(1, 2) @ R - torch.eye(3, dtype=m.dtype)).abs().amax(dim=(1, 2))
+    det = torch.linalg.det(R)
+    last = (m[:, 3] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=m.dtype)).abs().amax(1)
+    for name, err in (("rotation is not orthonormal (R^T R != I)", ortho > tol),
+                      ("rotation has det != +1 (a reflection or scale)", (det - 1).abs() > tol),
+                      ("last row is not 0 0 0 1", last > tol)):
+        if err.any():
+            i = int(err.nonzero()[0])
+            raise DataError(f"{source}: pose {i} is not a rigid transform: {name}")
+
+
+@dataclass
+class Cameras:
+    """A batch of pinhole cameras.
+
+    viewmats: Tensor  # [C, 4, 4] world-to-camera, OpenCV
+    Ks: Tensor        # [C, 3, 3] pixel intrinsics
+    """
+
+    viewmats: Tensor
+    Ks: Tensor
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if self.viewmats.ndim == 2:
+            self.viewmats = self.viewmats[None]
+        if self.Ks.ndim == 2:
+            self.Ks = self.Ks[None].expand(len(self.viewmats), 3, 3).clone()
+        if self.viewmats.shape[-2:] != (4, 4) or self.Ks.shape[-2:] != (3, 3) or len(self.Ks) != len(self.viewmats):
+            raise DataError(f"cameras: viewmats {list(self.viewmats.shape)} and Ks {list(self.Ks.shape)} do not match")
+        self.width, self.height = int(self.width), int(self.height)
+
+    def __len__(self) -> int:
+        return self.viewmats.shape[0]
+
+    def __getitem__(self, idx: Index) -> "Cameras":
+        """Sub-batch by int, slice, list, LongTensor or bool mask; always keeps the batch dimension."""
+        if isinstance(idx, int):
+            idx = slice(idx, idx + 1 if idx != -1 else None)
+        elif not isinstance(idx, (slice, Tensor)):
+            idx = torch.as_tensor(list(idx), dtype=torch.long)
+        if isinstance(idx, Tensor):
+            idx = idx.to(self.viewmats.device)
+        return Cameras(self.viewmats[idx], self.Ks[idx], self.width, self.height)
+
+    def to(self, device) -> "Cameras":
+        return Cameras(self.viewmats.to(device), self.Ks.to(device), self.width, self.height)
+
+    @property
+    def device(self) -> torch.device:
+        return self.viewmats.device
+
+    @property
+    def camtoworlds(self) -> Tensor:
+        """OpenCV camera-to-world ``[C, 4, 4]``."""
+        return torch.linalg.inv(self.viewmats)
+
+    @property
+    def centers(self) -> Tensor:
+        """Camera centres in world space ``[C, 3]``."""
+        R, t = self.viewmats[:, :3, :3], self.viewmats[:, :3, 3]
+        return -(R.transpose(1, 2) @ t[..., None])[..., 0]
+
+    @classmethod
+    def from_camtoworlds(cls, c2w: Tensor, Ks: Tensor, width: int, height: int, convention: str = "opencv",
+                         source: str = "camera poses") -> "Cameras":
+        """From camera-to-world poses ``c2w  # [C, 4, 4]`` (or ``[C, 3, 4]``) in ``"opencv"`` or ``"opengl"``
+        (Blender / NeRF: y up, z backward) convention; checks they are rigid."""
+        c2w = torch.as_tensor(c2w, dtype=torch.float32)
+        if c2w.ndim == 2:
+            c2w = c2w[None]
+        if c2w.shape[-2:] == (3, 4):
+            bottom = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(len(c2w), 1, 4)
+            c2w = torch.cat([c2w, bottom.to(c2w)], dim=1)
+        check_rigid(c2w, source)
+        if convention == "opengl":
+            c2w = c2w @ _FLIP_YZ.to(c2w)
+        elif convention != "opencv":
+            raise ValueError(f"unknown camera convention {convention!r} (opencv | opengl)")
+        viewmats = _rigid_inverse(c2w)
+        return cls(viewmats, torch.as_tensor(Ks, dtype=torch.float32), width, height)
+
+    def to_opengl_camtoworlds(self) -> Tensor:
+        """Camera-to-world in the OpenGL / Blender convention ``[C, 4, 4]``."""
+        return _rigid_inverse(self.viewmats) @ _FLIP_YZ.to(self.viewmats)
+
+    def scaled(self, factor: float) -> "Cameras":
+        """Cameras for images resized by ``factor`` (width/height rounded); intrinsics scaled to match."""
+        w, h = max(1, round(self.width * factor)), max(1, round(self.height * factor))
+        sx, sy = w / self.width, h / self.height
+        Ks = self.Ks.clone()
+        Ks[:, 0, :] *= sx
+        Ks[:, 1, :] *= sy
+        return Cameras(self.viewmats.clone(), Ks, w, h)
+
+    def project(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Project ``points  # [P, 3]`` to pixels ``uv  # [C, P, 2]`` and camera z-depth ``depth  # [C, P]``."""
+        pc = points[None] @ self.viewmats[:, :3, :3].transpose(1, 2) + self.viewmats[:, None, :3, 3]
+        z = pc[..., 2]
+        xy = pc[..., :2] / z[..., None]  # points behind the camera project mirrored; check depth > 0
+        uv = xy * torch.stack([self.Ks[:, 0, 0], self.Ks[:, 1, 1]], -1)[:, None] + self.Ks[:, None, :2, 2]
+        return uv, z
+
+    def generate_rays(self, idx: Index | None = None) -> tuple[Tensor, Tensor]:
+        """Rays through pixel centres: ``origins  # [C, H, W, 3]``, unit ``directions  # [C, H, W, 3]``."""
+        cams = self if idx is None else self[idx]
+        dev = cams.device
+        v, u = torch.meshgrid(torch.arange(cams.height, device=dev, dtype=torch.float32) + 0.5,
+                              torch.arange(cams.width, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
+        K = cams.Ks
+        x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
+        y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
+        d_cam = torch.stack([x, y, torch.ones_like(x)], -1)  # [C, H, W, 3]
+        c2w = _rigid_inverse(cams.viewmats)
+        d = torch.einsum("cij,chwj->chwi", c2w[:, :3, :3], d_cam)
+        d = d / d.norm(dim=-1, keepdim=True)
+        o = c2w[:, None, None, :3, 3].expand_as(d)
+        return o, d
+
+
+def _rigid_inverse(m: Tensor) -> Tensor:
+    """Inverse of rigid transforms ``[C, 4, 4]``."""
+    R, t = m[:, :3, :3], m[:, :3, 3:]
+    out = torch.zeros_like(m)
+    out[:, :3, :3] = R.transpose(1, 2)
+    out[:, :3, 3:] = -R.transpose(1, 2) @ t
+    out[:, 3, 3] = 1.0
+    return out

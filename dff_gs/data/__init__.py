@@ -1,0 +1,27 @@
+"""Scene data: ``SceneData`` and ``load_scene`` over the registered formats (transforms.json, COLMAP, Replica)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dff_gs.data import colmap, replica, transforms  # noqa: F401  (register the loaders)
+from dff_gs.data.registry import find_loader, loader_names, register_loader
+from dff_gs.data.scene import SceneData, split_every
+
+__all__ = ["SceneData", "load_scene", "register_loader", "loader_names", "split_every"]
+
+
+def load_scene(path: str | os.PathLike, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0),
+               format: str = "auto", progress: bool = False) -> SceneData:
+    """Load a scene folder (or a transforms json) in any registered format.
+
+    downscale: integer factor the images (and intrinsics) are shrunk by on load
+    test_every: view ``i`` is held out for testing when ``i % test_every == 0`` (0 = no test views); a
+        Blender scene's own transforms_test.json overrides it
+    background: RGB that RGBA images are composited on
+    """
+    path = Path(path).expanduser()
+    _, load = find_loader(path, format)
+    return load(path, downscale=int(downscale), test_every=int(test_every), background=tuple(background),
+                progress=progress)

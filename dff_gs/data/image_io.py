@@ -1,0 +1,108 @@
+"""Reading images, label maps and depth maps with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from dff_gs.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".PNG", ".JPEG", ".exr", ".webp")
+
+
+def image_stem(file_path: str) -> str:
+    """A view's name for output files: its relative path without the image extension or a leading ``./``."""
+    p = Path(file_path)
+    if p.suffix in IMAGE_EXTS:
+        p = p.with_suffix("")
+    name = p.as_posix()
+    return name[2:] if name.startswith("./") else name
+
+
+def resolve_image(path: Path) -> Path:
+    """``path`` itself or, when it has no extension on disk, the first ``path + ext`` that exists."""
+    if path.is_file():
+        return path
+    for ext in IMAGE_EXTS:
+        cand = path.with_name(path.name + ext)
+        if cand.is_file():
+            return cand
+    raise DataError(f"{path}: image file not found")
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable image ({err})") from None
+
+
+def _resize(img: Image.Image, size: Optional[tuple[int, int]], resample) -> Image.Image:
+    if size is not None and img.size != size:
+        img = img.resize(size, resample)
+    return img
+
+
+def load_rgb(path: Path, background=(1.0, 1.0, 1.0), size: Optional[tuple[int, int]] = None) -> Tensor:
+    """RGB image ``[H, W, 3]`` float32 in [0, 1]; RGBA is composited on ``background``; resized to
+    ``size = (W, H)`` (area filter) when given."""
+    img = _open(path)
+    if img.mode in ("I;16", "I", "F"):
+        raise DataError(f"{path}: expected an 8-bit colour image, got mode {img.mode}")
+    img = img.convert("RGBA")
+    img = _resize(img, size, Image.Resampling.BOX)
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    rgb, alpha = a[..., :3], a[..., 3:]
+    rgb = rgb * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)
+    return torch.from_numpy(np.ascontiguousarray(rgb))
+
+
+def load_labels(path: Path, size: Optional[tuple[int, int]] = None) -> Tensor:
+    """Class-id map ``[H, W]`` int64 from an 8- or 16-bit single-channel PNG (nearest-neighbour resize)."""
+    img = _open(path)
+    if img.mode not in ("L", "P", "I", "I;16", "I;16B"):
+        raise DataError(f"{path}: a semantic map must be a single-channel 8- or 16-bit PNG of class ids, "
+                        f"got mode {img.mode}")
+    if img.mode == "P":
+        img = Image.fromarray(np.asarray(img))
+    img = _resize(img, size, Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(img).astype(np.int64))
+
+
+def load_depth(path: Path, size: Optional[tuple[int, int]] = None, png_scale: float = 1000.0) -> Tensor:
+    """Depth ``[H, W]`` float32 metres from ``.npy`` (metres) or a 16-bit PNG (``png_scale`` units per metre,
+    millimetres by default); 0 = invalid. Resized by nearest neighbour."""
+    if path.suffix == ".npy":
+        try:
+            d = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"{path}: not a readable .npy depth map ({err})") from None
+        d = np.squeeze(np.asarray(d))
+        if d.ndim != 2 or not np.issubdtype(d.dtype, np.number):
+            raise DataError(f"{path}: expected a 2D numeric depth map, got shape {list(d.shape)} dtype {d.dtype}")
+        d = d.astype(np.float32)
+    else:
+        img = _open(path)
+        if img.mode not in ("I", "I;16", "I;16B", "F", "L"):
+            raise DataError(f"{path}: a depth PNG must be 16-bit single channel, got mode {img.mode}")
+        d = np.asarray(img).astype(np.float32) / png_scale
+    d = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+    if size is not None and (d.shape[1], d.shape[0]) != size:
+        d = np.asarray(Image.fromarray(d, mode="F").resize(size, Image.Resampling.NEAREST))
+    return torch.from_numpy(np.array(d, dtype=np.float32, copy=True))
+
+
+def check_size(path: Path, t: Tensor, hw: tuple[int, int], what: str) -> None:
+    if tuple(t.shape[:2]) != tuple(hw):
+        raise DataError(f"{path}: {what} is {t.shape[1]}x{t.shape[0]} but the images are {hw[1]}x{hw[0]}")

@@ -1,0 +1,156 @@
+"""Queries -> per-Gaussian label probabilities (paper, Eq. 5) and 2D segmentation renders.
+
+``p(l | x) = exp(f(x) . q(l) / T) / sum_l' exp(f(x) . q(l') / T)`` where ``f(x)`` is the Gaussian's
+feature decoded to the teacher's space and ``q`` are the query and its competing (negative) labels.
+The model's tensors are never modified: features are decoded and normalised into new tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dff_gs.cameras import Cameras
+from dff_gs.errors import ConfigError
+from dff_gs.gaussians import GaussianModel
+
+DEFAULT_TEMPERATURE = 0.1
+"""Softmax temperature of Eq. 5 on cosine similarities (the paper's CLIP setting uses a logit scale)."""
+
+
+def label_probabilities(features: Tensor, queries: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+    """Eq. 5: softmax over dot products of normalised features with each label's embedding.
+
+    Args:
+        features: Tensor  # [..., C] decoded features
+        queries: Tensor  # [K, C] label embeddings (the query first, then negatives, or a label set)
+    Returns:
+        Tensor  # [..., K] probabilities summing to one over K
+    """
+    if queries.dim() != 2 or queries.shape[-1] != features.shape[-1]:
+        raise ConfigError(f"query embeddings {tuple(queries.shape)} do not match features of dim {features.shape[-1]}")
+    f = F.normalize(features.float(), dim=-1)
+    q = F.normalize(queries.float().to(f.device), dim=-1)
+    return torch.softmax(f @ q.T / temperature, dim=-1)
+
+
+def gaussian_features(model: GaussianModel) -> Tensor:
+    """Per-Gaussian features in the teacher's space (decoded; a new tensor).  Returns Tensor  # [N, C]"""
+    if model.feature_dim == 0:
+        raise ConfigError("this model carries no features: train it with a teacher (--teacher NAME)")
+    with torch.no_grad():
+        return model.decode(model.params["features"].detach())
+
+
+@dataclass
+class Selection:
+    """The outcome of a query on a model.
+
+    probs: Tensor  # [N] p(query | Gaussian)
+    mask: Tensor  # [N] bool, selected Gaussians
+    """
+
+    probs: Tensor
+    mask: Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.mask.sum())
+
+
+def select(probs: Tensor, threshold: float = 0.5) -> Selection:
+    """Threshold ``p(query | x)``.  probs: Tensor  # [N]"""
+    return Selection(probs=probs, mask=probs > threshold)
+
+
+def query_embeddings(positive: Tensor, negatives: Optional[Tensor]) -> Tensor:
+    """Stack the query with its negatives: positive [C] (or [1, C]), negatives [M, C] -> [1 + M, C]."""
+    positive = positive.reshape(1, -1)
+    if negatives is None or len(negatives) == 0:
+        raise ConfigError("Eq. 5 needs at least one negative / competing label for a query")
+    return torch.cat([positive, negatives.to(positive)], dim=0)
+
+
+def text_probabilities(
+    model: GaussianModel,
+    encode_text,
+    query: str,
+    negatives: Sequence[str],
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> Tensor:
+    """``p(query | x)`` for every Gaussian from a text query and negative texts.  Returns Tensor  # [N]"""
+    if not query or not query.strip():
+        raise ConfigError("the query text is empty")
+    texts = [query.strip()] + [n for n in negatives if n.strip() and n.strip() != query.strip()]
+    emb = encode_text(texts)
+    return label_probabilities(gaussian_features(model), query_embeddings(emb[0], emb[1:]), temperature)[:, 0]
+
+
+def segment_gaussians(model: GaussianModel, label_embeddings: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+    """Full 3D segmentation: argmax of Eq. 5 over a label set.  label_embeddings [K, C] -> Tensor  # [N] int64"""
+    return label_probabilities(gaussian_features(model), label_embeddings, temperature).argmax(-1)
+
+
+def kmeans(x: Tensor, k: int, iters: int = 30, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """k-means with k-means++ seeding on cosine-normalised rows.
+
+    Args:
+        x: Tensor  # [N, C]
+    Returns:
+        labels: Tensor  # [N] int64
+        centroids: Tensor  # [k, C]
+    """
+    if k < 1 or k > len(x):
+        raise ConfigError(f"k-means: k={k} must be between 1 and the number of Gaussians ({len(x)})")
+    x = F.normalize(x.float(), dim=-1)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    centroids = x[torch.randint(len(x), (1,), generator=g)]
+    for _ in range(1, k):
+        d = torch.cdist(x, centroids).min(dim=1).values ** 2
+        idx = torch.multinomial((d / d.sum().clamp_min(1e-12)).cpu(), 1, generator=g)
+        centroids = torch.cat([centroids, x[idx.to(x.device)]])
+    for _ in range(iters):
+        labels = torch.cdist(x, centroids).argmin(dim=1)
+        new = torch.zeros_like(centroids).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).clamp_min(1).unsqueeze(1)
+        new = F.normalize(new / counts, dim=-1)
+        empty = torch.bincount(labels, minlength=k) == 0
+        new[empty] = centroids[empty]
+        if torch.allclose(new, centroids, atol=1e-6):
+            break
+        centroids = new
+    return torch.cdist(x, centroids).argmin(dim=1), centroids
+
+
+def click_feature(model: GaussianModel, cameras: Cameras, view: int, x: int, y: int, backend: str = "auto") -> Tensor:
+    """The decoded rendered feature at pixel (x, y) of camera ``view``: a click query.  Returns Tensor  # [C]"""
+    from dff_gs.render import render
+
+    if not (0 <= view < len(cameras)):
+        raise ConfigError(f"click view {view} is out of range (0..{len(cameras) - 1})")
+    if not (0 <= x < cameras.width and 0 <= y < cameras.height):
+        raise ConfigError(f"click ({x}, {y}) is outside the {cameras.width}x{cameras.height} image")
+    with torch.no_grad():
+        out = render(model, cameras[[view]], with_features=True, backend=backend)
+        return model.decode(out.features[0, y, x])
+
+
+@torch.no_grad()
+def render_probabilities(
+    model: GaussianModel, cameras: Cameras, queries: Tensor, temperature: float = DEFAULT_TEMPERATURE, backend: str = "auto"
+) -> Tensor:
+    """Eq. 5 on rendered (decoded) features: a 2D segmentation from any camera.
+
+    Args:
+        queries: Tensor  # [K, C]
+    Returns:
+        Tensor  # [C_cams, H, W, K]
+    """
+    from dff_gs.render import render
+
+    out = render(model, cameras, with_features=True, backend=backend)
+    return label_probabilities(model.decode(out.features), queries, temperature)

@@ -1,0 +1,86 @@
+"""The teacher interface and its registry: a new 2D teacher is one new module calling ``register_teacher``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from dff_gs.errors import ConfigError
+
+
+class Teacher:
+    """A 2D feature teacher.
+
+    features(image [H, W, 3] in [0, 1]) -> Tensor [h, w, C] at the teacher's own resolution.
+    encode_text(list[str]) -> Tensor [K, C]   (``supports_text``)
+    encode_image_patch(image [h, w, 3]) -> Tensor [C]   (``supports_patch``)
+    Features and text embeddings live in one space; queries compare them by dot products (paper Eq. 5).
+    """
+
+    name: str = "teacher"
+    supports_text: bool = False
+    supports_patch: bool = False
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """Everything that changes the maps (part of the cache key)."""
+        return {}
+
+    def cache_key(self) -> str:
+        blob = json.dumps({"name": self.name, **self.settings()}, sort_keys=True, default=str)
+        return f"{self.name}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+    def features(self, image: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def features_for_scene(self, scene, progress: bool = False) -> Tensor:
+        """Maps of every view of ``scene``: ``[V, h, w, C]`` (CPU, float16 to keep caches small)."""
+        from tqdm import tqdm
+
+        out = [self.features(img).detach().to("cpu", torch.float16)
+               for img in tqdm(scene.images, desc=f"teacher {self.name}", disable=not progress, leave=False)]
+        return torch.stack(out)
+
+    def encode_text(self, texts: list[str]) -> Tensor:
+        raise ConfigError(f"teacher {self.name!r} has no text encoder; use a patch, click or cluster query")
+
+    def encode_image_patch(self, image: Tensor) -> Tensor:
+        """Mean feature of the teacher over a crop ``[h, w, 3]``: a patch query in the teacher's space."""
+        return self.features(image).float().mean(dim=(0, 1))
+
+
+_TEACHERS: dict[str, Callable[..., Teacher]] = {}
+
+
+def register_teacher(name: str, factory: Callable[..., Teacher]) -> None:
+    _TEACHERS[name] = factory
+
+
+def teacher_names() -> list[str]:
+    return sorted(_TEACHERS)
+
+
+def get_teacher(name: str, **kwargs) -> Teacher:
+    if name not in _TEACHERS:
+        raise ConfigError(f"unknown teacher {name!r} (known: {', '.join(teacher_names())}, or none)")
+    return _TEACHERS[name](**kwargs)
+
+
+def normalize(x: Tensor, dim: int = -1) -> Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=dim)
+
+
+def weights_error(teacher: str, looked: list[str], how: str) -> str:
+    where = "; ".join(looked) if looked else "nowhere"
+    return f"teacher {teacher!r}: weights not found (looked in: {where}). {how}"
+
+
+def optional_path(p: Optional[str]) -> Optional[str]:
+    return p or None

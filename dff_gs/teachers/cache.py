@@ -1,0 +1,42 @@
+"""On-disk cache of teacher maps, keyed by scene (path, views, resolution, content hash) and teacher settings."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dff_gs.utils import atomic_write_path
+
+
+def scene_key(scene) -> str:
+    h = hashlib.sha1()
+    h.update(str(Path(scene.source).resolve()).encode())
+    h.update(str((scene.num_views, scene.height, scene.width)).encode())
+    h.update(scene.images[:, ::7, ::7].contiguous().numpy().tobytes())  # content sample: a changed scene misses
+    if scene.semantics is not None:
+        h.update(scene.semantics[:, ::5, ::5].contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_path(teacher, scene, cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"{scene_key(scene)}-{teacher.cache_key()}.pt"
+
+
+def cached_features(teacher, scene, cache_dir: Path, progress: bool = False) -> Tensor:
+    """Teacher maps of every view ``[V, h, w, C]`` from the cache, computed and stored on a miss."""
+    path = cache_path(teacher, scene, cache_dir)
+    if path.is_file():
+        try:
+            maps = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(maps, Tensor) and maps.shape[0] == scene.num_views:
+                return maps
+        except Exception:  # noqa: BLE001  a broken cache entry is recomputed, not fatal
+            pass
+    maps = teacher.features_for_scene(scene, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write_path(path) as tmp:
+        torch.save(maps, tmp)
+    return maps

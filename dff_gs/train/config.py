@@ -1,0 +1,96 @@
+"""The training configuration: dataclasses whose field help becomes ``train.py --help``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from dff_gs.config import option
+
+
+@dataclass
+class DataConfig:
+    path: str = option("", "scene folder (transforms.json, COLMAP or Replica layout); empty = the embedded default scene")
+    format: str = option("auto", "scene format: auto | transforms | colmap | replica")
+    downscale: int = option(1, "integer downscale factor applied on load")
+    test_every: int = option(8, "every Nth view is a held-out test view (0 = none)")
+
+
+@dataclass
+class ModelConfig:
+    sh_degree: int = option(1, "spherical-harmonics degree of colour (3 on GPU; lower is faster on CPU)")
+    feature_dim: int = option(16, "stored per-Gaussian feature dimension D (0 = colour only)")
+    decoder: bool = option(True, "learn a linear decoder D -> teacher dim (else D must equal the teacher dim)")
+    init: str = option("auto", "initialisation: auto (depth > points > random) | depth | points | random")
+    init_points: int = option(40000, "number of Gaussians at initialisation (depth / random init)")
+    init_opacity: float = option(0.5, "initial opacity")
+    init_scale: float = option(0.7, "initial scale as a multiple of the mean 3-NN distance")
+
+
+@dataclass
+class OptimConfig:
+    means_lr: float = option(1.6e-4, "learning rate of means, times the scene scale")
+    quats_lr: float = option(1e-3, "learning rate of rotations")
+    scales_lr: float = option(5e-3, "learning rate of log-scales")
+    opacities_lr: float = option(5e-2, "learning rate of logit opacities")
+    sh0_lr: float = option(2.5e-3, "learning rate of the SH DC term")
+    shN_lr: float = option(2.5e-3 / 20, "learning rate of higher SH terms")
+    features_lr: float = option(1e-2, "learning rate of per-Gaussian features")
+    decoder_lr: float = option(1e-3, "learning rate of the feature decoder")
+    means_lr_final: float = option(0.01, "final means learning rate as a fraction of the initial (exponential decay)")
+
+
+@dataclass
+class StrategyConfig:
+    enabled: bool = option(True, "densify / prune with gsplat's DefaultStrategy")
+    refine_start: int = option(100, "first step of densification")
+    refine_stop_frac: float = option(0.6, "densify until this fraction of the steps")
+    refine_every: int = option(100, "densify every N steps")
+    grow_grad2d: float = option(2e-4, "image-plane gradient threshold to clone/split")
+    grow_scale3d: float = option(0.01, "scale threshold (fraction of scene scale) between clone and split")
+    prune_opa: float = option(0.005, "prune Gaussians below this opacity")
+    reset_every: int = option(3000, "reset opacities every N steps (beyond the run = never)")
+    max_gaussians: int = option(200000, "stop growing past this many Gaussians")
+
+
+@dataclass
+class TeacherSettings:
+    name: str = option("labels", "2D teacher: labels | efficientnet | clip | dino | none")
+    degrade: bool = option(True, "labels teacher: degrade the maps like a real 2D teacher (low-res, noise, wrong views)")
+    text_model: str = option("minilm", "labels teacher: text model for class names (minilm | clip)")
+    weights: str = option("", "local weights path for clip / dino (else the hub)")
+    model: str = option("", "teacher architecture override (e.g. ViT-B-16 for clip)")
+    cache_dir: str = option("", "feature-map cache (empty = <cache>/teachers)")
+    seed: int = option(0, "seed of the labels teacher's degradation")
+    patch: int = option(4, "labels teacher: majority-pool labels to a grid of patch x patch pixel cells")
+    noise: float = option(0.08, "labels teacher: fraction of each view relabeled in random blobs")
+    wrong_views: float = option(0.1, "labels teacher: fraction of views that confuse one class for another")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = option(1500, "optimisation steps")
+    backbone: str = option("gs", "gs (Gaussians) | nerf")
+    backend: str = option("auto", "renderer: auto | torch | gsplat")
+    device: str = option("auto", "auto | cpu | cuda")
+    seed: int = option(0, "random seed")
+    ssim_lambda: float = option(0.2, "weight of D-SSIM in the photometric loss")
+    feature_lambda: float = option(0.1, "weight of the feature distillation loss")
+    feature_start: int = option(0, "step from which the distillation loss is on")
+    sh_degree_interval: int = option(300, "raise the active SH degree every N steps")
+    log_every: int = option(25, "progress-bar update interval")
+    eval_every: int = option(0, "evaluate on test views every N steps (0 = only at the end)")
+    checkpoint_every: int = option(500, "write a checkpoint every N steps (and at the end / on Ctrl-C)")
+    num_render_views: int = option(4, "test views written as PNG renders")
+
+
+@dataclass
+class Config:
+    out: str = option("", "run folder (empty = runs/<scene>-<time>)")
+    resume: str = option("", "checkpoint to resume from (a run folder or a .pt file)")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,71 @@
+"""Teacher side of distillation: feature maps for the training views, label embeddings for evaluation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from dff_gs.data import SceneData
+from dff_gs.train.config import TeacherSettings
+
+
+@dataclass
+class TeacherOutputs:
+    """What training and evaluation need from the teacher.
+
+    dim: teacher feature dimension C (0 = no teacher)
+    train_maps: Tensor  # [V_train, h, w, C] on the training device, or None
+    class_embeddings: Tensor  # [K, C] text embeddings of the scene's class names, or None
+    test_labels: Tensor  # [V_test, h, w] the teacher's own 2D labels on test views (labels teacher), or None
+    """
+
+    dim: int = 0
+    train_maps: Optional[Tensor] = None
+    class_embeddings: Optional[Tensor] = None
+    test_labels: Optional[Tensor] = None
+    meta: dict = field(default_factory=dict)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DFF_GS_CACHE", Path.home() / ".cache" / "dff_gs")) / "teachers"
+
+
+def teacher_kwargs(settings: TeacherSettings) -> dict:
+    """Only the settings that apply to the chosen teacher."""
+    if settings.name == "labels":
+        return {"degrade": settings.degrade, "text_model": settings.text_model, "seed": settings.seed,
+                "patch": settings.patch, "noise": settings.noise, "wrong_views": settings.wrong_views}
+    kwargs = {}
+    if settings.weights:
+        kwargs["weights"] = settings.weights
+    if settings.model:
+        kwargs["model"] = settings.model
+    return kwargs
+
+
+def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.device, progress: bool = True) -> TeacherOutputs:
+    """Compute (or load from the cache) the teacher maps of the training views of ``scene``."""
+    if settings.name == "none":
+        return TeacherOutputs(meta={"name": "none"})
+    from dff_gs.teachers import get_teacher
+    from dff_gs.teachers.cache import cached_features
+
+    teacher = get_teacher(settings.name, **teacher_kwargs(settings))
+    cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    maps = cached_features(teacher, scene, cache_dir, progress=progress)  # [V, h, w, C]
+    out = TeacherOutputs(
+        dim=int(maps.shape[-1]),
+        train_maps=maps[scene.train_ids].to(device),
+        meta={"name": settings.name, "dim": int(maps.shape[-1]), "cache_key": teacher.cache_key(), **teacher_kwargs(settings)},
+    )
+    if getattr(teacher, "supports_text", False) and scene.class_names:
+        out.class_embeddings = teacher.encode_text(list(scene.class_names)).float()
+        out.meta["class_names"] = list(scene.class_names)
+    if hasattr(teacher, "degraded_labels") and scene.semantics is not None and scene.test_ids:
+        out.test_labels = teacher.degraded_labels(scene)[scene.test_ids]
+    return out

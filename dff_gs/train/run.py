@@ -1,0 +1,148 @@
+"""One training run end to end: scene -> teacher maps -> model -> train -> evaluate -> run folder.
+
+A run folder holds ``config.yaml`` (resolved), ``checkpoint.pt``, ``point_cloud.ply`` (+ sidecar),
+``metrics.json``, ``history.json`` and ``renders/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from dff_gs.config import save_yaml, to_dict
+from dff_gs.data import SceneData, load_scene
+from dff_gs.errors import ConfigError
+from dff_gs.gaussians import GaussianModel
+from dff_gs.io.ply import save_ply
+from dff_gs.train.checkpoint import CHECKPOINT_NAME
+from dff_gs.train.config import Config
+from dff_gs.train.distill import TeacherOutputs, prepare_teacher
+from dff_gs.train.evaluate import evaluate
+from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
+from dff_gs.utils import atomic_write_path, seed_everything
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device={name!r} is not a device (auto | cpu | cuda)") from None
+
+
+def resolve_scene_path(cfg: Config) -> Path:
+    if cfg.data.path:
+        return Path(cfg.data.path)
+    from dff_gs.data.synthetic import default_scene_path
+
+    return default_scene_path()
+
+
+def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
+    """Initial Gaussians from depth maps, sparse points or random positions (``model.init``)."""
+    m = cfg.model
+    feature_dim = m.feature_dim if teacher.dim else 0
+    decoder_dim = None
+    if feature_dim and m.decoder:
+        decoder_dim = teacher.dim
+    elif feature_dim and feature_dim != teacher.dim:
+        raise ConfigError(
+            f"model.decoder=false needs model.feature_dim == the teacher's dimension ({teacher.dim}), "
+            f"got {feature_dim}"
+        )
+    common = dict(sh_degree=m.sh_degree, feature_dim=feature_dim, decoder_dim=decoder_dim)
+    method = m.init
+    if method == "auto":
+        method = "depth" if scene.depths is not None else "points" if scene.points is not None else "random"
+    if method == "depth":
+        if scene.depths is None:
+            raise ConfigError(f"model.init=depth but the scene {scene.source} has no depth maps")
+        return GaussianModel.from_depth(
+            scene, max_points=m.init_points, seed=cfg.train.seed, init_opacity=m.init_opacity,
+            init_scale=m.init_scale, **common
+        )
+    if method == "points":
+        if scene.points is None:
+            raise ConfigError(f"model.init=points but the scene {scene.source} has no sparse points")
+        return GaussianModel.from_points(
+            scene.points, scene.point_colors, init_opacity=m.init_opacity, init_scale=m.init_scale, **common
+        )
+    if method == "random":
+        return GaussianModel.random(scene.bounds, m.init_points, init_opacity=m.init_opacity, **common)
+    raise ConfigError(f"model.init={method!r}: expected auto | depth | points | random")
+
+
+def make_run_dir(cfg: Config, scene_path: Path) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scene_path.name}-{stamp}"
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_write_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+
+
+def run(cfg: Config, progress: bool = True) -> dict:
+    """Train and evaluate one run as ``cfg`` says; returns the metrics dict (also in metrics.json)."""
+    if cfg.train.backbone != "gs":
+        raise ConfigError(f"train.backbone={cfg.train.backbone!r}: only 'gs' is available in this version")
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    scene_path = resolve_scene_path(cfg)
+    scene = load_scene(scene_path, downscale=cfg.data.downscale, test_every=cfg.data.test_every, format=cfg.data.format)
+    train_scene = scene.split("train")
+    test_scene = scene.split("test") if scene.test_ids else None
+
+    teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
+    out_dir = make_run_dir(cfg, scene_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.out = str(out_dir)
+    save_yaml(cfg, out_dir / "config.yaml")
+
+    seed_everything(cfg.train.seed)
+    model = init_model(cfg, train_scene, teacher)
+    background = torch.ones(3)
+    data = TrainData(
+        images=train_scene.images.to(device),
+        cameras=train_scene.cameras.to(device),
+        teacher_maps=teacher.train_maps,
+        background=background.to(device),
+        scene_scale=scene_scale_of(train_scene.cameras),
+    )
+    trainer = Trainer(cfg, model, data, device)
+    if cfg.resume:
+        trainer.load(cfg.resume)
+    ckpt = out_dir / CHECKPOINT_NAME
+    trainer.fit(on_checkpoint=lambda: trainer.save(ckpt, to_dict(cfg)), progress=progress)
+    trainer.save(ckpt, to_dict(cfg))
+
+    model = trainer.model
+    metrics: dict = {"train_seconds": trainer.train_seconds, "num_gaussians": model.num_gaussians}
+    if test_scene is not None:
+        metrics.update(
+            evaluate(
+                model,
+                test_scene,
+                device=device,
+                backend=cfg.train.backend,
+                background=background,
+                class_embeddings=teacher.class_embeddings,
+                teacher_labels=teacher.test_labels,
+                render_dir=out_dir / "renders",
+                num_render_views=cfg.train.num_render_views,
+                progress=progress,
+            )
+        )
+    save_ply(model, out_dir / "point_cloud.ply", metadata={"teacher": teacher.meta, "scene": str(scene_path)})
+    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "history.json", {"history": trainer.history})
+    return metrics

@@ -1,0 +1,260 @@
+"""The Gaussian trainer: photometric + distillation losses, densification, checkpoints.
+
+The trainer owns the optimisation loop only. Data, teacher maps and the model come in ready;
+evaluation and run-folder writing live in :mod:`dff_gs.train.evaluate` and :mod:`dff_gs.train.run`.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from dff_gs.cameras import Cameras
+from dff_gs.errors import CheckpointError
+from dff_gs.gaussians import GaussianModel
+from dff_gs.render import render
+from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from dff_gs.train.config import Config
+from dff_gs.train.losses import feature_loss, photometric_loss, upsample_features
+
+PARAM_LR_KEYS = {
+    "means": "means_lr",
+    "quats": "quats_lr",
+    "scales": "scales_lr",
+    "opacities": "opacities_lr",
+    "sh0": "sh0_lr",
+    "shN": "shN_lr",
+    "features": "features_lr",
+}
+
+
+@dataclass
+class TrainData:
+    """What the trainer fits, on the training device.
+
+    images: Tensor  # [V, H, W, 3] training images
+    cameras: Cameras  # V training cameras
+    teacher_maps: Optional[Tensor]  # [V, h, w, C] teacher features at the teacher's resolution
+    background: Tensor  # [3]
+    scene_scale: float  # radius of the camera rig, for learning rates and densification
+    """
+
+    images: Tensor
+    cameras: Cameras
+    teacher_maps: Optional[Tensor]
+    background: Tensor
+    scene_scale: float
+
+
+def scene_scale_of(cameras: Cameras) -> float:
+    """1.1 x the largest distance of a camera centre from their mean (the 3DGS convention)."""
+    centers = cameras.centers
+    return 1.1 * float((centers - centers.mean(0)).norm(dim=-1).max().clamp_min(1e-3))
+
+
+class Trainer:
+    """Optimises a :class:`GaussianModel` against images and (optionally) teacher feature maps."""
+
+    def __init__(self, cfg: Config, model: GaussianModel, data: TrainData, device: torch.device):
+        self.cfg = cfg
+        self.model = model.to(device)
+        self.data = data
+        self.device = device
+        self.step = 0
+        self.train_seconds = 0.0
+        self.history: list[dict] = []
+        self.use_features = data.teacher_maps is not None and model.feature_dim > 0
+        self.optimizers = self._make_optimizers()
+        self.decoder_opt = (
+            torch.optim.Adam(model.decoder.parameters(), lr=cfg.optim.decoder_lr) if model.decoder is not None else None
+        )
+        self.strategy, self.strategy_state = self._make_strategy()
+        self._interrupted = False
+
+    # ------------------------------------------------------------------ setup
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        o = self.cfg.optim
+        opts = {}
+        for key, p in self.model.params.items():
+            lr = getattr(o, PARAM_LR_KEYS[key])
+            if key == "means":
+                lr *= self.data.scene_scale
+            opts[key] = torch.optim.Adam([{"params": [p], "lr": lr, "name": key}], eps=1e-15)
+        return opts
+
+    def _make_strategy(self):
+        s = self.cfg.strategy
+        if not s.enabled:
+            return None, {}
+        from gsplat.strategy import DefaultStrategy  # pure PyTorch; works with our torch backend's info
+
+        steps = self.cfg.train.steps
+        strategy = DefaultStrategy(
+            prune_opa=s.prune_opa,
+            grow_grad2d=s.grow_grad2d,
+            grow_scale3d=s.grow_scale3d,
+            refine_start_iter=s.refine_start,
+            refine_stop_iter=int(s.refine_stop_frac * steps),
+            refine_every=s.refine_every,
+            reset_every=s.reset_every,
+            verbose=False,
+        )
+        strategy.check_sanity(self.model.params, self.optimizers)
+        return strategy, strategy.initialize_state(scene_scale=self.data.scene_scale)
+
+    def _means_lr(self, step: int) -> float:
+        """Exponential decay of the means learning rate to ``means_lr_final`` of its start."""
+        o = self.cfg.optim
+        t = min(step / max(self.cfg.train.steps, 1), 1.0)
+        return o.means_lr * self.data.scene_scale * math.exp(t * math.log(o.means_lr_final))
+
+    # ------------------------------------------------------------------ loop
+    def _view_for_step(self, step: int) -> int:
+        """Views visited in a fresh seeded permutation each epoch: resumable without extra state."""
+        v = len(self.data.cameras)
+        epoch, i = divmod(step, v)
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 100003 + epoch)
+        return int(torch.randperm(v, generator=g)[i])
+
+    def train_step(self) -> dict:
+        cfg = self.cfg.train
+        step = self.step
+        vid = self._view_for_step(step)
+        cams = self.data.cameras[[vid]]
+        gt = self.data.images[vid : vid + 1]
+        active_sh = min(step // max(cfg.sh_degree_interval, 1), self.model.sh_degree)
+        feat_on = self.use_features and step >= cfg.feature_start
+
+        out = render(
+            self.model,
+            cams,
+            backgrounds=self.data.background[None],
+            with_features=feat_on,
+            backend=cfg.backend,
+            sh_degree=active_sh,
+        )
+        if self.strategy is not None:
+            self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step, out.info)
+        loss_rgb = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
+        loss = loss_rgb
+        loss_feat = torch.zeros(())
+        if feat_on:
+            target = upsample_features(self.data.teacher_maps[vid : vid + 1].to(self.device), cams.height, cams.width)
+            loss_feat = feature_loss(self.model.decode(out.features), target)
+            loss = loss + cfg.feature_lambda * loss_feat
+        loss.backward()
+        if self.strategy is not None:
+            self.strategy.step_post_backward(
+                self.model.params, self.optimizers, self.strategy_state, step, out.info, packed=False
+            )
+            self._cap_gaussians()
+        for g in self.optimizers["means"].param_groups:
+            g["lr"] = self._means_lr(step)
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if self.decoder_opt is not None:
+            self.decoder_opt.step()
+            self.decoder_opt.zero_grad(set_to_none=True)
+        self.step += 1
+        with torch.no_grad():
+            mse = float(((out.rgb.detach().clamp(0, 1) - gt) ** 2).mean())
+        return {
+            "loss": float(loss),
+            "loss_rgb": float(loss_rgb),
+            "loss_feat": float(loss_feat),
+            "psnr": -10 * math.log10(max(mse, 1e-10)),
+            "num_gaussians": self.model.num_gaussians,
+        }
+
+    def _cap_gaussians(self) -> None:
+        """Stop growth past ``max_gaussians`` by raising the growth threshold (never drops Gaussians)."""
+        if self.model.num_gaussians > self.cfg.strategy.max_gaussians:
+            self.strategy.grow_grad2d = float("inf")
+
+    def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True) -> None:
+        """Run to ``cfg.train.steps``; Ctrl-C writes a checkpoint (via ``on_checkpoint``) and re-raises."""
+        from tqdm import tqdm
+
+        cfg = self.cfg.train
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not progress, dynamic_ncols=True)
+        previous = signal.getsignal(signal.SIGINT)
+
+        def _on_sigint(signum, frame):  # finish the current step, then stop cleanly
+            self._interrupted = True
+
+        try:
+            signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:  # not in the main thread
+            previous = None
+        try:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                self.train_seconds += time.perf_counter() - t0
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    bar.set_postfix(
+                        loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=stats["num_gaussians"]
+                    )
+                    self.history.append(dict(stats, step=self.step, seconds=self.train_seconds))
+                bar.update(1)
+                if on_checkpoint is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    on_checkpoint()
+                if self._interrupted:
+                    if on_checkpoint is not None:
+                        on_checkpoint()
+                    raise KeyboardInterrupt
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "model": self.model.state_dict(),
+            "sh_degree": self.model.sh_degree,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "decoder_opt": self.decoder_opt.state_dict() if self.decoder_opt is not None else None,
+            "strategy_state": self.strategy_state,
+            "strategy_grow_grad2d": self.strategy.grow_grad2d if self.strategy is not None else None,
+            "history": self.history,
+        }
+
+    def save(self, path: str | Path, config: dict) -> Path:
+        return save_checkpoint(path, dict(self.state(), config=config))
+
+    def load(self, path: str | Path) -> None:
+        """Restore everything saved by :meth:`save` so training continues bit-for-bit."""
+        payload = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.model.check_finite(str(path))
+            self.optimizers = self._make_optimizers()
+            for k, o in self.optimizers.items():
+                o.load_state_dict(payload["optimizers"][k])
+            if self.decoder_opt is not None and payload.get("decoder_opt") is not None:
+                self.decoder_opt.load_state_dict(payload["decoder_opt"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: checkpoint does not match this model/config ({e})") from None
+        if self.strategy is not None:
+            self.strategy_state = {
+                k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in payload["strategy_state"].items()
+            }
+            if payload.get("strategy_grow_grad2d") is not None:
+                self.strategy.grow_grad2d = payload["strategy_grow_grad2d"]
+        self.step = int(payload["step"])
+        self.train_seconds = float(payload.get("train_seconds", 0.0))
+        self.history = list(payload.get("history", []))
+        set_rng_state(payload["rng"])

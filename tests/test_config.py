@@ -1,0 +1,45 @@
+"""Config dataclasses, YAML presets, overrides and CLI errors."""
+
+import pytest
+
+from dff_gs.config import apply_dict, apply_overrides, load_yaml, save_yaml, to_dict
+from dff_gs.errors import ConfigError
+from dff_gs.train.cli import build_parser, resolve_config
+from dff_gs.train.config import Config
+
+
+def test_overrides_coerce_types():
+    cfg = apply_overrides(Config(), ["train.steps=10", "model.decoder=false", "optim.means_lr=1e-3", "data.path=/x"])
+    assert cfg.train.steps == 10 and cfg.model.decoder is False
+    assert cfg.optim.means_lr == pytest.approx(1e-3) and cfg.data.path == "/x"
+
+
+@pytest.mark.parametrize("bad", ["train.stepz=1", "nosection.x=1", "train.steps=abc", "train.steps=1.5", "steps"])
+def test_bad_overrides_raise(bad):
+    with pytest.raises(ConfigError):
+        apply_overrides(Config(), [bad])
+
+
+def test_yaml_roundtrip_and_unknown_key(tmp_path):
+    cfg = apply_overrides(Config(), ["train.steps=7"])
+    save_yaml(cfg, tmp_path / "c.yaml")
+    again = apply_dict(Config(), load_yaml(tmp_path / "c.yaml"))
+    assert to_dict(again) == to_dict(cfg)
+    (tmp_path / "bad.yaml").write_text("train:\n  not_a_key: 1\n")
+    with pytest.raises(ConfigError, match="not_a_key"):
+        apply_dict(Config(), load_yaml(tmp_path / "bad.yaml"))
+    (tmp_path / "broken.yaml").write_text("train: [1,\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_yaml(tmp_path / "broken.yaml")
+
+
+def test_cli_flags_map_to_config(tmp_path):
+    args = build_parser().parse_args(["--steps", "5", "--teacher", "none", "--out", str(tmp_path), "model.sh_degree=0"])
+    cfg = resolve_config(args)
+    assert cfg.train.steps == 5 and cfg.teacher.name == "none" and cfg.out == str(tmp_path)
+    assert cfg.model.sh_degree == 0
+
+
+def test_default_preset_is_valid():
+    cfg = resolve_config(build_parser().parse_args([]))
+    assert cfg.data.path == "" and cfg.teacher.name == "labels"

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Train a feature Gaussian scene. ``python train.py --help`` lists every option."""
+
+import sys
+
+from dff_gs.train.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
