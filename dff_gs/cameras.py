@@ -8,6 +8,7 @@ Pixel centres sit at ``(u + 0.5, v + 0.5)`` as in gsplat.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -78,10 +79,15 @@ class Cameras:
 
     def __getitem__(self, idx: Index) -> "Cameras":
         """Sub-batch by int, slice, list, LongTensor or bool mask; always keeps the batch dimension."""
-        if isinstance(idx, int):
-            idx = slice(idx, idx + 1 if idx != -1 else None)
+        if isinstance(idx, numbers.Integral):
+            n = len(self)
+            if not -n <= int(idx) < n:
+                raise IndexError(f"camera index {int(idx)} is out of range for {n} cameras")
+            idx = slice(int(idx) % n, int(idx) % n + 1)
         elif not isinstance(idx, (slice, Tensor)):
-            idx = torch.as_tensor(list(idx), dtype=torch.long)
+            idx = torch.as_tensor(list(idx))
+            if idx.dtype != torch.bool:  # a list of bools is a mask, anything else a list of ids
+                idx = idx.long()
         if isinstance(idx, Tensor):
             idx = idx.to(self.viewmats.device)
         return Cameras(self.viewmats[idx], self.Ks[idx], self.width, self.height)

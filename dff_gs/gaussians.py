@@ -137,7 +137,6 @@ class GaussianModel(nn.Module):
             colors = torch.full((P, 3), 0.5, device=points.device)
         if scales is None:
             scales = knn_mean_distance(points).clamp_min(1e-7) * init_scale
-        g = torch.Generator(device="cpu").manual_seed(seed)
         K = num_sh_bases(sh_degree)
         params = {
             "means": points,
@@ -146,7 +145,7 @@ class GaussianModel(nn.Module):
             "opacities": torch.full((P,), math.log(init_opacity / (1 - init_opacity))).to(points),
             "sh0": rgb_to_sh0(colors.float().clamp(0, 1))[:, None, :].to(points),
             "shN": torch.zeros(P, K - 1, 3).to(points),
-            "features": (0.01 * torch.randn(P, feature_dim, generator=g)).to(points),
+            "features": torch.zeros(P, feature_dim).to(points),  # the decoder's bias (teacher mean) at start
         }
         return cls(params, sh_degree, decoder_dim)
 

@@ -70,7 +70,7 @@ def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
     K = np.array([[R[0, 0] - R[1, 1] - R[2, 2], 0, 0, 0],
                   [R[1, 0] + R[0, 1], R[1, 1] - R[0, 0] - R[2, 2], 0, 0],
                   [R[2, 0] + R[0, 2], R[2, 1] + R[1, 2], R[2, 2] - R[0, 0] - R[1, 1], 0],
-                  [R[1, 2] - R[2, 1], R[2, 0] - R[0, 2], R[0, 1] - R[1, 0], R[0, 0] + R[1, 1] + R[2, 2]]]) / 3.0
+                  [R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1], R[0, 0] + R[1, 1] + R[2, 2]]]) / 3.0
     vals, vecs = np.linalg.eigh(K)
     q = vecs[[3, 0, 1, 2], np.argmax(vals)]
     return -q if q[0] < 0 else q
@@ -245,7 +245,7 @@ def write_model(model: ColmapModel, model_dir: Path, binary: bool = True) -> Non
     lines = ["# Image list with two lines of data per image:"]
     for im in model.images.values():
         lines.append(f"{im.id} " + " ".join(repr(float(v)) for v in [*im.qvec, *im.tvec]) + f" {im.camera_id} {im.name}")
-        lines.append(" ".join(f"{x!r} {y!r} {int(p)}" for x, y, p in im.points2d))
+        lines.append(" ".join(f"{float(x)!r} {float(y)!r} {int(p)}" for x, y, p in im.points2d))
     (model_dir / "images.txt").write_text("\n".join(lines) + "\n")
     lines = ["# 3D point list with one line of data per point:"]
     lines += [f"{int(pid)} {p[0]!r} {p[1]!r} {p[2]!r} {int(c[0])} {int(c[1])} {int(c[2])} 0.0"

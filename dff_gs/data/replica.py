@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dff_gs.cameras import check_rigid
 from dff_gs.data.frames import Frame, assemble
+from dff_gs.data.image_io import load_labels
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.transforms import read_json
@@ -71,6 +73,7 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
         raise DataError(f"{traj_path}: not a readable trajectory ({err})") from None
     if traj.shape[1] != 16:
         raise DataError(f"{traj_path}: each line must hold a row-major 4x4 matrix (16 numbers), got {traj.shape[1]}")
+    check_rigid(torch.from_numpy(traj.reshape(-1, 4, 4)), str(traj_path))
     rgb = _numbered(root / "rgb", "rgb")
     if not rgb:
         raise DataError(f"{root / 'rgb'}: no rgb_<i>.png images")
@@ -81,17 +84,24 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
     sem = _numbered(root / "semantic_class", "semantic_class")
     from PIL import Image
 
-    with Image.open(rgb[ids[0]]) as im:
-        w, h = im.size
+    try:
+        with Image.open(rgb[ids[0]]) as im:
+            w, h = im.size
+    except OSError as err:
+        raise DataError(f"{rgb[ids[0]]}: not a readable image ({err})") from None
     if (root / "intrinsics.json").is_file():
         k = read_json(root / "intrinsics.json")
-        K = torch.tensor([[k["fl_x"], 0, k["cx"]], [0, k.get("fl_y", k["fl_x"]), k["cy"]], [0, 0, 1]], dtype=torch.float32)
+        try:
+            K = torch.tensor([[k["fl_x"], 0, k["cx"]], [0, k.get("fl_y", k["fl_x"]), k["cy"]], [0, 0, 1]],
+                             dtype=torch.float32)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise DataError(f"{root / 'intrinsics.json'}: expected numbers fl_x, cx, cy (optionally fl_y)") from None
     else:
         f = 0.5 * w / math.tan(math.radians(REPLICA_HFOV_DEG) / 2)
         K = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], dtype=torch.float32)
     class_names, ignore = _class_names(root)
     if sem and class_names is None:
-        n = 1 + max(int(np.asarray(Image.open(p)).max()) for p in sem.values())
+        n = 1 + max(int(load_labels(p).max()) for p in sem.values())
         class_names = [f"class_{i}" for i in range(n)]
     frames = [Frame(rgb[i], torch.from_numpy(traj[i].reshape(4, 4)).float(), K, w, h, f"rgb_{i}",
                     sem.get(i), depth.get(i)) for i in ids]

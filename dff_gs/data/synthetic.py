@@ -295,11 +295,19 @@ def trace(scene: Scene, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarr
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         safe = np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
         inv = 1.0 / safe
+        # slab test against each primitive's AABB, per axis on contiguous 1-D arrays (much faster than
+        # reductions over a trailing axis of length 3)
+        o_ax = [np.ascontiguousarray(origins[:, a]) for a in range(3)]
+        i_ax = [np.ascontiguousarray(inv[:, a]) for a in range(3)]
         for k, p in enumerate(scene.primitives):
             lo, hi = scene._aabbs[k, 0] - 1e-6, scene._aabbs[k, 1] + 1e-6
-            t1, t2 = (lo - origins) * inv, (hi - origins) * inv
-            t_near = np.minimum(t1, t2).max(1)
-            t_far = np.maximum(t1, t2).min(1)
+            t_near, t_far = None, None
+            for a in range(3):
+                t1 = (lo[a] - o_ax[a]) * i_ax[a]
+                t2 = (hi[a] - o_ax[a]) * i_ax[a]
+                near, far = np.minimum(t1, t2), np.maximum(t1, t2)
+                t_near = near if t_near is None else np.maximum(t_near, near)
+                t_far = far if t_far is None else np.minimum(t_far, far)
             cand = np.nonzero((t_near <= t_far) & (t_far > 0) & (t_near < t_best))[0]
             if cand.size == 0:
                 continue

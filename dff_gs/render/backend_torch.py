@@ -45,11 +45,11 @@ def tile_intersections(means2d: Tensor, radii: Tensor, depths: Tensor, width: in
         ext = torch.sqrt(2.0 * torch.log((255.0 * o).clamp_min(1.0))).clamp_max(3.33)
         r = torch.ceil(r * (ext / 3.33)[:, None])
         r[ext <= 0] = -tile_size  # can never reach alpha 1/255: no tiles
-    # gsplat's tile bounds: [min, max) in tiles, clamped to the grid
+    # gsplat's tile bounds: [floor((m - r) / t), ceil((m + r) / t)) in tiles, clamped to the grid
     x0 = ((m[:, 0] - r[:, 0]) / tile_size).clamp(0, tw).long()
-    x1 = ((m[:, 0] + r[:, 0] + tile_size - 1) / tile_size).clamp(0, tw).long()
+    x1 = torch.ceil((m[:, 0] + r[:, 0]) / tile_size).clamp(0, tw).long()
     y0 = ((m[:, 1] - r[:, 1]) / tile_size).clamp(0, th).long()
-    y1 = ((m[:, 1] + r[:, 1] + tile_size - 1) / tile_size).clamp(0, th).long()
+    y1 = torch.ceil((m[:, 1] + r[:, 1]) / tile_size).clamp(0, th).long()
     nx, ny = (x1 - x0).clamp_min(0), (y1 - y0).clamp_min(0)
     counts = nx * ny
     keep = counts > 0

@@ -69,3 +69,30 @@ def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.d
     if hasattr(teacher, "degraded_labels") and scene.semantics is not None and scene.test_ids:
         out.test_labels = teacher.degraded_labels(scene)[scene.test_ids]
     return out
+
+
+@torch.no_grad()
+def init_decoder_pca(decoder: torch.nn.Linear, maps: Tensor, max_samples: int = 200_000, seed: int = 0) -> None:
+    """Start the D -> C decoder at the teacher's top-D principal directions (weight) and mean (bias), so
+    per-Gaussian features begin as PCA coefficients (zero = the mean feature) and distillation starts
+    convex in them instead of fitting a random bilinear product.
+
+    maps: Tensor  # [V, h, w, C] teacher maps (pixels with an all-zero feature are unlabeled and skipped)
+    """
+    X = maps.reshape(-1, maps.shape[-1])
+    X = X[X.abs().sum(-1) > 0]
+    if len(X) == 0:
+        return
+    g = torch.Generator().manual_seed(seed)
+    if len(X) > max_samples:
+        X = X[torch.randperm(len(X), generator=g)[:max_samples].to(X.device)]
+    X = X.float().cpu()
+    mu = X.mean(0)
+    D = decoder.in_features
+    q = min(D, X.shape[1], len(X))
+    torch.manual_seed(seed)  # pca_lowrank is randomised
+    _, _, V = torch.pca_lowrank(X - mu, q=q, center=False)  # V: [C, q]
+    weight = torch.zeros(decoder.out_features, D)
+    weight[:, :q] = V
+    decoder.weight.copy_(weight.to(decoder.weight))
+    decoder.bias.copy_(mu.to(decoder.bias))

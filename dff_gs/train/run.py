@@ -20,7 +20,7 @@ from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import save_ply
 from dff_gs.train.checkpoint import CHECKPOINT_NAME
 from dff_gs.train.config import Config
-from dff_gs.train.distill import TeacherOutputs, prepare_teacher
+from dff_gs.train.distill import TeacherOutputs, init_decoder_pca, prepare_teacher
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
 from dff_gs.utils import atomic_write_path, seed_everything
@@ -110,6 +110,8 @@ def run(cfg: Config, progress: bool = True) -> dict:
 
     seed_everything(cfg.train.seed)
     model = init_model(cfg, train_scene, teacher)
+    if model.decoder is not None and teacher.train_maps is not None:
+        init_decoder_pca(model.decoder, teacher.train_maps, seed=cfg.train.seed)
     background = torch.ones(3)
     data = TrainData(
         images=train_scene.images.to(device),
