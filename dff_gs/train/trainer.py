@@ -167,7 +167,7 @@ class Trainer:
         with torch.no_grad():
             mse = float(((out.rgb.detach().clamp(0, 1) - gt) ** 2).mean())
         return {
-            "loss": float(loss),
+            "loss": float(loss.detach()),
             "loss_rgb": float(loss_rgb),
             "loss_feat": float(loss_feat),
             "psnr": -10 * math.log10(max(mse, 1e-10)),
