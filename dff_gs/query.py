@@ -90,6 +90,54 @@ def text_probabilities(
     return label_probabilities(gaussian_features(model), query_embeddings(emb[0], emb[1:]), temperature)[:, 0]
 
 
+CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")
+"""Generic competing phrases for a lone text query (as LERF's canonical phrases)."""
+
+SYNONYM_COSINE = 0.7
+"""Scene labels whose text embedding is at least this close to the query count as paraphrases of it and
+are not used as its competitors (so "couch" is not beaten by "sofa")."""
+
+
+def text_negatives(encode_text, query: str, class_names: Sequence[str] | None = None,
+                   extra: Sequence[str] = ()) -> list[str]:
+    """Competing labels for ``query``: the canonical phrases, the scene's class names that are not
+    paraphrases of the query, and any ``extra`` ones given by the user."""
+    cands = list(dict.fromkeys([*CANONICAL_NEGATIVES, *(class_names or ()), *extra]))
+    cands = [c for c in cands if c.strip() and c.strip().lower() != query.strip().lower()]
+    if not cands:
+        return list(CANONICAL_NEGATIVES)
+    emb = encode_text([query] + cands)
+    cos = F.normalize(emb[1:].float(), dim=-1) @ F.normalize(emb[0].float(), dim=0)
+    keep = [c for c, s in zip(cands, cos.tolist()) if s < SYNONYM_COSINE or c in extra]
+    return keep or list(CANONICAL_NEGATIVES)
+
+
+def reference_probabilities(model: GaussianModel, reference: Tensor, k: int = 8, seed: int = 0,
+                            same_cosine: float = 0.9, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+    """Eq. 5 for a patch or click query (a feature, no text): the competitors are the k-means centroids of
+    the Gaussians' own features that are not near-duplicates of the query (cosine < ``same_cosine``).
+
+    reference: Tensor  # [C] query feature in the teacher's space
+    Returns Tensor  # [N]
+    """
+    feats = gaussian_features(model)
+    _, centroids = kmeans(feats, min(k, len(feats)), seed=seed)
+    q = F.normalize(reference.float().reshape(-1), dim=0).to(centroids.device)
+    others = centroids[centroids @ q < same_cosine]
+    if len(others) == 0:
+        others = -q[None]
+    return label_probabilities(feats, query_embeddings(q, others), temperature)[:, 0]
+
+
+def patch_feature(teacher, image: Tensor) -> Tensor:
+    """Teacher feature of an image crop ``[h, w, 3]`` in [0, 1]: a patch query.  Returns Tensor  # [C]"""
+    if image.dim() != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
+        raise ConfigError(f"patch query: expected an RGB crop [h, w, 3], got {tuple(image.shape)}")
+    if not getattr(teacher, "supports_patch", False):
+        raise ConfigError(f"teacher {teacher.name!r} cannot encode image patches (use efficientnet, clip or dino)")
+    return teacher.encode_image_patch(image)
+
+
 def segment_gaussians(model: GaussianModel, label_embeddings: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
     """Full 3D segmentation: argmax of Eq. 5 over a label set.  label_embeddings [K, C] -> Tensor  # [N] int64"""
     return label_probabilities(gaussian_features(model), label_embeddings, temperature).argmax(-1)
@@ -154,3 +202,27 @@ def render_probabilities(
 
     out = render(model, cameras, with_features=True, backend=backend)
     return label_probabilities(model.decode(out.features), queries, temperature)
+
+
+@torch.no_grad()
+def render_selection(model: GaussianModel, cameras: Cameras, mask: Tensor, backend: str = "auto") -> Tensor:
+    """How much of each pixel the selected Gaussians cover (their share of the composited weight).
+
+    mask: Tensor  # [N] bool
+    Returns Tensor  # [C, H, W] in [0, 1]
+    """
+    from dff_gs.render import rasterize
+
+    colors = mask.float()[None, :, None].expand(len(cameras), -1, -1).contiguous()
+    img, _, _, _ = rasterize(model.get_means(), model.get_quats(), model.get_scales(), model.get_opacities(),
+                             colors, cameras.viewmats, cameras.Ks, cameras.width, cameras.height,
+                             render_depth=False, backend=backend)
+    return img[..., 0]
+
+
+if __name__ == "__main__":  # python -m dff_gs.query ...
+    import sys
+
+    from dff_gs.query_cli import main
+
+    sys.exit(main())
