@@ -134,7 +134,7 @@ def patch_feature(teacher, image: Tensor) -> Tensor:
     if image.dim() != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
         raise ConfigError(f"patch query: expected an RGB crop [h, w, 3], got {tuple(image.shape)}")
     if not getattr(teacher, "supports_patch", False):
-        raise ConfigError(f"teacher {teacher.name!r} cannot encode image patches (use efficientnet, clip or dino)")
+        raise ConfigError(f"teacher {getattr(teacher, 'name', teacher)!r} cannot encode image patches (use efficientnet, clip or dino)")
     return teacher.encode_image_patch(image)
 
 

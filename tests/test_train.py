@@ -99,3 +99,20 @@ def test_unknown_backend_and_backbone(tiny_scene, tmp_path):
         run(tiny_cfg(tiny_scene, tmp_path / "b", "train.backend=vulkan", "train.steps=1"), progress=False)
     with pytest.raises(ConfigError, match="backbone"):
         run(tiny_cfg(tiny_scene, tmp_path / "c", "train.backbone=mlp"), progress=False)
+
+
+def test_labels_teacher_distils_and_evaluates_segmentation(tiny_scene, tmp_path):
+    """A transforms.json scene with semantic_path/classes.json it never saw: distil, then mIoU vs teacher."""
+    cfg = tiny_cfg(tiny_scene, tmp_path / "sem", "teacher.name=labels", f"teacher.cache_dir={tmp_path / 'cache'}",
+                   "model.feature_dim=8")
+    metrics = run(cfg, progress=False)
+    for key in ("miou", "accuracy", "teacher_miou", "teacher_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["accuracy"] > 0.3  # 24 steps: far from converged, but well above chance over 10 classes
+    side = json.loads((tmp_path / "sem" / "point_cloud.dff.json").read_text())
+    assert side["decoder"]["out"] == 384 and side["teacher"]["name"] == "labels"
+
+
+def test_unknown_teacher_is_a_config_error(tiny_scene, tmp_path):
+    with pytest.raises(ConfigError, match="unknown teacher"):
+        run(tiny_cfg(tiny_scene, tmp_path / "t", "teacher.name=nope"), progress=False)

@@ -168,8 +168,8 @@ class Trainer:
             mse = float(((out.rgb.detach().clamp(0, 1) - gt) ** 2).mean())
         return {
             "loss": float(loss.detach()),
-            "loss_rgb": float(loss_rgb),
-            "loss_feat": float(loss_feat),
+            "loss_rgb": float(loss_rgb.detach()),
+            "loss_feat": float(loss_feat.detach()),
             "psnr": -10 * math.log10(max(mse, 1e-10)),
             "num_gaussians": self.model.num_gaussians,
         }
