@@ -82,6 +82,9 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
 def make_run_dir(cfg: Config, scene_path: Path) -> Path:
     if cfg.out:
         return Path(cfg.out)
+    if cfg.resume:  # continue in the interrupted run's own folder
+        r = Path(cfg.resume)
+        return r if r.is_dir() else r.parent
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scene_path.name}-{stamp}"
 
