@@ -82,5 +82,23 @@ def weights_error(teacher: str, looked: list[str], how: str) -> str:
     return f"teacher {teacher!r}: weights not found (looked in: {where}). {how}"
 
 
+OFFLINE_HINT = "Without network, HF_HUB_OFFLINE=1 makes this fail at once instead of after the hub's retries."
+
+
+def hub_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # noqa: BLE001  only used in a message
+        return "the Hugging Face cache"
+
+
+def hub_error(teacher: str, hub_id: str, how: str, err: Exception) -> ConfigError:
+    """The error for weights the Hugging Face hub could not provide: where it looked, how to give a path."""
+    where = f"Hugging Face hub {hub_id} (cache {hub_cache_dir()})"
+    return ConfigError(weights_error(teacher, [where], f"{how}. {OFFLINE_HINT} ({type(err).__name__}: {err})"))
+
+
 def optional_path(p: Optional[str]) -> Optional[str]:
     return p or None

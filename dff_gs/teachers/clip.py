@@ -25,24 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dff_gs.errors import ConfigError
-from dff_gs.teachers.base import Teacher, normalize, register_teacher, weights_error
-from dff_gs.teachers.efficientnet import check_image, image_to_batch
+from dff_gs.teachers.base import Teacher, hub_error, normalize, register_teacher, weights_error
+from dff_gs.teachers.images import check_image, image_to_batch
 
 DEFAULT_MODEL = "ViT-B-16"
 DEFAULT_TAG = "openai"
 HOW = "pass teacher.weights=/path/to/open_clip_model.safetensors (a local open_clip checkpoint of the model)"
-
-
-def hub_cache_dir() -> str:
-    try:
-        from huggingface_hub import constants
-
-        return str(constants.HF_HUB_CACHE)
-    except Exception:  # noqa: BLE001  only used in a message
-        return "the Hugging Face cache"
-
-
-OFFLINE_HINT = "Without network, HF_HUB_OFFLINE=1 makes this fail at once instead of after the hub's retries."
 
 
 class ClipTeacher(Teacher):
@@ -121,9 +109,7 @@ class ClipTeacher(Teacher):
             return open_clip.create_model(self.model_name, pretrained=self.tag, force_quick_gelu=quick_gelu,
                                           require_pretrained=True)
         except Exception as err:  # noqa: BLE001  offline hub, missing file, ...: say where we looked
-            where = f"Hugging Face hub {cfg.get('hf_hub') or cfg.get('url') or '?'} (cache {hub_cache_dir()})"
-            how = f"{HOW}. {OFFLINE_HINT} ({type(err).__name__}: {err})"
-            raise ConfigError(weights_error("clip", [where], how)) from None
+            raise hub_error("clip", cfg.get("hf_hub") or cfg.get("url") or "?", HOW, err) from None
 
     @property
     def tokenizer(self):

@@ -19,9 +19,8 @@ import torch
 from torch import Tensor
 
 from dff_gs.errors import ConfigError
-from dff_gs.teachers.base import Teacher, normalize, register_teacher, weights_error
-from dff_gs.teachers.clip import OFFLINE_HINT, hub_cache_dir
-from dff_gs.teachers.efficientnet import check_image, fit_short_side, image_to_batch
+from dff_gs.teachers.base import Teacher, hub_error, normalize, register_teacher, weights_error
+from dff_gs.teachers.images import check_image, fit_short_side, image_to_batch
 
 DEFAULT_MODEL = "vit_small_patch16_224.dino"
 HOW = ("pass teacher.weights=/path/to/model.safetensors (a timm or original DINO checkpoint of the model, "
@@ -82,9 +81,7 @@ class DinoTeacher(Teacher):
         try:
             return timm.create_model(self.model_name, pretrained=True, **kwargs)
         except Exception as err:  # noqa: BLE001  offline hub, unknown tag, ...: say where we looked
-            where = f"Hugging Face hub timm/{self.model_name} (cache {hub_cache_dir()})"
-            how = f"{HOW}. {OFFLINE_HINT} ({type(err).__name__}: {err})"
-            raise ConfigError(weights_error("dino", [where], how)) from None
+            raise hub_error("dino", f"timm/{self.model_name}", HOW, err) from None
 
     @property
     def dim(self) -> int:

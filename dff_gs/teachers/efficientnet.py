@@ -8,9 +8,6 @@ Features: the stride-8 stage (40 channels) and the stride-16 stage (112 channels
 the stride-8 grid), each L2-normalised per pixel, concatenated and L2-normalised again: ``C = 152``.
 The input is resized so its short side is ``input_size`` and both sides are multiples of 32, so the map
 is exactly ``[H' / 8, W' / 8]`` of the resized input.
-
-The image helpers at the bottom (``check_image``, ``fit_short_side``, ``image_to_batch``) are shared by the
-``clip`` and ``dino`` teachers.
 """
 
 from __future__ import annotations
@@ -22,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import ConfigError, DataError
+from dff_gs.errors import ConfigError
 from dff_gs.teachers.base import Teacher, normalize, register_teacher, weights_error
+from dff_gs.teachers.images import check_image, fit_short_side, image_to_batch
 
 ARCH = "tf_efficientnet_lite0"
 MEAN = (0.5, 0.5, 0.5)
@@ -200,35 +198,6 @@ class EfficientNetTeacher(Teacher):
         H, W = check_image(image, "efficientnet")
         batch = image_to_batch(image, self.input_hw(H, W), MEAN, STD, self.device)
         return self.model(batch).softmax(-1)[0]
-
-
-# ---------------------------------------------------------------------------------------------------
-# image helpers shared by the network teachers
-
-
-def check_image(image: Tensor, teacher: str) -> tuple[int, int]:
-    """Validate an ``[H, W, 3]`` image tensor; returns ``(H, W)``."""
-    if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
-        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-        raise DataError(f"teacher {teacher!r}: expected an image [H, W, 3] in [0, 1], got {shape}")
-    return int(image.shape[0]), int(image.shape[1])
-
-
-def fit_short_side(height: int, width: int, short: int, multiple: int) -> tuple[int, int]:
-    """``(h, w)`` with the aspect of ``height x width``, short side ~``short``, both multiples of ``multiple``."""
-    scale = short / min(height, width)
-    return (max(multiple, multiple * round(height * scale / multiple)),
-            max(multiple, multiple * round(width * scale / multiple)))
-
-
-def image_to_batch(image: Tensor, size: tuple[int, int], mean, std, device) -> Tensor:
-    """Resize (bilinear, antialiased) and normalise: ``[H, W, 3]`` in [0, 1] -> ``[1, 3, h, w]`` float32."""
-    x = image.to(device=device, dtype=torch.float32).permute(2, 0, 1)[None]
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(mean, dtype=x.dtype, device=x.device)[:, None, None]
-    std = torch.tensor(std, dtype=x.dtype, device=x.device)[:, None, None]
-    return (x - mean) / std
 
 
 register_teacher("efficientnet", EfficientNetTeacher)
