@@ -205,19 +205,29 @@ def render_probabilities(
 
 
 @torch.no_grad()
+def render_values(model: GaussianModel, cameras: Cameras, values: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """Composite arbitrary per-Gaussian values (probabilities, one-hot labels, masks) from ``cameras`` with the
+    model's geometry, over 0; the model itself is not touched.
+
+    values: Tensor  # [N, K]
+    Returns (image [C, H, W, K], alpha [C, H, W, 1])
+    """
+    from dff_gs.render import rasterize
+
+    colors = values.float()[None].expand(len(cameras), -1, -1).contiguous()
+    img, _, alpha, _ = rasterize(model.get_means(), model.get_quats(), model.get_scales(), model.get_opacities(),
+                                 colors, cameras.viewmats, cameras.Ks, cameras.width, cameras.height,
+                                 render_depth=False, backend=backend)
+    return img, alpha
+
+
 def render_selection(model: GaussianModel, cameras: Cameras, mask: Tensor, backend: str = "auto") -> Tensor:
     """How much of each pixel the selected Gaussians cover (their share of the composited weight).
 
     mask: Tensor  # [N] bool
     Returns Tensor  # [C, H, W] in [0, 1]
     """
-    from dff_gs.render import rasterize
-
-    colors = mask.float()[None, :, None].expand(len(cameras), -1, -1).contiguous()
-    img, _, _, _ = rasterize(model.get_means(), model.get_quats(), model.get_scales(), model.get_opacities(),
-                             colors, cameras.viewmats, cameras.Ks, cameras.width, cameras.height,
-                             render_depth=False, backend=backend)
-    return img[..., 0]
+    return render_values(model, cameras, mask[:, None], backend)[0][..., 0]
 
 
 if __name__ == "__main__":  # python -m dff_gs.query ...

@@ -36,13 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _scene(args, meta):
-    from dff_gs.data import load_scene
+def _scene(args, meta, cache: dict):
+    """The scene of ``--data`` (or the one the run was trained on), loaded at most once per call."""
+    if "scene" not in cache:
+        from dff_gs.data import load_scene
 
-    path = args.data or meta.get("scene")
-    if not path:
-        raise ConfigError("no scene: pass --data SCENE (the model's sidecar does not name one)")
-    return load_scene(path)
+        path = args.data or meta.get("scene")
+        if not path:
+            raise ConfigError("no scene: pass --data SCENE (the model's sidecar does not name one)")
+        cache["scene"] = load_scene(path)
+    return cache["scene"]
 
 
 def run_query(args) -> dict:
@@ -53,6 +56,7 @@ def run_query(args) -> dict:
     if teacher is None and not args.cluster and not args.click:
         raise ConfigError(f"{args.model}: no teacher recorded with this model; only --click and --cluster work")
     summary: dict = {"model": str(args.model), "num_gaussians": model.num_gaussians}
+    scenes: dict = {}
     labels = None
     if args.text is not None:
         if not args.text.strip():
@@ -74,7 +78,7 @@ def run_query(args) -> dict:
         probs = Q.reference_probabilities(model, Q.patch_feature(teacher, load_rgb(Path(args.patch))))
         summary["patch"] = args.patch
     elif args.click is not None:
-        scene = _scene(args, meta)
+        scene = _scene(args, meta, scenes)
         v, x, y = args.click
         probs = Q.reference_probabilities(model, Q.click_feature(model, scene.cameras, v, x, y, args.backend))
         summary["click"] = [v, x, y]
@@ -89,37 +93,32 @@ def run_query(args) -> dict:
             pts = model.params["means"].detach()[sel.mask]
             summary["bbox"] = [pts.amin(0).tolist(), pts.amax(0).tolist()]
     if args.out:
-        _write_renders(args, model, meta, probs, labels, summary)
+        _write_renders(args, model, _scene(args, meta, scenes).split(args.split), probs, labels, summary)
     return summary
 
 
-def _write_renders(args, model, meta, probs, labels, summary) -> None:
-    """Render the selection (or the segmentation) as per-Gaussian colours from the scene's cameras."""
+def _write_renders(args, model, scene, probs, labels, summary) -> None:
+    """Render the selection (or the segmentation) from the scene's cameras, over the model's RGB."""
     from dff_gs.io.images import colorize_labels, save_png
     from dff_gs.render import render
     from dff_gs.utils import atomic_write_path
 
-    scene = _scene(args, meta).split(args.split)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # per-Gaussian channels: one-hot of the label, or [p, 1-p] for a query; rendered like features
-    onehot = (torch.nn.functional.one_hot(labels).float() if labels is not None
+    # per-Gaussian channels: one-hot of the label, or [p, 1-p] for a query
+    values = (torch.nn.functional.one_hot(labels).float() if labels is not None
               else torch.stack([probs, 1 - probs], -1))
-    saved = model.params["features"]
-    try:
-        model.params["features"] = torch.nn.Parameter(onehot.to(saved), requires_grad=False)
-        decoder, model.decoder = model.decoder, None
-        for i, name in enumerate(scene.image_names):
-            with torch.no_grad():
-                r = render(model, scene.cameras[[i]], backend=args.backend)
-            seg = r.features[0].argmax(-1)
-            if labels is None:
-                seg = (r.features[0, ..., 0] > args.threshold * r.alpha[0, ..., 0]).long()
-            colours = torch.from_numpy(colorize_labels(seg.cpu(), onehot.shape[1])).float() / 255.0
-            save_png(out / f"{name.replace('/', '_')}.png", 0.5 * colours + 0.5 * r.rgb[0].cpu().clamp(0, 1))
-    finally:
-        model.params["features"] = saved
-        model.decoder = decoder
+    for i, name in enumerate(scene.image_names):
+        cams = scene.cameras[[i]]
+        with torch.no_grad():
+            rgb = render(model, cams, with_features=False, backend=args.backend).rgb[0]
+        img, alpha = Q.render_values(model, cams, values, args.backend)
+        if labels is not None:
+            seg = img[0].argmax(-1)
+        else:
+            seg = (img[0, ..., 0] > args.threshold * alpha[0, ..., 0]).long()
+        colours = torch.from_numpy(colorize_labels(seg.cpu(), values.shape[1])).float() / 255.0
+        save_png(out / f"{name.replace('/', '_')}.png", 0.5 * colours + 0.5 * rgb.cpu().clamp(0, 1))
     with atomic_write_path(out / "selection.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
 

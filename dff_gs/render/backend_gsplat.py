@@ -34,8 +34,6 @@ def rasterize_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Te
         far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds, render_mode="RGB+ED" if render_depth else "RGB",
         packed=False, tile_size=tile_size, rasterize_mode="classic", sh_degree=None,
     )
-    if info["means2d"].requires_grad:
-        info["means2d"].retain_grad()  # densification reads its gradient
     if render_depth:
         return out[..., :-1], out[..., -1:], alpha, info
     return out, None, alpha, info

@@ -18,8 +18,6 @@ def _torch_backend(means, quats, scales, opacities, colors, viewmats, Ks, width,
                    eps2d, backgrounds, render_depth, tile_size):
     means2d, conics, depths, radii = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
                                                        near_plane, far_plane, eps2d)
-    if means2d.requires_grad:
-        means2d.retain_grad()  # densification reads its gradient
     D = colors.shape[-1]
     feats = torch.cat([colors, depths[..., None]], -1) if render_depth else colors
     if backgrounds is not None and render_depth:
@@ -81,6 +79,9 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
     ``tile_size`` applies to the torch backend (gsplat uses 16).
     """
     name = resolve_backend(backend, means.device)
-    return _REGISTRY[name](means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                           near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds,
-                           render_depth=render_depth, tile_size=tile_size)
+    img, depth, alpha, info = _REGISTRY[name](
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
+        far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds, render_depth=render_depth, tile_size=tile_size)
+    if info["means2d"].requires_grad:
+        info["means2d"].retain_grad()  # densification reads its gradient, whichever backend ran
+    return img, depth, alpha, info
