@@ -27,9 +27,25 @@ REQUIRES = [
 EXTRAS = {"test": ["pytest>=7.0"]}
 
 
+def _kernel_build_spec():
+    """cuda_ext/build.py (sources and flags shared with the JIT build), loaded by path: torch-free."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_cuda_ext_build", ROOT / "cuda_ext" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def cuda_extensions():
-    """CUDAExtension for cuda_ext/csrc where CUDA is usable; otherwise say why in one line."""
-    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "cuda_ext" / "csrc").glob("*.c[up]*"))
+    """CUDAExtension for the sources listed in cuda_ext/build.py where CUDA is usable; otherwise say why in one line."""
+    build = _kernel_build_spec()
+    sources = build.source_paths(relative_to=ROOT)
+    missing = [s for s in sources if not (ROOT / s).is_file()]
+    if missing:
+        print(f"dff_gs setup: cuda_ext skipped (sources listed in cuda_ext/build.py are missing: {missing})",
+              file=sys.stderr)
+        return [], {}
     if not sources:
         print("dff_gs setup: cuda_ext has no kernel sources in this version; nothing to build", file=sys.stderr)
         return [], {}
@@ -43,7 +59,8 @@ def cuda_extensions():
         print("dff_gs setup: cuda_ext skipped (no CUDA device/toolkit; set FORCE_CUDA=1 CUDA_HOME=... to build)",
               file=sys.stderr)
         return [], {}
-    ext = CUDAExtension("dff_gs_cuda_ext", sources, extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]})
+    ext = CUDAExtension(build.PREBUILT_NAME, sources, include_dirs=[str(ROOT / "cuda_ext" / "csrc")],
+                        extra_compile_args={"cxx": build.CXX_FLAGS, "nvcc": build.NVCC_FLAGS})
     return [ext], {"build_ext": BuildExtension}
 
 

@@ -1,0 +1,14 @@
+"""Feature lifting: per-Gaussian features as the alpha-compositing-weighted mean of 2D teacher features over
+all views, in one pass (seconds) instead of distillation by gradient descent (minutes).
+
+- :func:`lift_features` (``core``): the operation, backends ``torch`` | ``gsplat`` | ``cuda_ext`` | ``auto``;
+- :func:`lift_model` / :func:`finetune_features` (``model``): a teacher lifted onto a trained model in PCA
+  space with a decoder, and an optional short feature-only distillation;
+- ``dff_gs.lift.run.run_lift``: ``train.py --init-ply PLY --lift``, a run folder like a training run's.
+"""
+
+from dff_gs.lift.core import LIFT_BACKENDS, RESOLUTIONS, cameras_at, lift_features, resolve_lift_backend
+from dff_gs.lift.model import LiftResult, finetune_features, lift_model, with_features
+
+__all__ = ["LIFT_BACKENDS", "RESOLUTIONS", "cameras_at", "lift_features", "resolve_lift_backend", "LiftResult",
+           "finetune_features", "lift_model", "with_features"]
