@@ -230,6 +230,158 @@ def render_selection(model: GaussianModel, cameras: Cameras, mask: Tensor, backe
     return render_values(model, cameras, mask[:, None], backend)[0][..., 0]
 
 
+def cluster_probabilities(model: GaussianModel, k: int, cluster_id: int, seed: int = 0,
+                          temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+    """Eq. 5 with the k-means centroids of the Gaussians' features as the label set: ``p(cluster | x)``.
+    Cluster ids are those of :func:`kmeans` with the same ``k`` and ``seed`` (``python -m dff_gs.query
+    --cluster K`` prints their sizes).  Returns Tensor  # [N]"""
+    if not 0 <= cluster_id < k:
+        raise ConfigError(f"cluster id {cluster_id} is out of range for k={k} (0..{k - 1})")
+    feats = gaussian_features(model)
+    _, centroids = kmeans(feats, k, seed=seed)
+    return label_probabilities(feats, centroids, temperature)[:, cluster_id]
+
+
+QUERY_KINDS = ("text", "patch", "click", "cluster")
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One query as a user states it (command line or edit script), before it is resolved on a model.
+
+    kind: text | patch | click | cluster
+    value: the text; the patch image path; ``(view, x, y)``; ``(k, cluster_id)`` (``cluster_id`` None: the
+        whole clustering, for ``python -m dff_gs.query --cluster K``)
+    negatives: extra competing labels for a text query
+    """
+
+    kind: str
+    value: object
+    negatives: tuple = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in QUERY_KINDS:
+            raise ConfigError(f"unknown query kind {self.kind!r} (known: {', '.join(QUERY_KINDS)})")
+        v = self.value
+        if self.kind == "text" and (not isinstance(v, str) or not v.strip()):
+            raise ConfigError("the query text is empty")
+        if self.kind == "patch" and (not isinstance(v, str) or not v):
+            raise ConfigError("patch query: give the path of an image crop")
+        if self.kind == "click" and (not isinstance(v, (tuple, list)) or len(v) != 3
+                                     or not all(isinstance(i, int) for i in v)):
+            raise ConfigError(f"click query: expected three integers VIEW X Y, got {v!r}")
+        if self.kind == "cluster" and (not isinstance(v, (tuple, list)) or len(v) != 2 or not isinstance(v[0], int)
+                                       or not (v[1] is None or isinstance(v[1], int))):
+            raise ConfigError(f"cluster query: expected K:ID (two integers), got {v!r}")
+
+    def describe(self) -> str:
+        if self.kind == "click":
+            return "click view {} at ({}, {})".format(*self.value)
+        if self.kind == "cluster":
+            return f"cluster {self.value[1]} of {self.value[0]}"
+        return f"{self.kind} {self.value!r}"
+
+
+class QueryContext:
+    """What queries are resolved against: a model and its sidecar metadata; the teacher (text and patch
+    queries) and the scene (click queries, renders) are loaded on first use and shared with
+    :meth:`with_model` copies (an edit re-queries the edited model with the same teacher and scene).
+
+    data: scene path (default: the scene named in the sidecar, ``meta["scene"]``)
+    scene_options: keyword arguments for ``load_scene`` (downscale, test_every, format)
+    """
+
+    def __init__(self, model: GaussianModel, meta: dict, *, source: str = "model", data: Optional[str] = None,
+                 backend: str = "auto", scene_options: Optional[dict] = None, _cache: Optional[dict] = None):
+        self.model, self.meta, self.source, self.data, self.backend = model, meta or {}, str(source), data, backend
+        self.scene_options = dict(scene_options or {})
+        self._cache = {} if _cache is None else _cache
+
+    def with_model(self, model: GaussianModel) -> "QueryContext":
+        return QueryContext(model, self.meta, source=self.source, data=self.data, backend=self.backend,
+                            scene_options=self.scene_options, _cache=self._cache)
+
+    @property
+    def class_names(self) -> Optional[list]:
+        return (self.meta.get("teacher") or {}).get("class_names")
+
+    @property
+    def teacher(self):
+        """The teacher the model was distilled from (``ConfigError`` naming the model if none is recorded)."""
+        if "teacher" not in self._cache:
+            from dff_gs.runs import teacher_from_meta
+
+            self._cache["teacher"] = teacher_from_meta(self.meta)
+        if self._cache["teacher"] is None:
+            raise ConfigError(f"{self.source}: no teacher recorded with this model; only --click and --cluster work")
+        return self._cache["teacher"]
+
+    @property
+    def scene_path(self) -> Optional[str]:
+        return self.data or self.meta.get("scene") or None
+
+    def scene(self):
+        """The scene (all views), loaded once."""
+        if "scene" not in self._cache:
+            from dff_gs.data import load_scene
+
+            if not self.scene_path:
+                raise ConfigError(f"{self.source}: no scene: pass --data SCENE (the model's sidecar does not name one)")
+            self._cache["scene"] = load_scene(self.scene_path, **self.scene_options)
+        return self._cache["scene"]
+
+
+def query_probabilities(ctx: QueryContext, spec: QuerySpec) -> tuple[Tensor, dict]:
+    """Resolve one query on ``ctx.model``: ``p(query | x)`` for every Gaussian and what was asked, for a summary.
+
+    Returns (probs: Tensor  # [N], info: dict)
+    """
+    model = ctx.model
+    if spec.kind == "text":
+        text = spec.value.strip()
+        enc = ctx.teacher.encode_text
+        negs = text_negatives(enc, text, ctx.class_names, [n for n in spec.negatives if str(n).strip()])
+        return text_probabilities(model, enc, text, negs), {"query": text, "negatives": negs}
+    if spec.kind == "patch":
+        from pathlib import Path
+
+        from dff_gs.data.image_io import load_rgb
+
+        teacher = ctx.teacher
+        return reference_probabilities(model, patch_feature(teacher, load_rgb(Path(spec.value)))), {"patch": spec.value}
+    if spec.kind == "click":
+        v, x, y = spec.value
+        feature = click_feature(model, ctx.scene().cameras.to(model.device), v, x, y, ctx.backend)
+        return reference_probabilities(model, feature), {"click": [v, x, y]}
+    k, cid = spec.value
+    if cid is None:
+        raise ConfigError("a cluster query selects one cluster: give K:ID")
+    return cluster_probabilities(model, k, cid), {"cluster": [k, cid]}
+
+
+@torch.no_grad()
+def segmentation_overlay(model: GaussianModel, cameras: Cameras, values: Tensor, threshold: Optional[float] = None,
+                         backend: str = "auto") -> Tensor:
+    """The model's RGB blended half-and-half with a 2D segmentation rendered from per-Gaussian ``values``:
+    one-hot labels ``[N, K]`` (argmax per pixel), or ``[N, 2]`` = ``[p, 1 - p]`` of a query with ``threshold``
+    (a pixel is selected where the composited ``p`` exceeds ``threshold`` x alpha).
+
+    Returns Tensor  # [C, H, W, 3] in [0, 1]
+    """
+    from dff_gs.io.images import colorize_labels
+    from dff_gs.render import render
+
+    out = []
+    for i in range(len(cameras)):
+        cams = cameras[[i]]
+        rgb = render(model, cams, with_features=False, backend=backend).rgb[0]
+        img, alpha = render_values(model, cams, values, backend)
+        seg = img[0].argmax(-1) if threshold is None else (img[0, ..., 0] > threshold * alpha[0, ..., 0]).long()
+        colours = torch.from_numpy(colorize_labels(seg.cpu(), values.shape[1])).float() / 255.0
+        out.append(0.5 * colours + 0.5 * rgb.cpu().clamp(0, 1))
+    return torch.stack(out)
+
+
 if __name__ == "__main__":  # python -m dff_gs.query ...
     import sys
 

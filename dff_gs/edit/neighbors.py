@@ -1,0 +1,53 @@
+"""Nearest neighbours and connected components over Gaussian centres (pure torch, chunked, any device)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def knn(queries: Tensor, points: Tensor, k: int, chunk: int = 0, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
+    """Exact k nearest ``points`` of each query point (``cdist`` over chunks of queries; ``chunk`` 0: as many
+    rows as keep one distance block near 2^26 entries).
+
+    queries: Tensor  # [Q, 3]
+    points: Tensor  # [P, 3]
+    exclude_self: drop the first neighbour (each query is one of ``points``, at distance 0)
+    Returns (dist: Tensor  # [Q, k'], idx: Tensor  # [Q, k'] int64), k' = min(k, P - exclude_self), nearest first
+    """
+    kk = min(k + int(exclude_self), len(points))
+    if len(queries) == 0 or kk <= int(exclude_self):
+        empty = torch.zeros(len(queries), 0, device=queries.device)
+        return empty, empty.long()
+    chunk = chunk or max(1, min(8192, (1 << 26) // max(len(points), 1)))
+    dists, idxs = [], []
+    for s in range(0, len(queries), chunk):
+        d = torch.cdist(queries[s:s + chunk].float(), points.float())
+        v, i = d.topk(kk, dim=1, largest=False)
+        if exclude_self:
+            v, i = v[:, 1:], i[:, 1:]
+        dists.append(v)
+        idxs.append(i)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def connected_components(num_nodes: int, src: Tensor, dst: Tensor, max_iters: int = 1000) -> Tensor:
+    """Component label of every node of an undirected graph (min-label propagation with pointer jumping).
+
+    src, dst: Tensor  # [E] int64 edges
+    Returns Tensor  # [num_nodes] int64, labels 0..n_components-1 ordered by each component's smallest node
+    """
+    device = src.device
+    labels = torch.arange(num_nodes, device=device)
+    if num_nodes == 0:
+        return labels
+    a = torch.cat([src, dst])
+    b = torch.cat([dst, src])
+    for _ in range(max_iters):
+        new = labels.clone()
+        new.scatter_reduce_(0, a, labels[b], reduce="amin")
+        new = new[new]  # pointer jumping: follow the label's own label
+        if torch.equal(new, labels):
+            break
+        labels = new
+    return torch.unique(labels, return_inverse=True)[1]

@@ -1,0 +1,107 @@
+"""What an edit writes: the edited PLY (+ sidecar), a JSON summary beside it and before | after renders.
+
+``out.ply`` -> ``out.ply``, ``out.dff.json`` (sidecar: decoder, teacher, scene, edit history),
+``out.edit.json`` (summary) and ``out_renders/NAME.png`` (before | after, side by side). The input is never
+overwritten; existing outputs are refused without ``force``; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dff_gs.errors import ConfigError
+from dff_gs.gaussians import GaussianModel
+from dff_gs.io.ply import sidecar_path
+from dff_gs.utils import atomic_write_path
+
+_SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder")
+
+
+@dataclass
+class OutputPaths:
+    ply: Path
+    sidecar: Path
+    summary: Path
+    renders: Path
+
+    @classmethod
+    def for_ply(cls, out: str | Path) -> "OutputPaths":
+        out = Path(out)
+        if out.suffix.lower() != ".ply":
+            raise ConfigError(f"{out}: the output must be a .ply file")
+        return cls(out, sidecar_path(out), out.with_name(out.stem + ".edit.json"), out.with_name(out.stem + "_renders"))
+
+    def existing(self) -> list[Path]:
+        return [p for p in (self.ply, self.sidecar, self.summary, self.renders) if p.exists()]
+
+
+def check_outputs(input_ply: str | Path, out: str | Path, force: bool = False) -> OutputPaths:
+    """The output paths, after refusing to overwrite the input (ever) or existing outputs (without ``force``)."""
+    paths = OutputPaths.for_ply(out)
+    inp = Path(input_ply).resolve()
+    protected = {inp, sidecar_path(inp).resolve()}
+    if {paths.ply.resolve(), paths.sidecar.resolve(), paths.summary.resolve()} & protected:
+        raise ConfigError(f"{paths.ply}: refusing to overwrite the input {inp}; choose another --out")
+    clash = paths.existing()
+    if clash and not force:
+        raise ConfigError(f"{clash[0]}: exists; pass --force to overwrite, or choose another --out")
+    return paths
+
+
+def pick_views(model: GaussianModel, cameras, mask: Optional[torch.Tensor], n: int, backend: str = "auto") -> list[int]:
+    """``n`` views to show an edit in: those where the selection covers the most pixels (evenly spaced views
+    when there is no selection)."""
+    from dff_gs.query import render_selection
+
+    n = min(n, len(cameras))
+    if n <= 0:
+        return []
+    if mask is None or not mask.any():
+        return sorted({round(i * (len(cameras) - 1) / max(n - 1, 1)) for i in range(n)})
+    cover = torch.stack([render_selection(model, cameras[[i]], mask, backend)[0].sum() for i in range(len(cameras))])
+    return sorted(cover.argsort(descending=True)[:n].tolist())
+
+
+@torch.no_grad()
+def before_after_panels(before: GaussianModel, after: GaussianModel, cameras, names: list[str], ids: list[int],
+                        backend: str = "auto", progress: bool = False) -> dict[str, np.ndarray]:
+    """``{file name: before | after}`` uint8 panels ``[H, 2W + gap, 3]`` of the views ``ids``."""
+    from dff_gs.io.images import side_by_side
+    from dff_gs.render import render
+
+    panels = {}
+    for i in tqdm(ids, desc="renders", disable=not progress, leave=False):
+        cam = cameras[[i]]
+        a = render(before, cam, with_features=False, backend=backend).rgb[0].cpu()
+        b = render(after, cam, with_features=False, backend=backend).rgb[0].cpu()
+        panels[f"{names[i].replace('/', '_')}.png"] = side_by_side(a, b)
+    return panels
+
+
+def sidecar_metadata(meta: dict, summary: dict) -> dict:
+    """The input's sidecar metadata (teacher, scene) with this edit appended to its ``edits`` history."""
+    out = {k: v for k, v in (meta or {}).items() if k not in _SIDECAR_OWN_KEYS}
+    history = list(out.get("edits") or [])
+    history.append({k: summary[k] for k in ("input", "operations", "num_gaussians_after") if k in summary})
+    out["edits"] = history
+    return out
+
+
+def write_outputs(model: GaussianModel, meta: dict, paths: OutputPaths, summary: dict,
+                  panels: dict[str, np.ndarray]) -> None:
+    """Write the PLY + sidecar, the before | after PNGs and the summary, each atomically."""
+    from dff_gs.io.images import save_png
+    from dff_gs.io.ply import save_ply
+
+    save_ply(model, paths.ply, metadata=sidecar_metadata(meta, summary))
+    for name, img in panels.items():
+        save_png(paths.renders / name, img)
+    with atomic_write_path(paths.summary) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str))

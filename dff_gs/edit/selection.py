@@ -1,0 +1,191 @@
+"""Queries -> a cleaned-up 3D selection of Gaussians.
+
+1. Each query gives ``p(query | x)`` (paper Eq. 5, :func:`dff_gs.query.query_probabilities`); several
+   queries are unioned (per Gaussian, the largest probability counts).
+2. Threshold: ``p > threshold``.
+3. Cleanup in 3D, so that an edit leaves no floaters behind and takes no stray Gaussians along:
+   - *vote*: a selected Gaussian whose ``knn`` nearest Gaussians (all of the model's) are less than
+     ``min_vote`` selected is isolated among unselected ones: dropped, unless it is confident
+     (``p >= vote_exempt``: the model renders part of the object with it, even where the geometry put it
+     among background Gaussians, e.g. just under the floor where the object touches it);
+   - *components*: selected Gaussians are connected when closer than ``link`` x the model's typical
+     neighbour spacing plus ``link_sigma`` x the sum of their largest standard deviations (large Gaussians
+     reach further); a connected piece holding less than ``min_component`` of the selection (and fewer
+     than ``keep_component`` Gaussians) is dropped: a clump of floaters away from the object;
+   - *grow*: an unselected Gaussian with ``p >= grow_min_prob`` whose centre lies within ``grow_sigma``
+     standard deviations of a selected Gaussian (or holds a selected centre within its own ``grow_sigma``)
+     is added, ``grow_iters`` times (the object's surface Gaussians that the threshold left out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from dff_gs.config import option
+from dff_gs.edit.neighbors import connected_components, knn
+from dff_gs.edit.transforms import quat_to_matrix
+from dff_gs.errors import ConfigError, DffError
+from dff_gs.gaussians import GaussianModel
+from dff_gs.query import QueryContext, QuerySpec, query_probabilities
+
+
+class EmptySelectionError(DffError):
+    """A query (after cleanup) selects no Gaussian."""
+
+
+@dataclass
+class SelectionConfig:
+    """How queries become a selection (threshold, then the 3D cleanup)."""
+
+    threshold: float = option(0.5, "select Gaussians with p(query|x) above this")
+    cleanup: bool = option(True, "clean the thresholded selection up in 3D (vote, components, grow)")
+    knn: int = option(16, "neighbours looked at by the vote")
+    min_vote: float = option(0.35, "keep a selected Gaussian only if at least this fraction of its knn nearest "
+                                   "Gaussians are selected")
+    vote_exempt: float = option(0.9, "confident Gaussians, p(query|x) at least this, are exempt from the vote")
+    link: float = option(4.0, "selected Gaussians closer than link x the median neighbour spacing are connected")
+    link_sigma: float = option(2.0, "... plus link_sigma x the sum of their largest standard deviations")
+    min_component: float = option(0.02, "drop connected pieces holding less than this fraction of the selection")
+    keep_component: int = option(50, "... unless they hold at least this many Gaussians")
+    grow_sigma: float = option(2.0, "grow into Gaussians whose centre is within this many standard deviations "
+                                    "of a selected one (or that hold a selected centre)")
+    grow_min_prob: float = option(0.2, "only grow into Gaussians with p(query|x) at least this")
+    grow_iters: int = option(3, "growing rounds")
+
+    def validate(self) -> "SelectionConfig":
+        checks = [(0.0 <= self.threshold < 1.0, "threshold must be in [0, 1)"), (self.knn >= 1, "knn must be >= 1"),
+                  (0.0 <= self.min_vote <= 1.0, "min_vote must be in [0, 1]"), (self.link > 0, "link must be > 0"),
+                  (0.0 <= self.min_component <= 1.0, "min_component must be in [0, 1]"),
+                  (self.keep_component >= 0, "keep_component must be >= 0"),
+                  (self.grow_sigma >= 0, "grow_sigma must be >= 0"),
+                  (0.0 <= self.grow_min_prob <= 1.0, "grow_min_prob must be in [0, 1]"),
+                  (self.grow_iters >= 0, "grow_iters must be >= 0")]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"selection: {msg}")
+        return self
+
+
+@dataclass
+class EditSelection:
+    """A cleaned selection.
+
+    probs: Tensor  # [N] max over the queries of p(query | x)
+    mask: Tensor  # [N] bool, the selection after cleanup
+    stats: counts of each step (thresholded, dropped_vote, dropped_components, grown, selected)
+    """
+
+    probs: Tensor
+    mask: Tensor
+    stats: dict = field(default_factory=dict)
+    queries: list = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return int(self.mask.sum())
+
+
+def _covariance_inverse_factors(model: GaussianModel, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotation ``[M, 3, 3]`` (local -> world) and inverse scales ``[M, 3]`` of Gaussians ``idx``."""
+    return quat_to_matrix(model.get_quats()[idx].detach()), 1.0 / model.get_scales()[idx].detach().clamp_min(1e-8)
+
+
+def _mahalanobis(points: Tensor, centres: Tensor, rot: Tensor, inv_scale: Tensor) -> Tensor:
+    """Distance in standard deviations of ``points  # [M, 3]`` from Gaussians (``centres [M, 3]``, ``rot``,
+    ``inv_scale``) paired row by row.  Returns Tensor  # [M]"""
+    local = torch.einsum("mji,mj->mi", rot, points - centres)  # R^T (p - c)
+    return (local * inv_scale).norm(dim=-1)
+
+
+def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: SelectionConfig) -> tuple[Tensor, dict]:
+    """The vote / components / grow steps of the module docstring.
+
+    probs: Tensor  # [N]
+    mask: Tensor  # [N] bool (thresholded)
+    Returns (mask: Tensor  # [N] bool, stats: dict)
+    """
+    means = model.get_means().detach().float()
+    mask = mask.clone()
+    stats = {"thresholded": int(mask.sum()), "dropped_vote": 0, "dropped_components": 0, "grown": 0}
+    N = len(means)
+    if not cfg.cleanup or N < 2 or not mask.any():
+        stats["selected"] = int(mask.sum())
+        return mask, stats
+    # vote: the fraction of each selected Gaussian's nearest Gaussians that are selected
+    sel = mask.nonzero()[:, 0]
+    _, nbr = knn(means[sel], means, cfg.knn, exclude_self=True)
+    vote = mask[nbr].float().mean(1) if nbr.shape[1] else torch.ones(len(sel), device=means.device)
+    drop = sel[(vote < cfg.min_vote) & (probs[sel] < cfg.vote_exempt)]
+    mask[drop] = False
+    stats["dropped_vote"] = len(drop)
+    # components of the remaining selection, linked within link x the typical spacing
+    sel = mask.nonzero()[:, 0]
+    if len(sel) > 1:
+        probe = means[torch.randperm(N, generator=torch.Generator().manual_seed(0))[:4096].to(means.device)]
+        spacing = knn(probe, means, 1, exclude_self=True)[0].median().clamp_min(1e-8)
+        d, nbr = knn(means[sel], means[sel], cfg.knn, exclude_self=True)
+        size = model.get_scales().detach().amax(1)[sel]  # largest standard deviation of each selected Gaussian
+        close = d < cfg.link * spacing + cfg.link_sigma * (size[:, None] + size[nbr])
+        src = torch.arange(len(sel), device=means.device)[:, None].expand_as(nbr)[close]
+        comp = connected_components(len(sel), src, nbr[close])
+        sizes = torch.bincount(comp)
+        small = (sizes < cfg.min_component * len(sel)) & (sizes < cfg.keep_component)
+        drop = sel[small[comp]]
+        mask[drop] = False
+        stats["dropped_components"] = len(drop)
+        stats["components"] = int((~small).sum())
+    # grow into tightly overlapping Gaussians
+    for _ in range(cfg.grow_iters):
+        sel = mask.nonzero()[:, 0]
+        cand = (~mask & (probs >= cfg.grow_min_prob)).nonzero()[:, 0]
+        if len(sel) == 0 or len(cand) == 0:
+            break
+        _, j = knn(means[cand], means[sel], 4)  # the selected Gaussians nearest to each candidate
+        pair_c = cand[:, None].expand_as(j).reshape(-1)
+        pair_s = sel[j.reshape(-1)]
+        rot_s, inv_s = _covariance_inverse_factors(model, pair_s)
+        rot_c, inv_c = _covariance_inverse_factors(model, pair_c)
+        inside = ((_mahalanobis(means[pair_c], means[pair_s], rot_s, inv_s) < cfg.grow_sigma)
+                  | (_mahalanobis(means[pair_s], means[pair_c], rot_c, inv_c) < cfg.grow_sigma))
+        new = pair_c[inside].unique()
+        if len(new) == 0:
+            break
+        mask[new] = True
+        stats["grown"] += len(new)
+    stats["selected"] = int(mask.sum())
+    return mask, stats
+
+
+def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec], cfg: Optional[SelectionConfig] = None) -> EditSelection:
+    """Resolve ``specs`` on ``ctx.model``, union them, threshold and clean up (see the module docstring).
+
+    Raises :class:`EmptySelectionError` (naming the queries and the best probability) if nothing is selected.
+    """
+    cfg = (cfg or SelectionConfig()).validate()
+    if not specs:
+        raise ConfigError("no query given: pass --text, --click, --patch or --cluster (or select: in the script)")
+    probs, infos = None, []
+    for spec in specs:
+        p, info = query_probabilities(ctx, spec)
+        info = {"kind": spec.kind, **info, "thresholded": int((p > cfg.threshold).sum())}
+        infos.append(info)
+        probs = p if probs is None else torch.maximum(probs, p)
+    mask, stats = cleanup_mask(ctx.model, probs, probs > cfg.threshold, cfg)
+    if not mask.any():
+        what = " + ".join(s.describe() for s in specs)
+        raise EmptySelectionError(f"{ctx.source}: the query {what} selects no Gaussians (highest p(query|x) = "
+                                  f"{float(probs.max()):.3f}, threshold {cfg.threshold}); nothing written")
+    return EditSelection(probs=probs, mask=mask, stats=stats, queries=infos)
+
+
+def selection_bbox(model: GaussianModel, mask: Tensor) -> Optional[list]:
+    """AABB ``[[min xyz], [max xyz]]`` of the selected centres (None if the selection is empty)."""
+    if not mask.any():
+        return None
+    pts = model.get_means().detach()[mask]
+    return [pts.amin(0).tolist(), pts.amax(0).tolist()]
+

@@ -1,0 +1,94 @@
+"""``python -m dff_gs.render RUN_OR_PLY [--data SCENE] [--split test] --out DIR [--text T ...]``
+
+Renders any run or PLY (ours, or a plain 3DGS one without features) at a scene's cameras and writes one
+RGB PNG per view, named like the scene's images (``images/0008.png`` -> ``DIR/0008.png``). With queries
+(``--text`` / ``--patch`` / ``--click`` / ``--cluster K:ID``, repeatable and unioned) it also writes the
+query's 2D segmentation over the render, ``DIR/segmentation/NAME.png`` (p(query|x) of Eq. 5 composited per
+pixel, selected where it exceeds ``--threshold``). The scene defaults to the one the run was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dff_gs.errors import ConfigError, DffError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dff_gs.query_cli import add_query_arguments
+
+    p = argparse.ArgumentParser(prog="python -m dff_gs.render", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="run folder or PLY (plain 3DGS PLYs work too)")
+    add_query_arguments(p, multiple=True)
+    p.add_argument("--split", default="test", help="views to render: test | train | all")
+    p.add_argument("--out", required=True, help="folder for the PNGs")
+    p.add_argument("--force", action="store_true", help="overwrite existing PNGs of the same names")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def output_names(image_names: list[str]) -> list[str]:
+    """PNG file names for the scene's image names: the base name when those are unique, else the relative
+    path with '/' -> '_'."""
+    base = [Path(n).name for n in image_names]
+    if len(set(base)) == len(base):
+        return [f"{b}.png" for b in base]
+    return [f"{n.replace('/', '_')}.png" for n in image_names]
+
+
+def run_render(args) -> list[Path]:
+    from dff_gs import query as Q
+    from dff_gs.io.images import save_png
+    from dff_gs.query_cli import query_specs, run_scene_options
+    from dff_gs.render import render
+    from dff_gs.runs import load_model, resolve_ply
+
+    ply = resolve_ply(args.model)
+    model, meta = load_model(ply)
+    ctx = Q.QueryContext(model, meta, source=str(ply), data=args.data, backend=args.backend,
+                         scene_options=run_scene_options(args.model))
+    if args.split not in ("train", "test", "all"):
+        raise ConfigError(f"--split {args.split!r}: train | test | all")
+    scene = ctx.scene()
+    if args.split != "all" and not (scene.test_ids if args.split == "test" else scene.train_ids):
+        raise ConfigError(f"{ctx.scene_path}: the scene has no {args.split} views")
+    scene = scene.split(args.split)
+    names = output_names(scene.image_names)
+    out = Path(args.out)
+    specs = query_specs(args)
+    files = [out / n for n in names] + ([out / "segmentation" / n for n in names] if specs else [])
+    clash = [f for f in files if f.exists()]
+    if clash and not args.force:
+        raise ConfigError(f"{clash[0]}: exists; pass --force to overwrite, or choose another --out")
+    values = None
+    if specs:
+        probs = torch.stack([Q.query_probabilities(ctx, s)[0] for s in specs]).amax(0)
+        values = torch.stack([probs, 1 - probs], -1)
+    threshold = 0.5 if args.threshold is None else args.threshold
+    cams = scene.cameras.to(model.device)
+    written = []
+    for i in tqdm(range(len(cams)), desc="render", disable=args.quiet):
+        with torch.no_grad():
+            rgb = render(model, cams[[i]], with_features=False, backend=args.backend).rgb[0]
+        written.append(save_png(out / names[i], rgb.cpu().clamp(0, 1)))
+        if values is not None:
+            seg = Q.segmentation_overlay(model, cams[[i]], values, threshold, args.backend)[0]
+            written.append(save_png(out / "segmentation" / names[i], seg))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        written = run_render(args)
+    except DffError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} PNGs to {args.out}")
+    return 0
