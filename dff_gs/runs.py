@@ -1,5 +1,10 @@
 """Open a trained result: a run folder (``point_cloud.ply`` + sidecar) or any PLY, and the teacher that
-goes with it (to encode text / patch queries in the same feature space)."""
+goes with it (to encode text / patch queries in the same feature space).
+
+These are the Gaussian tools' entry (edit.py, ``python -m dff_gs.query``, ``python -m dff_gs.render``). A
+NeRF run (``train.backbone=nerf``) is refused here with a clear error; it opens with
+:func:`dff_gs.nerf.load_nerf`.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,42 @@ from pathlib import Path
 from dff_gs.errors import DataError
 from dff_gs.gaussians import GaussianModel
 
+NERF_HINT = ("the Gaussian tools (edit.py, python -m dff_gs.query, python -m dff_gs.render) need a Gaussian run "
+             "or PLY; open a NeRF with dff_gs.nerf.load_nerf and query it with dff_gs.nerf.query / dff_gs.nerf.edit "
+             "(or python -m dff_gs.nerf.query)")
+
+
+def run_backbone(path: str | Path) -> str | None:
+    """``"gs"`` or ``"nerf"`` for a run folder or a model file, None when it cannot tell."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "point_cloud.ply").is_file():
+            return "gs"
+        if (p / "nerf_model.pt").is_file():
+            return "nerf"
+        cfg = p / "config.yaml"
+        if cfg.is_file():  # an interrupted run has only its config and checkpoint
+            try:
+                import yaml
+
+                backbone = ((yaml.safe_load(cfg.read_text()) or {}).get("train") or {}).get("backbone")
+            except Exception:  # noqa: BLE001  unreadable config: no verdict
+                return None
+            return backbone if backbone in ("gs", "nerf") else None
+        return None
+    if p.suffix.lower() == ".ply":
+        return "gs"
+    if p.suffix == ".pt" and p.is_file():
+        from dff_gs.nerf.io import is_nerf_file
+
+        return "nerf" if is_nerf_file(p) else None
+    return None
+
 
 def resolve_ply(path: str | Path) -> Path:
     p = Path(path)
+    if p.exists() and run_backbone(p) == "nerf":
+        raise DataError(f"{p}: this is a NeRF run, not Gaussians; {NERF_HINT}")
     if p.is_dir():
         if not (p / "point_cloud.ply").is_file():
             raise DataError(f"{p}: not a run folder (no point_cloud.ply in it)")

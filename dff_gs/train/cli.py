@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto | cpu | cuda (= train.device)")
     p.add_argument("--backend", help="auto | torch | gsplat (= train.backend)")
     p.add_argument("--resume", help="checkpoint or run folder to resume from (= resume)")
+    p.add_argument("--init-ply", help="start from a 3DGS PLY of any trainer (= model.init_ply)")
+    p.add_argument("--lift", action="store_true",
+                   help="lift teacher features onto --init-ply in one pass instead of training (= lift.enabled)")
+    p.add_argument("--lift-steps", type=int, help="then distil the features alone for N steps (= lift.steps)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     return p
@@ -50,6 +54,9 @@ def resolve_config(args: argparse.Namespace) -> Config:
         "train.device": args.device,
         "train.backend": args.backend,
         "resume": args.resume,
+        "model.init_ply": args.init_ply,
+        "lift.enabled": True if args.lift else None,
+        "lift.steps": args.lift_steps,
     }
     apply_overrides(cfg, [f"{k}={v}" for k, v in flags.items() if v is not None])
     apply_overrides(cfg, args.overrides)

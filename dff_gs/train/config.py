@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from dff_gs.config import option
+from dff_gs.nerf.config import NerfConfig
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ModelConfig:
     init_points: int = option(40000, "number of Gaussians at initialisation (depth / random init)")
     init_opacity: float = option(0.5, "initial opacity")
     init_scale: float = option(0.7, "initial scale as a multiple of the mean 3-NN distance")
+    init_ply: str = option("", "start from this 3DGS PLY (any trainer's standard layout; overrides model.init)")
 
 
 @dataclass
@@ -85,6 +87,15 @@ class TrainConfig:
 
 
 @dataclass
+class LiftConfig:
+    enabled: bool = option(False, "lift teacher features onto model.init_ply in one pass instead of training (--lift)")
+    steps: int = option(0, "after lifting, distil the features alone for N steps, geometry frozen (--lift-steps)")
+    backend: str = option("auto", "lifting backend: auto | torch | gsplat | cuda_ext")
+    top_k: int = option(0, "only each pixel's k largest compositing weights count (0 = all)")
+    resolution: str = option("image", "image: resample teacher maps to the image pixels | map: render at map size")
+
+
+@dataclass
 class Config:
     out: str = option("", "run folder (empty = runs/<scene>-<time>)")
     resume: str = option("", "checkpoint to resume from (a run folder or a .pt file)")
@@ -94,3 +105,5 @@ class Config:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
+    lift: LiftConfig = field(default_factory=LiftConfig)
+    nerf: NerfConfig = field(default_factory=NerfConfig)

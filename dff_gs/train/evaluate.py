@@ -1,20 +1,84 @@
-"""Held-out evaluation: PSNR / SSIM, depth, and semantic segmentation from rendered features."""
+"""Held-out evaluation: PSNR / SSIM, depth, and semantic segmentation from rendered features.
+
+Evaluation is backbone-agnostic: it takes anything that renders one view into RGB, decoded features and
+depth (a :class:`ViewRenderer`). A :class:`~dff_gs.gaussians.GaussianModel` is wrapped in
+:class:`GaussianViewRenderer`; the NeRF backbone (:class:`dff_gs.nerf.model.NerfModel`) is one itself.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from dff_gs.cameras import Cameras
 from dff_gs.data import SceneData
+from dff_gs.errors import ConfigError
 from dff_gs.eval.metrics import confusion_matrix, depth_metrics, psnr, segmentation_metrics, ssim
 from dff_gs.gaussians import GaussianModel
 from dff_gs.io.images import colorize_labels, depth_to_rgb, save_png, side_by_side
 from dff_gs.render import render
+
+
+@dataclass
+class ViewRender:
+    """One rendered view.
+
+    rgb: Tensor  # [H, W, 3]
+    decoded: Optional[Tensor]  # [H, W, C] features in the teacher's space (None without features)
+    depth: Optional[Tensor]  # [H, W] expected z-depth (None if the backbone renders none)
+    """
+
+    rgb: Tensor
+    decoded: Optional[Tensor]
+    depth: Optional[Tensor]
+
+
+@runtime_checkable
+class ViewRenderer(Protocol):
+    """What evaluation (and the benchmark) needs from a backbone."""
+
+    @property
+    def has_features(self) -> bool:
+        """Whether :meth:`render_view` can return decoded features."""
+
+    def render_view(self, cameras: Cameras, with_features: bool = True) -> ViewRender:
+        """Render the single camera in ``cameras`` (on the renderer's device)."""
+
+
+class GaussianViewRenderer:
+    """:class:`ViewRenderer` over a :class:`GaussianModel` and the rasterizer ``backend``."""
+
+    def __init__(self, model: GaussianModel, backend: str = "auto", background: Optional[Tensor] = None):
+        self.model, self.backend = model, backend
+        self.background = None if background is None else background.to(model.device)
+
+    @property
+    def has_features(self) -> bool:
+        return self.model.feature_dim > 0
+
+    @torch.no_grad()
+    def render_view(self, cameras: Cameras, with_features: bool = True) -> ViewRender:
+        feats = with_features and self.has_features
+        bg = None if self.background is None else self.background[None]
+        out = render(self.model, cameras, backgrounds=bg, with_features=feats, backend=self.backend)
+        return ViewRender(rgb=out.rgb[0], decoded=self.model.decode(out.features[0]) if feats else None,
+                          depth=None if out.depth is None else out.depth[0, ..., 0])
+
+
+def as_view_renderer(model, backend: str = "auto", background: Optional[Tensor] = None) -> ViewRenderer:
+    """A :class:`ViewRenderer` for ``model``: Gaussians are wrapped, renderers are returned as they are."""
+    if isinstance(model, GaussianModel):
+        return GaussianViewRenderer(model, backend=backend, background=background)
+    if isinstance(model, ViewRenderer):
+        return model
+    raise ConfigError(f"cannot evaluate a {type(model).__name__}: expected a GaussianModel or an object with "
+                      f"has_features and render_view(cameras, with_features) -> ViewRender")
 
 
 def predict_labels(decoded: Tensor, class_embeddings: Tensor) -> Tensor:
@@ -38,7 +102,7 @@ def resize_labels(labels: Tensor, height: int, width: int) -> Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: GaussianModel,
+    model: GaussianModel | ViewRenderer,
     scene: SceneData,
     *,
     device: torch.device,
@@ -53,6 +117,7 @@ def evaluate(
     """Render every view of ``scene`` (normally the test split) and measure it.
 
     Args:
+        model: a GaussianModel (rendered with ``backend`` over ``background``) or any ViewRenderer
         class_embeddings: Tensor  # [K, C] text embeddings of scene.class_names (teacher space), or None
         teacher_labels: Tensor  # [V, h, w] the 2D teacher's own predictions on these views, or None
     Returns:
@@ -60,8 +125,8 @@ def evaluate(
         per_class_iou, teacher_miou / teacher_accuracy, and num_views.
     """
     cams = scene.cameras.to(device)
-    bg = background.to(device) if background is not None else None
-    seg = class_embeddings is not None and scene.semantics is not None and model.feature_dim > 0
+    renderer = as_view_renderer(model, backend=backend, background=background)
+    seg = class_embeddings is not None and scene.semantics is not None and renderer.has_features
     k = len(scene.class_names) if scene.class_names else 0
     conf = torch.zeros(k, k, dtype=torch.long) if seg else None
     psnrs, ssims, depth_pred, depth_gt = [], [], [], []
@@ -69,22 +134,22 @@ def evaluate(
         render_dir = Path(render_dir)
         render_dir.mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(scene.num_views), desc="eval", disable=not progress, leave=False):
-        out = render(model, cams[[i]], backgrounds=None if bg is None else bg[None], with_features=seg, backend=backend)
-        rgb = out.rgb[0].clamp(0, 1).cpu()
+        out = renderer.render_view(cams[[i]], with_features=seg)
+        rgb = out.rgb.clamp(0, 1).cpu()
         gt = scene.images[i]
         psnrs.append(psnr(rgb, gt))
         ssims.append(ssim(rgb, gt))
         pred_lab = None
-        if scene.depths is not None:
-            depth_pred.append(out.depth[0, ..., 0].cpu())
+        if scene.depths is not None and out.depth is not None:
+            depth_pred.append(out.depth.cpu())
             depth_gt.append(scene.depths[i])
         if seg:
-            pred_lab = predict_labels(model.decode(out.features[0]), class_embeddings.to(device)).cpu()
+            pred_lab = predict_labels(out.decoded, class_embeddings.to(out.decoded.device)).cpu()
             conf += confusion_matrix(pred_lab, scene.semantics[i], k)
         if render_dir is not None and i < num_render_views:
             name = Path(scene.image_names[i]).name
             save_png(render_dir / f"{name}.png", rgb)
-            panels = [gt, rgb, depth_to_rgb(out.depth[0, ..., 0])]
+            panels = [gt, rgb] + ([depth_to_rgb(out.depth)] if out.depth is not None else [])
             if pred_lab is not None:
                 panels.append(colorize_labels(scene.semantics[i], k))
                 panels.append(colorize_labels(pred_lab, k))

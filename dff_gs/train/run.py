@@ -46,7 +46,7 @@ def resolve_scene_path(cfg: Config) -> Path:
 
 
 def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
-    """Initial Gaussians from depth maps, sparse points or random positions (``model.init``)."""
+    """Initial Gaussians from ``model.init_ply``, else depth maps, sparse points or random positions (``model.init``)."""
     m = cfg.model
     feature_dim = m.feature_dim if teacher.dim else 0
     decoder_dim = None
@@ -57,6 +57,13 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
             f"model.decoder=false needs model.feature_dim == the teacher's dimension ({teacher.dim}), "
             f"got {feature_dim}"
         )
+    if m.init_ply:  # a PLY from any 3DGS trainer: its Gaussians, SH degree included, with fresh features
+        from dff_gs.io.ply import load_ply
+
+        loaded, _ = load_ply(m.init_ply)
+        params = {k: v.detach() for k, v in loaded.params.items()}
+        params["features"] = torch.zeros(loaded.num_gaussians, feature_dim)
+        return GaussianModel(params, loaded.sh_degree, decoder_dim)
     common = dict(sh_degree=m.sh_degree, feature_dim=feature_dim, decoder_dim=decoder_dim)
     method = m.init
     if method == "auto":
@@ -79,6 +86,30 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     raise ConfigError(f"model.init={method!r}: expected auto | depth | points | random")
 
 
+EVAL_KEYS = ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel")
+"""Metrics kept in ``history.json``'s periodic held-out evaluation."""
+
+
+def periodic_eval(trainer, test_scene: Optional[SceneData], device: torch.device, cfg: Config,
+                  background: torch.Tensor, teacher: TeacherOutputs):
+    """The ``eval_fn`` of ``trainer.fit``: held-out metrics every ``train.eval_every`` steps (None if off)."""
+    if test_scene is None or not cfg.train.eval_every:
+        return None
+
+    def eval_fn() -> dict:
+        return evaluate(trainer.model, test_scene, device=device, backend=cfg.train.backend, background=background,
+                        class_embeddings=teacher.class_embeddings, progress=False)
+
+    return eval_fn
+
+
+def record_final_eval(trainer, metrics: dict) -> None:
+    """Close ``trainer.eval_history`` with the final evaluation (if it is not already its last row)."""
+    if "psnr" in metrics and (not trainer.eval_history or trainer.eval_history[-1]["step"] != trainer.step):
+        trainer.eval_history.append({"step": trainer.step, "seconds": trainer.train_seconds,
+                                     **{k: metrics[k] for k in EVAL_KEYS if k in metrics}})
+
+
 def make_run_dir(cfg: Config, scene_path: Path) -> Path:
     if cfg.out:
         return Path(cfg.out)
@@ -94,10 +125,22 @@ def write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=float))
 
 
+BACKBONES = ("gs", "nerf")
+"""Values of ``train.backbone``: Gaussians, or the NeRF-DFF baseline (:mod:`dff_gs.nerf`)."""
+
+
 def run(cfg: Config, progress: bool = True) -> dict:
     """Train and evaluate one run as ``cfg`` says; returns the metrics dict (also in metrics.json)."""
+    if cfg.train.backbone == "nerf":
+        from dff_gs.nerf.run import run_nerf
+
+        return run_nerf(cfg, progress=progress)
     if cfg.train.backbone != "gs":
-        raise ConfigError(f"train.backbone={cfg.train.backbone!r}: only 'gs' is available in this version")
+        raise ConfigError(f"train.backbone={cfg.train.backbone!r}: expected one of {', '.join(BACKBONES)}")
+    if cfg.lift.enabled:  # features lifted onto model.init_ply in one pass instead of training
+        from dff_gs.lift.run import run_lift
+
+        return run_lift(cfg, progress)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     scene_path = resolve_scene_path(cfg)
@@ -127,7 +170,8 @@ def run(cfg: Config, progress: bool = True) -> dict:
     if cfg.resume:
         trainer.load(cfg.resume)
     ckpt = out_dir / CHECKPOINT_NAME
-    trainer.fit(on_checkpoint=lambda: trainer.save(ckpt, to_dict(cfg)), progress=progress)
+    trainer.fit(on_checkpoint=lambda: trainer.save(ckpt, to_dict(cfg)), progress=progress,
+                eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
     trainer.save(ckpt, to_dict(cfg))
 
     model = trainer.model
@@ -149,5 +193,6 @@ def run(cfg: Config, progress: bool = True) -> dict:
         )
     save_ply(model, out_dir / "point_cloud.ply", metadata={"teacher": teacher.meta, "scene": str(scene_path)})
     write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / "history.json", {"history": trainer.history})
+    record_final_eval(trainer, metrics)
+    write_json(out_dir / "history.json", {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
     return metrics

@@ -70,6 +70,7 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0
         self.history: list[dict] = []
+        self.eval_history: list[dict] = []  # held-out metrics every train.eval_every steps, vs training seconds
         self.use_features = data.teacher_maps is not None and model.feature_dim > 0
         self.optimizers = self._make_optimizers()
         self.decoder_opt = (
@@ -179,8 +180,13 @@ class Trainer:
         if self.model.num_gaussians > self.cfg.strategy.max_gaussians:
             self.strategy.grow_grad2d = float("inf")
 
-    def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True) -> None:
-        """Run to ``cfg.train.steps``; Ctrl-C writes a checkpoint (via ``on_checkpoint``) and re-raises."""
+    def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
+            eval_fn: Optional[Callable[[], dict]] = None) -> None:
+        """Run to ``cfg.train.steps``; Ctrl-C writes a checkpoint (via ``on_checkpoint``) and re-raises.
+
+        Every ``train.eval_every`` steps ``eval_fn()`` (held-out metrics) is called and its numbers recorded in
+        ``eval_history`` with the step and the training seconds so far; its own time is not counted.
+        """
         from tqdm import tqdm
 
         cfg = self.cfg.train
@@ -205,6 +211,8 @@ class Trainer:
                     )
                     self.history.append(dict(stats, step=self.step, seconds=self.train_seconds))
                 bar.update(1)
+                if eval_fn is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self.record_eval(eval_fn)
                 if on_checkpoint is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     on_checkpoint()
                 if self._interrupted:
@@ -215,6 +223,14 @@ class Trainer:
             bar.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
+
+    def record_eval(self, eval_fn: Callable[[], dict]) -> dict:
+        """Evaluate now (outside the training clock) and append the numeric metrics to ``eval_history``."""
+        metrics = eval_fn()
+        row = {"step": self.step, "seconds": self.train_seconds,
+               **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        self.eval_history.append(row)
+        return row
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -228,6 +244,7 @@ class Trainer:
             "strategy_state": self.strategy_state,
             "strategy_grow_grad2d": self.strategy.grow_grad2d if self.strategy is not None else None,
             "history": self.history,
+            "eval_history": self.eval_history,
         }
 
     def save(self, path: str | Path, config: dict) -> Path:
@@ -257,4 +274,5 @@ class Trainer:
         self.step = int(payload["step"])
         self.train_seconds = float(payload.get("train_seconds", 0.0))
         self.history = list(payload.get("history", []))
+        self.eval_history = list(payload.get("eval_history", []))
         set_rng_state(payload["rng"])

@@ -1,0 +1,485 @@
+"""``python -m dff_gs.bench``: Gaussians vs the NeRF-DFF backbone on one scene, one teacher, one machine.
+
+Trains both backbones (each in its own process, so peak memory is its own) with periodic held-out
+evaluation, then measures, side by side: test PSNR / SSIM, mIoU / accuracy, depth delta<1.25 / AbsRel,
+training wall time, the Gaussians' time to reach the NeRF's final PSNR, render FPS of RGB + features at
+the test resolution, text-query latency, peak memory and model size. Writes to ``--out``:
+
+``bench.json`` (per backbone: psnr, ssim, miou, accuracy, depth_delta1, depth_absrel, train_seconds,
+render_fps, query_ms, peak_mem_mb, model_mb, eval history; Gaussians also time_to_nerf_psnr; the machine),
+``bench.md`` (the table), ``psnr_vs_time.png`` and ``miou_vs_time.png``, and the two run folders.
+
+Defaults: the embedded scene with the degraded ``labels`` teacher of ``configs/default.yaml`` (Gaussians)
+and ``configs/nerf.yaml`` (NeRF). ``key=value`` overrides apply to both runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from dff_gs.errors import DffError
+from dff_gs.utils import atomic_write_path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = {"gs": ROOT / "configs" / "default.yaml", "nerf": ROOT / "configs" / "nerf.yaml"}
+NAMES = {"gs": "Gaussians", "nerf": "NeRF-DFF"}
+RESULT_KEYS = ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel", "train_seconds", "render_fps",
+               "query_ms", "peak_mem_mb", "model_mb")
+GOALS = {"time_ratio": 0.2, "render_speedup": 50.0}
+"""The Gaussians should reach the NeRF's final PSNR within 1/5 of its training time, render >= 50x faster and
+match or beat its mIoU."""
+
+
+# ----------------------------------------------------------------------------------------------- machine
+def machine_info(device: str) -> dict:
+    """CPU model, cores, torch version, device and load, for the record."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "device": device,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    try:
+        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        pass
+    return info
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+# ----------------------------------------------------------------------------------------------- one backbone
+def make_config(backbone: str, args) -> "object":
+    """The run config of one backbone: its preset, the shared scene / teacher, steps, eval cadence, overrides."""
+    from dff_gs.config import apply_dict, apply_overrides, load_yaml
+    from dff_gs.train.config import Config
+
+    cfg = Config()
+    apply_dict(cfg, load_yaml(PRESETS[backbone]))
+    steps = args.gs_steps if backbone == "gs" else args.nerf_steps
+    every = args.gs_eval_every if backbone == "gs" else args.nerf_eval_every
+    flags = {"train.backbone": backbone, "out": str(Path(args.out) / backbone), "train.device": args.device,
+             "data.path": args.data, "teacher.name": args.teacher, "train.steps": steps,
+             "train.eval_every": every, "train.seed": args.seed}
+    apply_overrides(cfg, [f"{k}={v}" for k, v in flags.items() if v is not None])
+    apply_overrides(cfg, list(args.overrides))
+    if cfg.train.eval_every <= 0:
+        cfg.train.eval_every = max(cfg.train.steps // 10, 1)
+    return cfg
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_renders(renderer, cameras, device: torch.device, views: int, min_seconds: float = 1.0) -> float:
+    """Frames per second of RGB + decoded features at the cameras' resolution (one warm-up frame first)."""
+    ids = list(range(min(views, len(cameras))))
+    renderer.render_view(cameras[[ids[0]]], with_features=renderer.has_features)
+    _sync(device)
+    frames, t0 = 0, time.perf_counter()
+    while True:
+        for i in ids:
+            renderer.render_view(cameras[[i]], with_features=renderer.has_features)
+            frames += 1
+        _sync(device)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return frames / elapsed
+
+
+def query_text(class_names: Optional[list]) -> str:
+    """The benchmark's text query: an object class of the scene (``sofa`` on the embedded default)."""
+    names = list(class_names or [])
+    for preferred in ("sofa", "chair", "table"):
+        if preferred in names:
+            return preferred
+    return names[-1] if names else "object"
+
+
+@torch.no_grad()
+def time_query(backbone: str, model, meta: dict, camera, device: torch.device, repeats: int = 3) -> dict:
+    """Latency of a text query (text already embedded; that cost is the same for both backbones and is
+    reported apart): ``query_ms`` = query -> 2D segmentation of one test view at test resolution;
+    ``query_3d_ms`` = query -> p(l|x) over the model's 3D content (every Gaussian / the NeRF's occupied cells)."""
+    from dff_gs import query as Q
+    from dff_gs.runs import teacher_from_meta
+
+    teacher = teacher_from_meta(meta)
+    if teacher is None or not getattr(teacher, "supports_text", False):
+        return {}
+    names = (meta.get("teacher") or {}).get("class_names")
+    text = query_text(names)
+    negs = Q.text_negatives(teacher.encode_text, text, names)
+    t0 = time.perf_counter()
+    emb = teacher.encode_text([text] + negs).float().to(device)
+    encode_ms = 1e3 * (time.perf_counter() - t0)
+    queries = Q.query_embeddings(emb[0], emb[1:])
+
+    if backbone == "gs":
+        def q2d():
+            probs = Q.label_probabilities(Q.gaussian_features(model), queries)[:, 0]
+            img, alpha = Q.render_values(model, camera, torch.stack([probs, 1 - probs], -1))
+            return img[0, ..., 0] > 0.5 * alpha[0, ..., 0]
+
+        def q3d():
+            return Q.label_probabilities(Q.gaussian_features(model), queries)[:, 0] > 0.5
+    else:
+        from dff_gs.nerf import query as NQ
+
+        points = NQ.field_points(model, max_points=10**9)
+
+        def q2d():
+            return NQ.render_probabilities(model, camera, queries)[0, ..., 0] > 0.5
+
+        def q3d():
+            return NQ.point_probabilities(model, points, queries)[:, 0] > 0.5
+
+    out = {"query": text, "text_encode_ms": encode_ms}
+    for key, fn in (("query_ms", q2d), ("query_3d_ms", q3d)):
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(1e3 * (time.perf_counter() - t0))
+        out[key] = statistics.median(times)
+    if backbone == "nerf":
+        out["query_3d_points"] = len(points)
+    return out
+
+
+def bench_one(backbone: str, args) -> dict:
+    """Train one backbone and measure it (run inside its own process by :func:`main`)."""
+    from dff_gs.data import load_scene
+    from dff_gs.train.evaluate import as_view_renderer
+    from dff_gs.train.run import resolve_device, resolve_scene_path, run
+
+    cfg = make_config(backbone, args)
+    device = resolve_device(cfg.train.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    metrics = run(cfg, progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    run_dir = Path(cfg.out)
+    history = json.loads((run_dir / "history.json").read_text())
+
+    if backbone == "gs":
+        from dff_gs.runs import load_model
+
+        model, meta = load_model(run_dir)
+        model = model.to(device)
+        renderer = as_view_renderer(model, backend=cfg.train.backend, background=torch.ones(3))
+        files = [run_dir / "point_cloud.ply", run_dir / "point_cloud.dff.json"]
+    else:
+        from dff_gs.nerf import NERF_MODEL_NAME, load_nerf
+
+        model, meta = load_nerf(run_dir, map_location=device)
+        model.eval()
+        renderer = model
+        files = [run_dir / NERF_MODEL_NAME]
+    scene = load_scene(resolve_scene_path(cfg), downscale=cfg.data.downscale, test_every=cfg.data.test_every,
+                       format=cfg.data.format)
+    test = scene.split("test") if scene.test_ids else scene
+    cams = test.cameras.to(device)
+    with torch.no_grad():
+        fps = time_renders(renderer, cams, device, args.fps_views)
+        query = time_query(backbone, model, meta, cams[[0]], device)
+    result = {k: metrics[k] for k in ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel",
+                                      "teacher_miou", "train_seconds", "num_gaussians", "num_parameters")
+              if k in metrics}
+    result.update(render_fps=fps, **query, model_mb=sum(f.stat().st_size for f in files if f.is_file()) / 2**20,
+                  rss_peak_mb=peak_rss_mb(), run_wall_seconds=wall, steps=cfg.train.steps,
+                  eval_every=cfg.train.eval_every, resolution=[test.width, test.height], run_dir=str(run_dir),
+                  eval_history=history.get("eval", []))
+    result["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                             else result["rss_peak_mb"])
+    result["peak_mem_kind"] = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- comparison
+def time_to_reach(history: list[dict], target: float, key: str = "psnr") -> Optional[float]:
+    """Training seconds at the first evaluation whose ``key`` is at least ``target`` (None if never)."""
+    for row in history:
+        if row.get(key) is not None and row[key] >= target:
+            return float(row["seconds"])
+    return None
+
+
+def compare(gs: dict, nerf: dict) -> dict:
+    """Ratios against the goals (see ``GOALS``)."""
+    t = time_to_reach(gs.get("eval_history", []), nerf["psnr"])
+    gs["time_to_nerf_psnr"] = t
+    ratio = None if t is None or not nerf.get("train_seconds") else t / nerf["train_seconds"]
+    speedup = gs["render_fps"] / nerf["render_fps"] if nerf.get("render_fps") else None
+    miou_delta = (gs["miou"] - nerf["miou"]) if "miou" in gs and "miou" in nerf else None
+    return {
+        "time_ratio": ratio, "render_speedup": speedup, "miou_delta": miou_delta,
+        "met": {"time_to_nerf_psnr": ratio is not None and ratio <= GOALS["time_ratio"],
+                "render_speedup": speedup is not None and speedup >= GOALS["render_speedup"],
+                "miou": miou_delta is not None and miou_delta >= 0},
+    }
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown(report: dict) -> str:
+    """The side-by-side table, the goals and the machine, as Markdown."""
+    gs, nerf, cmp_, m = report["gs"], report["nerf"], report["comparison"], report["machine"]
+    rows = [("test PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("mIoU", "miou", 3), ("accuracy", "accuracy", 3),
+            ("2D teacher mIoU", "teacher_miou", 3), ("depth δ<1.25", "depth_delta1", 3),
+            ("depth AbsRel", "depth_absrel", 3), ("train steps", "steps", 0), ("train wall time (s)", "train_seconds", 1),
+            ("time to the NeRF's final PSNR (s)", "time_to_nerf_psnr", 1), ("render FPS (RGB + features)", "render_fps", 2),
+            ("text query → 2D mask (ms)", "query_ms", 1), ("text query → 3D p(l|x) (ms)", "query_3d_ms", 1),
+            ("peak memory (MB)", "peak_mem_mb", 0), ("model size (MB)", "model_mb", 2)]
+    w, h = gs.get("resolution", ["?", "?"])
+    lines = [f"| {w}x{h}, {report['settings']['scene']}, teacher {report['settings']['teacher']} | "
+             f"{NAMES['gs']} | {NAMES['nerf']} |", "| --- | ---: | ---: |"]
+    for label, key, d in rows:
+        g = _fmt(gs.get(key), d)
+        if key == "time_to_nerf_psnr" and gs.get(key) is None:
+            g = f"not reached in {gs.get('steps')} steps"
+        lines.append(f"| {label} | {g} | {_fmt(nerf.get(key), d) if key != 'time_to_nerf_psnr' else '-'} |")
+    size = f"{gs.get('num_gaussians', '-')} Gaussians | {nerf.get('num_parameters', '-')} parameters"
+    lines.append(f"| model | {size} |")
+    ok = cmp_["met"]
+    lines += ["", "Goals (Gaussians vs NeRF):",
+              f"- time to the NeRF's final PSNR / NeRF training time: {_fmt(cmp_['time_ratio'])} "
+              f"(goal <= {GOALS['time_ratio']}) {'met' if ok['time_to_nerf_psnr'] else 'NOT met'}",
+              f"- render speed-up: {_fmt(cmp_['render_speedup'], 1)}x (goal >= {GOALS['render_speedup']:.0f}x) "
+              f"{'met' if ok['render_speedup'] else 'NOT met'}",
+              f"- mIoU difference: {_fmt(cmp_['miou_delta'])} (goal >= 0) {'met' if ok['miou'] else 'NOT met'}",
+              "", f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
+                  f"{m.get('gpu') or 'no GPU'}, device {m['device']}, torch {m['torch']}, Python {m['python']}; "
+                  f"load average at start {m.get('load_average', '-')}.",
+              f"Peak memory: {gs.get('peak_mem_kind', '')}; query: {gs.get('query', '-')!r} against the scene's "
+              f"other labels; eval every {gs.get('eval_every')} (GS) / {nerf.get('eval_every')} (NeRF) steps, "
+              f"evaluation time excluded from the training clocks."]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- plots
+COLOURS = {"gs": (31, 119, 180), "nerf": (214, 39, 40)}
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=10 * mag)
+    start = math.floor(lo / step) * step
+    return [start + i * step for i in range(int(math.ceil((hi - start) / step)) + 1)]
+
+
+def plot_curves(series: dict, key: str, ylabel: str, path: Path, title: str, reference: Optional[float] = None,
+                reference_label: str = "") -> Path:
+    """``key`` of each backbone's eval history against training seconds, both on one plot (matplotlib when
+    installed, else drawn with PIL), with an optional dashed horizontal ``reference`` line."""
+    curves = {b: ([r["seconds"] for r in h if key in r], [r[key] for r in h if key in r]) for b, h in series.items()}
+    curves = {b: c for b, c in curves.items() if c[0]}
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        for b, (xs, ys) in curves.items():
+            ax.plot(xs, ys, marker="o", ms=3, label=NAMES[b], color=[c / 255 for c in COLOURS[b]])
+        if reference is not None:
+            ax.axhline(reference, ls="--", color="grey", lw=1, label=reference_label)
+        ax.set_xlabel("training wall time (s)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        with atomic_write_path(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+        plt.close(fig)
+        return path
+    except ImportError:
+        pass
+    from PIL import Image, ImageDraw
+
+    W, H, L, R, T, B = 720, 460, 70, 20, 40, 55
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    xs_all = [x for xs, _ in curves.values() for x in xs] or [0.0, 1.0]
+    ys_all = [y for _, ys in curves.values() for y in ys if math.isfinite(y)] or [0.0, 1.0]
+    if reference is not None and math.isfinite(reference):
+        ys_all.append(reference)
+    xt = _nice_ticks(0.0, max(xs_all))
+    yt = _nice_ticks(min(ys_all), max(ys_all))
+    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (L + (x - x0) / (x1 - x0 or 1) * (W - L - R), H - B - (y - y0) / (y1 - y0 or 1) * (H - T - B))
+
+    for x in xt:
+        p = px(x, y0)
+        d.line([p, px(x, y1)], fill=(225, 225, 225))
+        d.text((p[0] - 10, H - B + 6), f"{x:g}", fill="black")
+    for y in yt:
+        p = px(x0, y)
+        d.line([p, px(x1, y)], fill=(225, 225, 225))
+        d.text((6, p[1] - 6), f"{y:.4g}", fill="black")
+    d.rectangle([L, T, W - R, H - B], outline="black")
+    if reference is not None and math.isfinite(reference):
+        (xa, ya), (xb, _) = px(x0, reference), px(x1, reference)
+        for xd in range(int(xa), int(xb), 12):  # dashed
+            d.line([(xd, ya), (min(xd + 6, xb), ya)], fill=(128, 128, 128), width=1)
+    for b, (xs, ys) in curves.items():
+        pts = [px(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
+        if len(pts) > 1:
+            d.line(pts, fill=COLOURS[b], width=2)
+        for p in pts:
+            d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=COLOURS[b])
+    entries = [(NAMES[b], COLOURS[b]) for b in curves] + ([(reference_label, (128, 128, 128))] if reference_label
+                                                          and reference is not None else [])
+    lx, ly = W - R - 190, H - B - 12 - 18 * len(entries)  # legend: lower right, on white
+    d.rectangle([lx - 8, ly - 6, W - R - 6, H - B - 6], fill="white", outline=(200, 200, 200))
+    for i, (label, colour) in enumerate(entries):
+        d.line([(lx, ly + 6 + 18 * i), (lx + 26, ly + 6 + 18 * i)], fill=colour, width=3)
+        d.text((lx + 34, ly + 18 * i), label, fill="black")
+    d.text((W // 2 - 3 * len(title), 12), title, fill="black")
+    d.text((W // 2 - 60, H - 22), "training wall time (s)", fill="black")
+    d.text((6, T - 18), ylabel, fill="black")
+    with atomic_write_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dff_gs.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="scene folder (default: the embedded default scene)")
+    p.add_argument("--teacher", help="teacher for both backbones (default: the presets' degraded labels)")
+    p.add_argument("--gs-steps", type=int, help="Gaussian training steps (default: configs/default.yaml)")
+    p.add_argument("--nerf-steps", type=int, help="NeRF training steps (default: configs/nerf.yaml)")
+    p.add_argument("--gs-eval-every", type=int, default=50, help="held-out evaluation every N Gaussian steps")
+    p.add_argument("--nerf-eval-every", type=int, default=0, help="held-out evaluation every N NeRF steps "
+                                                                  "(0 = a tenth of the steps)")
+    p.add_argument("--device", help="auto | cpu | cuda for both (default: the presets' auto)")
+    p.add_argument("--seed", type=int, help="random seed of both runs")
+    p.add_argument("--fps-views", type=int, default=3, help="test views rendered for the FPS measurement")
+    p.add_argument("--out", help="output folder (default: runs/bench-<time>)")
+    p.add_argument("--only", choices=("gs", "nerf"), help="train and measure one backbone only (no comparison)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run both backbones in this process (peak memory is then the larger of the two)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--child", choices=("gs", "nerf"), help=argparse.SUPPRESS)
+    p.add_argument("overrides", nargs="*", help="key=value config overrides applied to both runs")
+    return p
+
+
+def _child_argv(backbone: str, args) -> list[str]:
+    argv = [sys.executable, "-m", "dff_gs.bench", "--child", backbone, "--out", str(args.out),
+            "--gs-eval-every", str(args.gs_eval_every), "--nerf-eval-every", str(args.nerf_eval_every),
+            "--fps-views", str(args.fps_views)]
+    for flag, v in (("--data", args.data), ("--teacher", args.teacher), ("--gs-steps", args.gs_steps),
+                    ("--nerf-steps", args.nerf_steps), ("--device", args.device), ("--seed", args.seed)):
+        if v is not None:
+            argv += [flag, str(v)]
+    if args.quiet:
+        argv.append("--quiet")
+    return argv + list(args.overrides)
+
+
+def run_backbone(backbone: str, args) -> dict:
+    """Bench one backbone, in a fresh process unless ``--in-process``; returns its result dict."""
+    result_path = Path(args.out) / f"result_{backbone}.json"
+    if args.in_process:
+        result = bench_one(backbone, args)
+    else:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        proc = subprocess.run(_child_argv(backbone, args), env=env)
+        if proc.returncode != 0 or not result_path.is_file():
+            raise DffError(f"the {NAMES[backbone]} run of the benchmark failed (exit {proc.returncode}); "
+                           f"see its output above and {Path(args.out) / backbone}")
+        return json.loads(result_path.read_text())
+    with atomic_write_path(result_path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.out:
+        args.out = str(Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if args.child:  # inside the child process: train + measure one backbone, write its result
+            result = bench_one(args.child, args)
+            with atomic_write_path(out / f"result_{args.child}.json") as tmp:
+                tmp.write_text(json.dumps(result, indent=2, default=float))
+            return 0
+        device = args.device or "auto"
+        machine = machine_info(str(torch.device("cuda" if torch.cuda.is_available() and device != "cpu" else "cpu")))
+        backbones = [args.only] if args.only else ["nerf", "gs"]
+        results = {b: run_backbone(b, args) for b in backbones}
+    except DffError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = make_config(backbones[0], args)
+    report = {"machine": machine,
+              "settings": {"scene": cfg.data.path or "embedded default", "teacher": cfg.teacher.name,
+                           "degraded_teacher": cfg.teacher.degrade, "gs_steps": args.gs_steps,
+                           "nerf_steps": args.nerf_steps, "device": device,
+                           "command": " ".join(["python -m dff_gs.bench", *(argv if argv is not None else sys.argv[1:])])},
+              **results}
+    if len(results) == 2:
+        report["comparison"] = compare(results["gs"], results["nerf"])
+        histories = {b: r.get("eval_history", []) for b, r in results.items()}
+        nerf = results["nerf"]
+        plot_curves(histories, "psnr", "test PSNR (dB)", out / "psnr_vs_time.png", "Held-out PSNR vs training time",
+                    nerf.get("psnr"), "NeRF final PSNR")
+        plot_curves(histories, "miou", "test mIoU", out / "miou_vs_time.png", "Held-out mIoU vs training time",
+                    nerf.get("miou"), "NeRF final mIoU")
+        text = markdown(report)
+        with atomic_write_path(out / "bench.md") as tmp:
+            tmp.write_text(text)
+        print(text)
+    with atomic_write_path(out / "bench.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=float))
+    print(f"results: {out / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""One NeRF training run end to end, writing the same run-folder layout as the Gaussians:
+
+``config.yaml`` (resolved), ``checkpoint.pt`` (resumable), ``nerf_model.pt`` (the model, in place of
+``point_cloud.ply``), ``metrics.json`` (the same keys; ``num_parameters`` instead of ``num_gaussians``),
+``history.json`` (training log + periodic held-out metrics against training seconds) and ``renders/``.
+
+Scene loading, teacher maps, losses and evaluation are the Gaussians' own code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from typing import Optional
+
+from torch import Tensor
+
+from dff_gs.config import save_yaml, to_dict
+from dff_gs.data import SceneData, load_scene
+from dff_gs.errors import ConfigError
+from dff_gs.nerf.io import NERF_MODEL_NAME, save_nerf
+from dff_gs.nerf.model import NerfModel
+from dff_gs.nerf.trainer import NerfTrainer
+from dff_gs.train.checkpoint import CHECKPOINT_NAME
+from dff_gs.train.config import Config
+from dff_gs.train.distill import init_decoder_pca, prepare_teacher
+from dff_gs.train.evaluate import evaluate
+from dff_gs.utils import seed_everything
+
+def scene_box(bounds: torch.Tensor, padding: float) -> torch.Tensor:
+    """The field's AABB ``[2, 3]``: the scene bounds grown by ``padding`` x their largest side on every face."""
+    pad = float((bounds[1] - bounds[0]).max()) * padding
+    return torch.stack([bounds[0] - pad, bounds[1] + pad]).float()
+
+
+OCC_INITS = ("auto", "depth", "points", "full")
+
+
+def resolve_occ_init(scene: SceneData, method: str) -> str:
+    """``nerf.occ_init`` with ``auto`` resolved as the Gaussians' ``model.init=auto``: depth > points > full."""
+    if method not in OCC_INITS:
+        raise ConfigError(f"nerf.occ_init={method!r}: expected one of {', '.join(OCC_INITS)}")
+    if method == "auto":
+        return "depth" if scene.depths is not None else "points" if scene.points is not None else "full"
+    return method
+
+
+def prior_points(scene: SceneData, method: str, max_points: int = 400_000, seed: int = 0) -> Optional[Tensor]:
+    """The geometry prior of the occupancy grid — what the Gaussians start from (``model.init``): the training
+    views' depth maps back-projected, or the scene's sparse points; None for a full grid.
+
+    Returns Tensor  # [P, 3] or None
+    """
+    method = resolve_occ_init(scene, method)
+    if method == "full":
+        return None
+    if method == "points":
+        if scene.points is None:
+            raise ConfigError(f"nerf.occ_init=points but the scene {scene.source} has no sparse points")
+        return scene.points.float()
+    if scene.depths is None:
+        raise ConfigError(f"nerf.occ_init=depth but the scene {scene.source} has no depth maps")
+    o, d = scene.cameras.generate_rays()
+    z_dir = torch.einsum("cij,chwj->chwi", scene.cameras.viewmats[:, :3, :3], d)[..., 2]
+    valid = scene.depths > 0
+    pts = (o + d * (scene.depths / z_dir.clamp_min(1e-6))[..., None])[valid]
+    if len(pts) > max_points:
+        pts = pts[torch.randperm(len(pts), generator=torch.Generator().manual_seed(seed))[:max_points]]
+    return pts
+
+
+def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
+    """Mark the cells no training camera sees, then start the grid from the prior (or full)."""
+    model.occupancy.mark_invisible(scene.cameras.to(model.device), near=cfg.nerf.near)
+    pts = prior_points(scene, cfg.nerf.occ_init, seed=cfg.train.seed)
+    if pts is not None:
+        model.occupancy.init_from_points(pts, 4.0 * model.occupancy_threshold(), cfg.nerf.occ_init_dilation)
+
+
+def run_nerf(cfg: Config, progress: bool = True) -> dict:
+    """Train and evaluate the NeRF backbone as ``cfg`` says; returns the metrics (also in metrics.json)."""
+    from dff_gs.train.run import make_run_dir, record_final_eval, resolve_device, resolve_scene_path, write_json
+
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    scene_path = resolve_scene_path(cfg)
+    scene = load_scene(scene_path, downscale=cfg.data.downscale, test_every=cfg.data.test_every, format=cfg.data.format)
+    train_scene = scene.split("train")
+    test_scene = scene.split("test") if scene.test_ids else None
+
+    teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
+    cfg.nerf.occ_init = resolve_occ_init(train_scene, cfg.nerf.occ_init)
+    out_dir = make_run_dir(cfg, scene_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.out = str(out_dir)
+    save_yaml(cfg, out_dir / "config.yaml")
+
+    seed_everything(cfg.train.seed)
+    background = torch.ones(3)
+    model = NerfModel(cfg.nerf, scene_box(scene.bounds, cfg.nerf.aabb_padding), teacher.dim, background)
+    if model.decoder is not None and teacher.train_maps is not None:
+        init_decoder_pca(model.decoder, teacher.train_maps, seed=cfg.train.seed)
+    model = model.to(device)
+    init_occupancy(model, train_scene, cfg)
+    trainer = NerfTrainer(cfg, model, train_scene.images.to(device), train_scene.cameras.to(device),
+                          teacher.train_maps, device)
+    meta = {"teacher": teacher.meta, "scene": str(scene_path), "backbone": "nerf"}
+    if cfg.resume:
+        trainer.load(cfg.resume)
+
+    def eval_fn() -> dict:
+        return evaluate(trainer.model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
+                        progress=False)
+
+    ckpt = out_dir / CHECKPOINT_NAME
+    trainer.fit(on_checkpoint=lambda: trainer.save(ckpt, to_dict(cfg), meta), progress=progress,
+                eval_fn=eval_fn if test_scene is not None else None)
+    trainer.save(ckpt, to_dict(cfg), meta)
+
+    model = trainer.model.eval()
+    metrics: dict = {"train_seconds": trainer.train_seconds, "num_parameters": model.num_parameters}
+    if test_scene is not None:
+        metrics.update(evaluate(model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
+                                teacher_labels=teacher.test_labels, render_dir=out_dir / "renders",
+                                num_render_views=cfg.train.num_render_views, progress=progress))
+    record_final_eval(trainer, metrics)
+    save_nerf(model, out_dir / NERF_MODEL_NAME, metadata=meta)
+    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "history.json", {"backbone": "nerf", "history": trainer.history, "eval": trainer.eval_history})
+    return metrics

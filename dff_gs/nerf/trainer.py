@@ -1,0 +1,191 @@
+"""The NeRF trainer: the Gaussians' photometric + distillation losses on patches of rays, Adam with a cosine
+schedule, occupancy-grid refreshes, periodic held-out evaluation (its time excluded from the training
+clock), checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from dff_gs.cameras import Cameras
+from dff_gs.errors import CheckpointError
+from dff_gs.nerf.batches import PatchSampler
+from dff_gs.nerf.io import load_nerf_checkpoint, save_nerf_checkpoint
+from dff_gs.nerf.model import NerfModel
+from dff_gs.nerf.renderer import distortion_loss
+from dff_gs.train.checkpoint import set_rng_state
+from dff_gs.train.config import Config
+from dff_gs.train.losses import feature_loss, photometric_loss
+
+
+class NerfTrainer:
+    """Optimises a :class:`NerfModel` on training images and (optionally) teacher maps.
+
+    images: Tensor  # [V, H, W, 3] on the training device
+    cameras: Cameras  # V cameras on the training device
+    teacher_maps: Tensor  # [V, h, w, C] or None
+    """
+
+    def __init__(self, cfg: Config, model: NerfModel, images: Tensor, cameras: Cameras,
+                 teacher_maps: Optional[Tensor], device: torch.device):
+        self.cfg = cfg
+        self.ncfg = cfg.nerf
+        self.model = model.to(device)
+        self.device = device
+        self.step = 0
+        self.train_seconds = 0.0
+        self.history: list[dict] = []
+        self.eval_history: list[dict] = []
+        self.use_features = teacher_maps is not None and model.has_features
+        self.sampler = PatchSampler(images, cameras, teacher_maps if self.use_features else None,
+                                    self.ncfg.batch_rays, self.ncfg.patch_size)
+        self.optimizer = self._make_optimizer()
+        self._interrupted = False
+
+    # ------------------------------------------------------------------ setup
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        n = self.ncfg
+        grids, mlps = [], []
+        for name, p in self.model.field.named_parameters():
+            (grids if name.endswith("table") else mlps).append(p)
+        groups = [{"params": grids, "lr": n.lr, "weight_decay": 0.0, "name": "grids"},
+                  {"params": mlps, "lr": n.lr, "weight_decay": n.weight_decay, "name": "mlps"}]
+        if self.model.decoder is not None:
+            groups.append({"params": list(self.model.decoder.parameters()), "lr": n.decoder_lr, "weight_decay": 0.0,
+                           "name": "decoder"})
+        for g in groups:
+            g["base_lr"] = g["lr"]
+        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to ``lr_final`` of the initial rate."""
+        n, total = self.ncfg, max(self.cfg.train.steps, 1)
+        if n.lr_warmup and step < n.lr_warmup:
+            return (step + 1) / n.lr_warmup
+        t = min(max(step - n.lr_warmup, 0) / max(total - n.lr_warmup, 1), 1.0)
+        return n.lr_final + (1 - n.lr_final) * 0.5 * (1 + math.cos(math.pi * t))
+
+    # ------------------------------------------------------------------ loop
+    def train_step(self) -> dict:
+        cfg, n = self.cfg.train, self.ncfg
+        step = self.step
+        if n.occ_update_every and step % n.occ_update_every == 0:
+            self.model.update_occupancy(warmup=step < n.occ_warmup)
+        f = self.lr_factor(step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * (f if g["name"] != "decoder" else 1.0)
+        batch = self.sampler.sample()
+        feat_on = self.use_features and step >= cfg.feature_start
+        out = self.model.render_rays(batch.rays_o, batch.rays_d, with_features=feat_on, jitter=True)
+        P, s = batch.rgb.shape[:2]
+        pred = out.rgb.reshape(P, s, s, 3)
+        loss_rgb = photometric_loss(pred, batch.rgb, cfg.ssim_lambda)
+        loss = loss_rgb
+        loss_feat = torch.zeros(())
+        if feat_on:
+            loss_feat = feature_loss(self.model.decode(out.features).reshape(P, s, s, -1), batch.teacher)
+            loss = loss + cfg.feature_lambda * loss_feat
+        if n.distortion_lambda > 0:
+            loss = loss + n.distortion_lambda * distortion_loss(out.weights, out.edges, out.t_near, out.t_far)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        with torch.no_grad():
+            mse = float(((pred.detach().clamp(0, 1) - batch.rgb) ** 2).mean())
+        return {
+            "loss": float(loss.detach()),
+            "loss_rgb": float(loss_rgb.detach()),
+            "loss_feat": float(loss_feat.detach()),
+            "psnr": -10 * math.log10(max(mse, 1e-10)),
+            "occupied": self.model.occupancy.occupied_fraction,
+            **(out.stats or {}),
+        }
+
+    def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
+            eval_fn: Optional[Callable[[], dict]] = None) -> None:
+        """Run to ``cfg.train.steps``. Every ``train.eval_every`` steps ``eval_fn()`` is called and its metrics
+        recorded with the step and training seconds (its own time is not counted). Ctrl-C writes a checkpoint
+        (via ``on_checkpoint``) and re-raises."""
+        from tqdm import tqdm
+
+        cfg = self.cfg.train
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train nerf", disable=not progress, dynamic_ncols=True)
+        previous = signal.getsignal(signal.SIGINT)
+
+        def _on_sigint(signum, frame):
+            self._interrupted = True
+
+        try:
+            signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:  # not in the main thread
+            previous = None
+        try:
+            self.model.train()
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                self.train_seconds += time.perf_counter() - t0
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}",
+                                    occ=f"{stats['occupied']:.2f}")
+                    self.history.append(dict(stats, step=self.step, seconds=self.train_seconds))
+                bar.update(1)
+                if eval_fn is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self.record_eval(eval_fn)
+                if on_checkpoint is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    on_checkpoint()
+                if self._interrupted:
+                    if on_checkpoint is not None:
+                        on_checkpoint()
+                    raise KeyboardInterrupt
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def record_eval(self, eval_fn: Callable[[], dict]) -> dict:
+        """Evaluate now (outside the training clock) and append the metrics to ``eval_history``."""
+        self.model.eval()
+        try:
+            metrics = eval_fn()
+        finally:
+            self.model.train()
+        row = {"step": self.step, "seconds": self.train_seconds,
+               **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        self.eval_history.append(row)
+        return row
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {"step": self.step, "train_seconds": self.train_seconds, "optimizer": self.optimizer.state_dict(),
+                "history": self.history, "eval_history": self.eval_history}
+
+    def save(self, path: str | Path, config: dict, metadata: Optional[dict] = None) -> Path:
+        return save_nerf_checkpoint(path, self.model, self.state(), config, metadata)
+
+    def load(self, path: str | Path) -> None:
+        """Restore everything :meth:`save` wrote so training continues exactly."""
+        payload = load_nerf_checkpoint(path)
+        try:
+            self.model.load_state_dict(payload["model"]["state"])
+            self.model.to(self.device)
+            self.optimizer = self._make_optimizer()
+            self.optimizer.load_state_dict(payload["trainer"]["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{path}: NeRF checkpoint does not match this model/config ({e})") from None
+        for name, p in self.model.state_dict().items():
+            if p.is_floating_point() and not torch.isfinite(p).all():
+                raise CheckpointError(f"{path}: parameter {name!r} has non-finite values (NaN/inf)")
+        t = payload["trainer"]
+        self.step = int(t["step"])
+        self.train_seconds = float(t.get("train_seconds", 0.0))
+        self.history = list(t.get("history", []))
+        self.eval_history = list(t.get("eval_history", []))
+        set_rng_state(payload["rng"])
