@@ -176,9 +176,8 @@ def time_query(backbone: str, model, meta: dict, camera, device: torch.device, r
 
 def bench_one(backbone: str, args) -> dict:
     """Train one backbone and measure it (run inside its own process by :func:`main`)."""
-    from dff_gs.data import load_scene
     from dff_gs.train.evaluate import as_view_renderer
-    from dff_gs.train.run import resolve_device, resolve_scene_path, run
+    from dff_gs.train.run import load_run_scene, resolve_device, run
 
     cfg = make_config(backbone, args)
     device = resolve_device(cfg.train.device)
@@ -204,9 +203,8 @@ def bench_one(backbone: str, args) -> dict:
         model.eval()
         renderer = model
         files = [run_dir / NERF_MODEL_NAME]
-    scene = load_scene(resolve_scene_path(cfg), downscale=cfg.data.downscale, test_every=cfg.data.test_every,
-                       format=cfg.data.format)
-    test = scene.split("test") if scene.test_ids else scene
+    _, scene, _, test = load_run_scene(cfg)
+    test = test if test is not None else scene
     cams = test.cameras.to(device)
     with torch.no_grad():
         fps = time_renders(renderer, cams, device, args.fps_views)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from dff_gs.errors import ConfigError, DffError
+from dff_gs.errors import ConfigError, run_cli
 from dff_gs import query as Q
 
 
@@ -152,10 +151,4 @@ def _write_renders(args, model, scene, probs, labels, summary) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        summary = run_query(args)
-    except DffError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
+    return run_cli(lambda: run_query(args), lambda summary: json.dumps(summary, indent=2))

@@ -10,13 +10,12 @@ pixel, selected where it exceeds ``--threshold``). The scene defaults to the one
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from dff_gs.errors import ConfigError, DffError
+from dff_gs.errors import ConfigError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,10 +84,4 @@ def run_render(args) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        written = run_render(args)
-    except DffError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} PNGs to {args.out}")
-    return 0
+    return run_cli(lambda: run_render(args), lambda written: f"wrote {len(written)} PNGs to {args.out}")

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dff_gs.errors import DffError
+from dff_gs.errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,13 +156,7 @@ def format_summary(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        summary = run_edit(args)
-    except DffError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_summary(summary))
-    return 0
+    return run_cli(lambda: run_edit(args), format_summary)
 
 
 if __name__ == "__main__":

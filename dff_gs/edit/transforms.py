@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.errors import ConfigError
+from dff_gs.render.projection import quat_to_rotmat
 
 
 def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -27,14 +28,8 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
                         aw * bz + ax * by - ay * bx + az * bw], -1)
 
 
-def quat_to_matrix(q: Tensor) -> Tensor:
-    """Rotation matrices of (not necessarily unit) quaternions.  q: Tensor  # [..., 4] wxyz -> [..., 3, 3]"""
-    q = torch.nn.functional.normalize(q, dim=-1)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(*q.shape[:-1], 3, 3)
+quat_to_matrix = quat_to_rotmat
+"""Rotation matrices of (not necessarily unit) quaternions: the renderer's.  q: Tensor  # [..., 4] wxyz -> [..., 3, 3]"""
 
 
 def matrix_to_quat(R: Tensor) -> Tensor:

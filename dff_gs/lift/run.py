@@ -36,22 +36,17 @@ def check_lift_config(cfg: Config) -> None:
 def run_lift(cfg: Config, progress: bool = True) -> dict:
     """Lift (and optionally fine-tune) features onto ``cfg.model.init_ply``, evaluate, write the run folder.
     Returns the metrics dict (also in metrics.json)."""
-    from dff_gs.data import load_scene
     from dff_gs.io.ply import load_ply, save_ply
     from dff_gs.lift.model import finetune_features, lift_model
     from dff_gs.train.distill import prepare_teacher
     from dff_gs.train.evaluate import evaluate
-    from dff_gs.train.run import EVAL_KEYS, make_run_dir, resolve_device, resolve_scene_path, write_json
+    from dff_gs.train.run import EVAL_KEYS, load_run_scene, make_run_dir, resolve_device, write_json
     from dff_gs.utils import seed_everything
 
     check_lift_config(cfg)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path = resolve_scene_path(cfg)
-    scene = load_scene(scene_path, downscale=cfg.data.downscale, test_every=cfg.data.test_every,
-                       format=cfg.data.format)
-    train_scene = scene.split("train")
-    test_scene = scene.split("test") if scene.test_ids else None
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg)
     model, _ = load_ply(cfg.model.init_ply)
     model = model.to(device)
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-from dff_gs.errors import ConfigError, DffError
+from dff_gs.errors import ConfigError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,15 +121,14 @@ def _write_renders(args, model, scene, queries, is_label_set: bool, edit) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def job() -> dict:
         summary = run_query(args)
         if args.out:
             from dff_gs.utils import atomic_write_path
 
             with atomic_write_path(Path(args.out) / "selection.json") as tmp:
                 tmp.write_text(json.dumps(summary, indent=2))
-    except DffError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
+        return summary
+
+    return run_cli(job, lambda summary: json.dumps(summary, indent=2))

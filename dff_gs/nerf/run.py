@@ -9,16 +9,13 @@ Scene loading, teacher maps, losses and evaluation are the Gaussians' own code.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
-
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from dff_gs.config import save_yaml, to_dict
-from dff_gs.data import SceneData, load_scene
+from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
 from dff_gs.nerf.io import NERF_MODEL_NAME, save_nerf
 from dff_gs.nerf.model import NerfModel
@@ -81,14 +78,11 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
 
 def run_nerf(cfg: Config, progress: bool = True) -> dict:
     """Train and evaluate the NeRF backbone as ``cfg`` says; returns the metrics (also in metrics.json)."""
-    from dff_gs.train.run import make_run_dir, record_final_eval, resolve_device, resolve_scene_path, write_json
+    from dff_gs.train.run import load_run_scene, make_run_dir, record_final_eval, resolve_device, write_json
 
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path = resolve_scene_path(cfg)
-    scene = load_scene(scene_path, downscale=cfg.data.downscale, test_every=cfg.data.test_every, format=cfg.data.format)
-    train_scene = scene.split("train")
-    test_scene = scene.split("test") if scene.test_ids else None
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg)
 
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
     cfg.nerf.occ_init = resolve_occ_init(train_scene, cfg.nerf.occ_init)

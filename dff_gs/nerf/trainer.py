@@ -5,8 +5,6 @@ clock), checkpoints and exact resume."""
 from __future__ import annotations
 
 import math
-import signal
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,6 +20,7 @@ from dff_gs.nerf.renderer import distortion_loss
 from dff_gs.train.checkpoint import set_rng_state
 from dff_gs.train.config import Config
 from dff_gs.train.losses import feature_loss, photometric_loss
+from dff_gs.train.loop import fit_loop
 
 
 class NerfTrainer:
@@ -110,45 +109,12 @@ class NerfTrainer:
 
     def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
             eval_fn: Optional[Callable[[], dict]] = None) -> None:
-        """Run to ``cfg.train.steps``. Every ``train.eval_every`` steps ``eval_fn()`` is called and its metrics
-        recorded with the step and training seconds (its own time is not counted). Ctrl-C writes a checkpoint
-        (via ``on_checkpoint``) and re-raises."""
-        from tqdm import tqdm
-
-        cfg = self.cfg.train
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train nerf", disable=not progress, dynamic_ncols=True)
-        previous = signal.getsignal(signal.SIGINT)
-
-        def _on_sigint(signum, frame):
-            self._interrupted = True
-
-        try:
-            signal.signal(signal.SIGINT, _on_sigint)
-        except ValueError:  # not in the main thread
-            previous = None
-        try:
-            self.model.train()
-            while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                stats = self.train_step()
-                self.train_seconds += time.perf_counter() - t0
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}",
-                                    occ=f"{stats['occupied']:.2f}")
-                    self.history.append(dict(stats, step=self.step, seconds=self.train_seconds))
-                bar.update(1)
-                if eval_fn is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
-                    self.record_eval(eval_fn)
-                if on_checkpoint is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    on_checkpoint()
-                if self._interrupted:
-                    if on_checkpoint is not None:
-                        on_checkpoint()
-                    raise KeyboardInterrupt
-        finally:
-            bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        """Run to ``cfg.train.steps`` (:func:`~dff_gs.train.loop.fit_loop`). Every ``train.eval_every`` steps
+        ``eval_fn()`` is called and its metrics recorded with the step and training seconds (its own time is not
+        counted). Ctrl-C writes a checkpoint (via ``on_checkpoint``) and re-raises."""
+        self.model.train()
+        fit_loop(self, desc="train nerf", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
+                 postfix=lambda s: dict(loss=f"{s['loss']:.4f}", psnr=f"{s['psnr']:.2f}", occ=f"{s['occupied']:.2f}"))
 
     def record_eval(self, eval_fn: Callable[[], dict]) -> dict:
         """Evaluate now (outside the training clock) and append the metrics to ``eval_history``."""

@@ -45,6 +45,14 @@ def resolve_scene_path(cfg: Config) -> Path:
     return default_scene_path()
 
 
+def load_run_scene(cfg: Config) -> tuple[Path, SceneData, SceneData, Optional[SceneData]]:
+    """The scene ``cfg.data`` names: its path, the whole scene, the training split and the test split (None when
+    ``data.test_every`` holds no views out). Every backbone and the lifting run load it through here."""
+    scene_path = resolve_scene_path(cfg)
+    scene = load_scene(scene_path, downscale=cfg.data.downscale, test_every=cfg.data.test_every, format=cfg.data.format)
+    return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
+
+
 def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
     """Initial Gaussians from ``model.init_ply``, else depth maps, sparse points or random positions (``model.init``)."""
     m = cfg.model
@@ -143,10 +151,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
         return run_lift(cfg, progress)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path = resolve_scene_path(cfg)
-    scene = load_scene(scene_path, downscale=cfg.data.downscale, test_every=cfg.data.test_every, format=cfg.data.format)
-    train_scene = scene.split("train")
-    test_scene = scene.split("test") if scene.test_ids else None
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg)
 
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
     out_dir = make_run_dir(cfg, scene_path)

@@ -7,8 +7,6 @@ evaluation and run-folder writing live in :mod:`dff_gs.train.evaluate` and :mod:
 from __future__ import annotations
 
 import math
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,6 +21,7 @@ from dff_gs.render import render
 from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from dff_gs.train.config import Config
 from dff_gs.train.losses import feature_loss, photometric_loss, upsample_features
+from dff_gs.train.loop import fit_loop
 
 PARAM_LR_KEYS = {
     "means": "means_lr",
@@ -182,47 +181,12 @@ class Trainer:
 
     def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
             eval_fn: Optional[Callable[[], dict]] = None) -> None:
-        """Run to ``cfg.train.steps``; Ctrl-C writes a checkpoint (via ``on_checkpoint``) and re-raises.
-
-        Every ``train.eval_every`` steps ``eval_fn()`` (held-out metrics) is called and its numbers recorded in
-        ``eval_history`` with the step and the training seconds so far; its own time is not counted.
+        """Run to ``cfg.train.steps`` (:func:`~dff_gs.train.loop.fit_loop`); Ctrl-C writes a checkpoint (via
+        ``on_checkpoint``) and re-raises. Every ``train.eval_every`` steps ``eval_fn()`` (held-out metrics) is
+        recorded in ``eval_history`` with the step and the training seconds so far; its own time is not counted.
         """
-        from tqdm import tqdm
-
-        cfg = self.cfg.train
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", disable=not progress, dynamic_ncols=True)
-        previous = signal.getsignal(signal.SIGINT)
-
-        def _on_sigint(signum, frame):  # finish the current step, then stop cleanly
-            self._interrupted = True
-
-        try:
-            signal.signal(signal.SIGINT, _on_sigint)
-        except ValueError:  # not in the main thread
-            previous = None
-        try:
-            while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                stats = self.train_step()
-                self.train_seconds += time.perf_counter() - t0
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    bar.set_postfix(
-                        loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=stats["num_gaussians"]
-                    )
-                    self.history.append(dict(stats, step=self.step, seconds=self.train_seconds))
-                bar.update(1)
-                if eval_fn is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
-                    self.record_eval(eval_fn)
-                if on_checkpoint is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    on_checkpoint()
-                if self._interrupted:
-                    if on_checkpoint is not None:
-                        on_checkpoint()
-                    raise KeyboardInterrupt
-        finally:
-            bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        fit_loop(self, desc="train", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
+                 postfix=lambda s: dict(loss=f"{s['loss']:.4f}", psnr=f"{s['psnr']:.2f}", n=s["num_gaussians"]))
 
     def record_eval(self, eval_fn: Callable[[], dict]) -> dict:
         """Evaluate now (outside the training clock) and append the numeric metrics to ``eval_history``."""
