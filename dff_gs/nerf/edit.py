@@ -16,7 +16,8 @@ from torch import Tensor
 
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
-from dff_gs.nerf.model import NerfModel, NerfRenderOutput
+from dff_gs.nerf.model import NerfModel
+from dff_gs.render import RenderOutput
 from dff_gs.query import DEFAULT_TEMPERATURE, label_probabilities
 
 EDIT_OPS = ("delete", "extract", "recolor")
@@ -80,7 +81,7 @@ def text_edit(encode_text, query: str, negatives: Sequence[str], op: str = "dele
 
 
 @torch.no_grad()
-def render_edit(model: NerfModel, cameras: Cameras, edit: SegmentationEdit, with_features: bool = False) -> NerfRenderOutput:
+def render_edit(model: NerfModel, cameras: Cameras, edit: SegmentationEdit, with_features: bool = False) -> RenderOutput:
     """Render ``cameras`` with ``edit`` applied; the model is not modified."""
     if not model.has_features:
         raise ConfigError("render-time edits need a NeRF trained with a teacher (no feature branch)")

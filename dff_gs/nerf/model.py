@@ -9,7 +9,6 @@ model lives wherever ``.to()`` puts it.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -22,20 +21,7 @@ from dff_gs.nerf.field import NerfField
 from dff_gs.nerf.occupancy import OccupancyGrid
 from dff_gs.nerf.renderer import RayOutput, composite, render_weights
 from dff_gs.nerf.sampler import ray_aabb, sample_pdf, stratified_edges
-
-
-@dataclass
-class NerfRenderOutput:
-    """rgb: Tensor  # [C, H, W, 3]
-    features: Optional[Tensor]  # [C, H, W, D] stored (not decoded) features, composited over 0
-    depth: Tensor  # [C, H, W, 1] expected z-depth
-    alpha: Tensor  # [C, H, W, 1]
-    """
-
-    rgb: Tensor
-    features: Optional[Tensor]
-    depth: Tensor
-    alpha: Tensor
+from dff_gs.render import RenderOutput
 
 
 def camera_rays(cameras: Cameras) -> tuple[Tensor, Tensor, Tensor]:
@@ -198,11 +184,11 @@ class NerfModel(nn.Module):
         return out
 
     def render(self, cameras: Cameras, *, with_features: bool = True, edit=None, chunk: Optional[int] = None,
-               background: Optional[Tensor] = None) -> NerfRenderOutput:
+               background: Optional[Tensor] = None) -> RenderOutput:
         """Render every pixel of ``cameras`` in chunks of rays (call under ``torch.no_grad()`` for speed).
 
-        Returns NerfRenderOutput with rgb [C, H, W, 3], features [C, H, W, D] (or None), depth and alpha
-        [C, H, W, 1].
+        Returns the Gaussians' :class:`~dff_gs.render.RenderOutput`: rgb [C, H, W, 3], features [C, H, W, D] stored
+        (not decoded, or None), depth and alpha [C, H, W, 1], info {}.
         """
         cams = cameras.to(self.device)
         o, d, z = camera_rays(cams)
@@ -212,9 +198,9 @@ class NerfModel(nn.Module):
         outs = [self.render_rays(o[s:s + n], d[s:s + n], z[s:s + n], with_features=with_features, edit=edit,
                                  background=background) for s in range(0, len(o), n)]
         feats = torch.cat([r.features for r in outs]).reshape(*shape, -1) if outs[0].features is not None else None
-        return NerfRenderOutput(rgb=torch.cat([r.rgb for r in outs]).reshape(*shape, 3), features=feats,
+        return RenderOutput(rgb=torch.cat([r.rgb for r in outs]).reshape(*shape, 3), features=feats,
                                 depth=torch.cat([r.depth for r in outs]).reshape(*shape, 1),
-                                alpha=torch.cat([r.alpha for r in outs]).reshape(*shape, 1))
+                                alpha=torch.cat([r.alpha for r in outs]).reshape(*shape, 1), info={})
 
     @torch.no_grad()
     def render_view(self, cameras: Cameras, with_features: bool = True):
