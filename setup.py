@@ -71,6 +71,7 @@ setup(
     version="0.1.0",
     description="Distilled Feature Fields on 3D Gaussian Splatting",
     packages=find_packages(include=["dff_gs", "dff_gs.*", "cuda_ext", "cuda_ext.*"]),
+    package_data={"cuda_ext": ["csrc/*.cu", "csrc/*.h", "csrc/*.cpp"]},  # the JIT build needs the sources
     python_requires=">=3.10",
     install_requires=REQUIRES,
     extras_require=EXTRAS,

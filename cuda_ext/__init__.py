@@ -149,6 +149,6 @@ def lift_normalize(feat_sum: Tensor, weight_sum: Tensor, eps: float = 1e-8, out:
     """
     _need_cuda(feat_sum, "lift_normalize")
     ext = load()
-    out = torch.empty_like(feat_sum) if out is None else out
+    out = torch.empty_like(feat_sum, memory_format=torch.contiguous_format) if out is None else out
     ext.lift_normalize(feat_sum.contiguous(), weight_sum.contiguous(), float(eps), out)
     return out

@@ -122,6 +122,8 @@ def lift_features(model, cameras: Cameras, maps: Tensor, backend: str = "auto", 
         raise ConfigError(f"lift: top_k must be >= 0, got {k}")
     device = model.device
     name = resolve_lift_backend(backend, device)
+    if backend == "auto" and name == "cuda_ext" and k > cuda_ext.MAX_TOP_K:
+        name = "torch"  # the kernel keeps at most MAX_TOP_K weights a pixel; the reference has no limit
     if k and name == "gsplat":
         raise ConfigError("lift: top_k needs the torch or cuda_ext backend (gsplat's gradient sums every contributor)")
     if k > cuda_ext.MAX_TOP_K and name == "cuda_ext":
