@@ -178,6 +178,9 @@ def click_feature(model: GaussianModel, cameras: Cameras, view: int, x: int, y: 
     """The decoded rendered feature at pixel (x, y) of camera ``view``: a click query.  Returns Tensor  # [C]"""
     from dff_gs.render import render
 
+    if model.feature_dim == 0:
+        raise ConfigError("a click query needs per-Gaussian features and this model carries none (a plain 3DGS "
+                          "PLY?): lift or distil features onto it first (train.py --init-ply PLY --lift)")
     if not (0 <= view < len(cameras)):
         raise ConfigError(f"click view {view} is out of range (0..{len(cameras) - 1})")
     if not (0 <= x < cameras.width and 0 <= y < cameras.height):

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="run folder or PLY")
     add_query_arguments(p, multiple=False)
-    p.add_argument("--split", default="test", help="views to render with --out: train | test | all")
+    p.add_argument("--split", default="test", choices=["test", "train", "all"], help="views to render with --out")
     p.add_argument("--out", help="folder for segmentation PNGs and selection.json")
     return p
 

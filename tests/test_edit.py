@@ -200,6 +200,8 @@ def test_delete_extract_duplicate():
     torch.testing.assert_close(dup.model.params["means"][120:], model.params["means"][mask] + torch.tensor([0, 1.0, 0]))
     torch.testing.assert_close(dup.model.params["sh0"][120:], model.params["sh0"][mask])
     assert model.num_gaussians == 120  # inputs untouched
+    with pytest.raises(ConfigError, match="empty scene"):
+        ops.delete(model, torch.ones(120, dtype=torch.bool))
 
 
 def test_compose_handles_sh_degree_and_feature_mismatches():
@@ -224,6 +226,8 @@ def test_compose_handles_sh_degree_and_feature_mismatches():
     with pytest.raises(ConfigError, match="not the same feature space"):
         ops.compose(scene, alien)
     assert ops.compose(scene, alien, features="zero").model.num_gaussians == 135
+    zeroed = ops.compose(scene, other, features="zero")  # "zero" even where the features could be copied
+    assert (zeroed.model.params["features"][120:] == 0).all()
     # same teacher, different decoders: re-encoded so that they decode to the same teacher features
     same = {"teacher": {"name": "labels", "text_model": "minilm"}}
     other2, _ = blobs(n_per=5, sh_degree=1, feature_dim=4, seed=2)
@@ -351,6 +355,14 @@ def test_edit_cli_bad_input(saved, tmp_path, capsys):
     # a click outside the image
     assert run_edit(ply, "--click", 0, 400, 3, "--op", "delete", "--out", out) == 2
     assert "outside" in capsys.readouterr().err
+    # a click on a PLY without features (a plain 3DGS one)
+    plain = tmp_path / "plain.ply"
+    save_ply(blobs(n_per=4)[0], plain, metadata={"scene": json.loads(ply.with_suffix(".dff.json").read_text())["scene"]})
+    assert run_edit(plain, "--click", 0, 3, 3, "--op", "delete", "--out", out) == 2
+    assert "carries none" in capsys.readouterr().err
+    # deleting every Gaussian would leave nothing to write
+    assert run_edit(ply, "--text", "sofa", "--threshold", 0, "--no-cleanup", "--op", "delete", "--out", out) == 2
+    assert "empty scene" in capsys.readouterr().err
     assert not any(p.exists() for p in (out, out.with_name("never.dff.json"), out.with_name("never.edit.json")))
     assert digest(ply) == before
 
@@ -370,6 +382,11 @@ def test_edit_cli_script_with_compose_and_several_queries(saved, tmp_path):
     assert summary["selection"]["selected"] == 80 and summary["num_gaussians_after"] == 120 + 80 + 12
     assert any("no features" in n for n in summary["notes"])
     assert load_ply(out)[0].num_gaussians == 212
+    # a script without select: takes the command line's queries
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("operations:\n  - {op: delete}\n")
+    assert run_edit(ply, "--text", "sofa", "--script", bare, "--out", tmp_path / "d.ply", "--views", 0) == 0
+    assert load_ply(tmp_path / "d.ply")[0].num_gaussians == 80
 
 
 # ------------------------------------------------------------------------------------------- render CLI

@@ -371,6 +371,8 @@ def test_unknown_backbone_names_the_valid_ones(tiny_scene, tmp_path):
         run(tiny_cfg(tiny_scene, tmp_path / "x", tmp_path / "cache", "train.backbone=mlp"), progress=False)
     with pytest.raises(ConfigError, match="nerf.field"):
         run(tiny_cfg(tiny_scene, tmp_path / "y", tmp_path / "cache", "nerf.field=voxels"), progress=False)
+    with pytest.raises(ConfigError, match="patch_size=4.*ssim_lambda"):  # patches smaller than the SSIM window
+        run(tiny_cfg(tiny_scene, tmp_path / "z", tmp_path / "cache", "nerf.patch_size=4"), progress=False)
 
 
 def test_mlp_variant_renders(tiny_scene):

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-vote", type=float, help="drop selected Gaussians whose knn are less selected than this")
     s.add_argument("--grow-sigma", type=float, help="grow into Gaussians within this many std devs (0: no growing)")
     r = p.add_argument_group("renders")
-    r.add_argument("--split", default="test", help="views the before | after renders are chosen from: test | train | all")
+    r.add_argument("--split", default="test", choices=["test", "train", "all"],
+                   help="views the before | after renders are chosen from")
     r.add_argument("--views", type=int, default=3, help="number of before | after renders (0: none)")
     r.add_argument("--quiet", action="store_true", help="no progress bars, summary only")
     return p
@@ -76,7 +77,7 @@ def script_from_args(args):
 
     if args.script and args.op:
         raise ConfigError("give the operations either with --op or in --script, not both")
-    script = load_script(args.script) if args.script else EditScript(source="command line")
+    script = load_script(args.script, check=False) if args.script else EditScript(source="command line")
     specs = query_specs(args)
     script.select = list(script.select) + specs
     sel = {"threshold": args.threshold, "min_vote": args.min_vote, "grow_sigma": args.grow_sigma}

@@ -73,6 +73,9 @@ def selection_center(model: GaussianModel, mask: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------- ops
 def delete(model: GaussianModel, mask: Tensor) -> OpResult:
     mask = _check_mask(model, mask, "delete")
+    if bool(mask.all()):
+        raise ConfigError(f"delete: the selection is all {model.num_gaussians} Gaussians; the result would be an "
+                          "empty scene (nothing written)")
     out = take(model, ~mask)
     return OpResult(out, torch.zeros(out.num_gaussians, dtype=torch.bool, device=out.device),
                     {"removed": int(mask.sum())})
@@ -197,12 +200,12 @@ def _compose_features(model: GaussianModel, other: GaussianModel, model_meta, ot
                               "(features: zero inserts them with zero features)")
         return zeros, (f"{source} carries no features: inserted with zero features (queries will not find its "
                        "Gaussians reliably)")
+    if policy == "zero":
+        return zeros, f"{source}: features replaced by zeros (features: zero)"
     if _same_decoder(model, other):
         return other.params["features"].detach().to(model.device).clone(), ""
     same_space = (_teacher_space(model_meta) is not None and _teacher_space(model_meta) == _teacher_space(other_meta)
                   and model.output_dim == other.output_dim)
-    if policy == "zero":
-        return zeros, f"{source}: features replaced by zeros (features: zero)"
     if policy == "error" or not same_space:
         raise ConfigError(
             f"compose: {source} has {other.feature_dim}-D features decoding to {other.output_dim}-D "

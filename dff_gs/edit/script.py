@@ -316,8 +316,9 @@ def parse_operation(item: Any, negatives: tuple = (), where: str = "operation") 
     return op
 
 
-def parse_script(data: dict, source: str = "<script>") -> EditScript:
-    """A parsed YAML mapping -> a checked :class:`EditScript` (errors name ``source``)."""
+def parse_script(data: dict, source: str = "<script>", check: bool = True) -> EditScript:
+    """A parsed YAML mapping -> an :class:`EditScript` (errors name ``source``), checked unless ``check=False``
+    (the caller adds to it, e.g. command-line queries, and checks it then)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: an edit script is a mapping with select / operations keys")
     known = ("select", "negatives", "selection", "operations")
@@ -336,9 +337,10 @@ def parse_script(data: dict, source: str = "<script>") -> EditScript:
         operations = [parse_operation(it, negs, f"operation {i + 1}") for i, it in enumerate(raw_ops)]
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    return EditScript(select, selection, operations, source).check()
+    script = EditScript(select, selection, operations, source)
+    return script.check() if check else script
 
 
-def load_script(path: str | Path) -> EditScript:
-    """Read and check an edit script YAML file."""
-    return parse_script(load_yaml(path), str(path))
+def load_script(path: str | Path, check: bool = True) -> EditScript:
+    """Read an edit script YAML file (and check it unless ``check=False``)."""
+    return parse_script(load_yaml(path), str(path), check)

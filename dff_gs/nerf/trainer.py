@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.cameras import Cameras
-from dff_gs.errors import CheckpointError
+from dff_gs.errors import CheckpointError, ConfigError
 from dff_gs.nerf.batches import PatchSampler
 from dff_gs.nerf.io import load_nerf_checkpoint, save_nerf_checkpoint
 from dff_gs.nerf.model import NerfModel
@@ -21,6 +21,10 @@ from dff_gs.train.checkpoint import set_rng_state
 from dff_gs.train.config import Config
 from dff_gs.train.losses import feature_loss, photometric_loss
 from dff_gs.train.loop import fit_loop
+
+
+SSIM_MIN_PATCH = 11 // 2 + 1
+"""Smallest patch side the D-SSIM term takes (``ssim_map``'s 11-pixel window, reflection-padded by 5)."""
 
 
 class NerfTrainer:
@@ -42,6 +46,10 @@ class NerfTrainer:
         self.history: list[dict] = []
         self.eval_history: list[dict] = []
         self.use_features = teacher_maps is not None and model.has_features
+        if cfg.train.ssim_lambda > 0 and self.ncfg.patch_size < SSIM_MIN_PATCH:
+            raise ConfigError(f"nerf.patch_size={self.ncfg.patch_size}: the D-SSIM term (train.ssim_lambda="
+                              f"{cfg.train.ssim_lambda}) needs patches of at least {SSIM_MIN_PATCH}x{SSIM_MIN_PATCH} "
+                              "pixels; use a larger patch or train.ssim_lambda=0")
         self.sampler = PatchSampler(images, cameras, teacher_maps if self.use_features else None,
                                     self.ncfg.batch_rays, self.ncfg.patch_size)
         self.optimizer = self._make_optimizer()
