@@ -69,23 +69,37 @@ def _as_list(value, nested: bool = False) -> list:
     return list(value) if isinstance(value, list) else [value]
 
 
-def run_scene_options(path: str | Path) -> dict:
-    """``load_scene`` options a run was trained with (downscale, test split), from the ``config.yaml`` of the
-    run folder the model lives in; {} for a PLY outside a run folder."""
-    p = Path(path)
-    cfg = (p if p.is_dir() else p.parent) / "config.yaml"
-    if not cfg.is_file():
-        return {}
-    import yaml
-
-    try:
-        data = (yaml.safe_load(cfg.read_text()) or {}).get("data") or {}
-    except (yaml.YAMLError, AttributeError):
-        return {}
+def scene_options_of(data: dict) -> dict:
+    """The ``load_scene`` options (downscale, test split, format) in a config's ``data`` section."""
     opts = {k: data[k] for k in ("downscale", "test_every") if isinstance(data.get(k), int)}
     if isinstance(data.get("format"), str) and data["format"]:
         opts["format"] = data["format"]
     return opts
+
+
+def run_scene_options(path: str | Path) -> dict:
+    """``load_scene`` options a model was trained with (downscale, test split): from the ``config.yaml`` of the
+    run folder it lives in, else from its sidecar's ``scene_options`` (runs and edits write them, so an edited
+    PLY moved elsewhere keeps them); {} when neither says."""
+    p = Path(path)
+    cfg = (p if p.is_dir() else p.parent) / "config.yaml"
+    if cfg.is_file():
+        import yaml
+
+        try:
+            return scene_options_of((yaml.safe_load(cfg.read_text()) or {}).get("data") or {})
+        except (yaml.YAMLError, AttributeError):
+            return {}
+    if p.is_file():
+        from dff_gs.io.ply import sidecar_path
+
+        try:
+            meta = json.loads(sidecar_path(p).read_text())
+        except (OSError, ValueError):
+            return {}
+        opts = meta.get("scene_options") if isinstance(meta, dict) else None
+        return scene_options_of(opts) if isinstance(opts, dict) else {}
+    return {}
 
 
 def build_parser() -> argparse.ArgumentParser:

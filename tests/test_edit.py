@@ -389,6 +389,24 @@ def test_edit_cli_script_with_compose_and_several_queries(saved, tmp_path):
     assert load_ply(tmp_path / "d.ply")[0].num_gaussians == 80
 
 
+def test_scene_options_travel_with_the_ply(saved, tmp_path):
+    """An edited PLY moved out of its run folder still opens the scene as the run did (sidecar scene_options)."""
+    from dff_gs.query_cli import run_scene_options
+
+    ply, _ = saved
+    model, meta = load_ply(ply)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("data:\n  downscale: 2\n  test_every: 4\n  format: auto\n")
+    src = save_ply(model, run_dir / "point_cloud.ply",
+                   metadata={**meta, "scene_options": {"downscale": 2, "test_every": 4, "format": "auto"}})
+    assert run_scene_options(src) == {"downscale": 2, "test_every": 4, "format": "auto"}
+    moved = tmp_path / "elsewhere" / "e.ply"
+    assert run_edit(src, "--text", "sofa", "--op", "delete", "--out", moved, "--views", 0) == 0
+    assert run_scene_options(moved) == {"downscale": 2, "test_every": 4, "format": "auto"}
+    assert run_scene_options(ply) == {}  # neither a run folder nor recorded options
+
+
 # ------------------------------------------------------------------------------------------- render CLI
 def test_render_cli_plain_3dgs_and_segmentation(saved, tmp_path, capsys):
     from dff_gs.render_cli import main

@@ -45,11 +45,16 @@ def resolve_scene_path(cfg: Config) -> Path:
     return default_scene_path()
 
 
+def scene_options(cfg: Config) -> dict:
+    """``cfg.data``'s ``load_scene`` options, as the PLY sidecar records them (for tools that reopen the scene)."""
+    return {"downscale": cfg.data.downscale, "test_every": cfg.data.test_every, "format": cfg.data.format}
+
+
 def load_run_scene(cfg: Config) -> tuple[Path, SceneData, SceneData, Optional[SceneData]]:
     """The scene ``cfg.data`` names: its path, the whole scene, the training split and the test split (None when
     ``data.test_every`` holds no views out). Every backbone and the lifting run load it through here."""
     scene_path = resolve_scene_path(cfg)
-    scene = load_scene(scene_path, downscale=cfg.data.downscale, test_every=cfg.data.test_every, format=cfg.data.format)
+    scene = load_scene(scene_path, **scene_options(cfg))
     return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
 
 
@@ -196,7 +201,8 @@ def run(cfg: Config, progress: bool = True) -> dict:
                 progress=progress,
             )
         )
-    save_ply(model, out_dir / "point_cloud.ply", metadata={"teacher": teacher.meta, "scene": str(scene_path)})
+    save_ply(model, out_dir / "point_cloud.ply", metadata={"teacher": teacher.meta, "scene": str(scene_path),
+                                                           "scene_options": scene_options(cfg)})
     write_json(out_dir / "metrics.json", metrics)
     record_final_eval(trainer, metrics)
     write_json(out_dir / "history.json", {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
