@@ -40,7 +40,7 @@ def run_lift(cfg: Config, progress: bool = True) -> dict:
     from dff_gs.lift.model import finetune_features, lift_model
     from dff_gs.train.distill import prepare_teacher
     from dff_gs.train.evaluate import evaluate
-    from dff_gs.train.run import EVAL_KEYS, load_run_scene, make_run_dir, resolve_device, scene_options, write_json
+    from dff_gs.train.run import eval_row, load_run_scene, make_run_dir, resolve_device, scene_options, write_json
     from dff_gs.utils import seed_everything
 
     check_lift_config(cfg)
@@ -83,7 +83,7 @@ def run_lift(cfg: Config, progress: bool = True) -> dict:
              metadata={"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg),
                        "lift": lift_meta})
     write_json(out_dir / "metrics.json", metrics)
-    final = [{"step": cfg.lift.steps, "seconds": metrics["train_seconds"],
-              **{k: metrics[k] for k in EVAL_KEYS if k in metrics}}] if "psnr" in metrics else []
-    write_json(out_dir / "history.json", {"backbone": "gs", "lift": True, "history": tuned["history"], "eval": final})
+    final = eval_row(cfg.lift.steps, metrics["train_seconds"], metrics)
+    write_json(out_dir / "history.json", {"backbone": "gs", "lift": True, "history": tuned["history"],
+                                              "eval": [final] if final else []})
     return metrics

@@ -78,7 +78,8 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
 
 def run_nerf(cfg: Config, progress: bool = True) -> dict:
     """Train and evaluate the NeRF backbone as ``cfg`` says; returns the metrics (also in metrics.json)."""
-    from dff_gs.train.run import load_run_scene, make_run_dir, record_final_eval, resolve_device, write_json
+    from dff_gs.train.run import (load_run_scene, make_run_dir, periodic_eval, record_final_eval, resolve_device,
+                                  write_json)
 
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
@@ -103,14 +104,9 @@ def run_nerf(cfg: Config, progress: bool = True) -> dict:
     meta = {"teacher": teacher.meta, "scene": str(scene_path), "backbone": "nerf"}
     if cfg.resume:
         trainer.load(cfg.resume)
-
-    def eval_fn() -> dict:
-        return evaluate(trainer.model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
-                        progress=False)
-
     ckpt = out_dir / CHECKPOINT_NAME
     trainer.fit(on_checkpoint=lambda: trainer.save(ckpt, to_dict(cfg), meta), progress=progress,
-                eval_fn=eval_fn if test_scene is not None else None)
+                eval_fn=periodic_eval(trainer, test_scene, device, cfg, None, teacher))  # renders its own background
     trainer.save(ckpt, to_dict(cfg), meta)
 
     model = trainer.model.eval()

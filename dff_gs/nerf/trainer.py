@@ -124,18 +124,6 @@ class NerfTrainer:
         fit_loop(self, desc="train nerf", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
                  postfix=lambda s: dict(loss=f"{s['loss']:.4f}", psnr=f"{s['psnr']:.2f}", occ=f"{s['occupied']:.2f}"))
 
-    def record_eval(self, eval_fn: Callable[[], dict]) -> dict:
-        """Evaluate now (outside the training clock) and append the metrics to ``eval_history``."""
-        self.model.eval()
-        try:
-            metrics = eval_fn()
-        finally:
-            self.model.train()
-        row = {"step": self.step, "seconds": self.train_seconds,
-               **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
-        self.eval_history.append(row)
-        return row
-
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         return {"step": self.step, "train_seconds": self.train_seconds, "optimizer": self.optimizer.state_dict(),

@@ -104,7 +104,7 @@ EVAL_KEYS = ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel")
 
 
 def periodic_eval(trainer, test_scene: Optional[SceneData], device: torch.device, cfg: Config,
-                  background: torch.Tensor, teacher: TeacherOutputs):
+                  background: Optional[torch.Tensor], teacher: TeacherOutputs):
     """The ``eval_fn`` of ``trainer.fit``: held-out metrics every ``train.eval_every`` steps (None if off)."""
     if test_scene is None or not cfg.train.eval_every:
         return None
@@ -116,11 +116,18 @@ def periodic_eval(trainer, test_scene: Optional[SceneData], device: torch.device
     return eval_fn
 
 
+def eval_row(step: int, seconds: float, metrics: dict) -> Optional[dict]:
+    """The ``history.json`` evaluation row of a final ``metrics`` dict (None when it holds no evaluation)."""
+    if "psnr" not in metrics:
+        return None
+    return {"step": step, "seconds": seconds, **{k: metrics[k] for k in EVAL_KEYS if k in metrics}}
+
+
 def record_final_eval(trainer, metrics: dict) -> None:
     """Close ``trainer.eval_history`` with the final evaluation (if it is not already its last row)."""
-    if "psnr" in metrics and (not trainer.eval_history or trainer.eval_history[-1]["step"] != trainer.step):
-        trainer.eval_history.append({"step": trainer.step, "seconds": trainer.train_seconds,
-                                     **{k: metrics[k] for k in EVAL_KEYS if k in metrics}})
+    row = eval_row(trainer.step, trainer.train_seconds, metrics)
+    if row is not None and (not trainer.eval_history or trainer.eval_history[-1]["step"] != trainer.step):
+        trainer.eval_history.append(row)
 
 
 def make_run_dir(cfg: Config, scene_path: Path) -> Path:

@@ -188,14 +188,6 @@ class Trainer:
         fit_loop(self, desc="train", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
                  postfix=lambda s: dict(loss=f"{s['loss']:.4f}", psnr=f"{s['psnr']:.2f}", n=s["num_gaussians"]))
 
-    def record_eval(self, eval_fn: Callable[[], dict]) -> dict:
-        """Evaluate now (outside the training clock) and append the numeric metrics to ``eval_history``."""
-        metrics = eval_fn()
-        row = {"step": self.step, "seconds": self.train_seconds,
-               **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
-        self.eval_history.append(row)
-        return row
-
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
         return {
