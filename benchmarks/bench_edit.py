@@ -44,6 +44,7 @@ from dff_gs.eval.metrics import psnr
 from dff_gs.query_cli import run_scene_options
 from dff_gs.render import render
 from dff_gs.runs import load_model
+from dff_gs.train.evaluate import predict_labels
 
 OBJECTS = ("sofa", "table", "chair", "plant", "vase", "ball")
 FLOORS = {"removed": 0.95, "dpsnr": -1.0, "kept": 0.95, "leak": 0.05, "move_px": 1.0}
@@ -59,7 +60,7 @@ def render_all(model, cams, class_emb=None, backend="auto"):
         alpha.append(out.alpha[0, ..., 0])
         depth.append(out.depth[0, ..., 0])
         if class_emb is not None:
-            labels.append((model.decode(out.features[0]) @ class_emb.T).argmax(-1))
+            labels.append(predict_labels(model.decode(out.features[0]), class_emb))
     stack = lambda xs: torch.stack(xs) if xs else None  # noqa: E731
     return stack(rgb), stack(alpha), stack(depth), stack(labels)
 
@@ -144,7 +145,6 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset) -> tuple[dict, di
     # move
     moved = ops.translate(sub, torch.ones(sub.num_gaussians, dtype=torch.bool), offset).model
     errs, exp = move_error(sub, moved, offset, t.cams)
-    m_rgb = render_all(ops.translate(model, mask, offset).model, t.cams)[0]
     row = {"views": len(seen), "gt_px": int(gt.sum()), "seg_recall_before": segmented.sum().item() / gt.sum().item(),
            "removed_min": min(removed), "removed_all": 1 - still.sum().item() / gt.sum().item(),
            "dpsnr_out_min": min(dps), "dpsnr_out_mean": sum(dps) / len(dps),
@@ -154,7 +154,8 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset) -> tuple[dict, di
            "move_views": len(errs), "move_err_mean": sum(errs) / max(len(errs), 1),
            "move_err_max": max(errs, default=float("nan")), "move_expected": sum(exp) / max(len(exp), 1)}
     v = max(seen, key=lambda i: gt[i].sum().item())
-    return row, {"view": v, "deleted": d_rgb[v], "deleted_labels": d_lab[v], "extracted": e_rgb[v], "moved": m_rgb[v]}
+    m_rgb = render_all(ops.translate(model, mask, offset).model, t.cams[[v]])[0][0]  # the shown view only
+    return row, {"view": v, "deleted": d_rgb[v], "deleted_labels": d_lab[v], "extracted": e_rgb[v], "moved": m_rgb}
 
 
 def passes(r: dict) -> bool:

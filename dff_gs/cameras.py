@@ -135,12 +135,14 @@ class Cameras:
 
     def scaled(self, factor: float) -> "Cameras":
         """Cameras for images resized by ``factor`` (width/height rounded); intrinsics scaled to match."""
-        w, h = max(1, round(self.width * factor)), max(1, round(self.height * factor))
-        sx, sy = w / self.width, h / self.height
+        return self.resized(max(1, round(self.width * factor)), max(1, round(self.height * factor)))
+
+    def resized(self, width: int, height: int) -> "Cameras":
+        """The same cameras rendering ``width x height`` pixels (intrinsics scaled per axis)."""
         Ks = self.Ks.clone()
-        Ks[:, 0, :] *= sx
-        Ks[:, 1, :] *= sy
-        return Cameras(self.viewmats.clone(), Ks, w, h)
+        Ks[:, 0, :] *= width / self.width
+        Ks[:, 1, :] *= height / self.height
+        return Cameras(self.viewmats.clone(), Ks, width, height)
 
     def project(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """Project ``points  # [P, 3]`` to pixels ``uv  # [C, P, 2]`` and camera z-depth ``depth  # [C, P]``."""

@@ -364,10 +364,11 @@ def query_probabilities(ctx: QueryContext, spec: QuerySpec) -> tuple[Tensor, dic
 
 @torch.no_grad()
 def segmentation_overlay(model: GaussianModel, cameras: Cameras, values: Tensor, threshold: Optional[float] = None,
-                         backend: str = "auto") -> Tensor:
+                         backend: str = "auto", rgb: Optional[Tensor] = None) -> Tensor:
     """The model's RGB blended half-and-half with a 2D segmentation rendered from per-Gaussian ``values``:
     one-hot labels ``[N, K]`` (argmax per pixel), or ``[N, 2]`` = ``[p, 1 - p]`` of a query with ``threshold``
     (a pixel is selected where the composited ``p`` exceeds ``threshold`` x alpha).
+    ``rgb: Tensor  # [C, H, W, 3]`` the model's renders of ``cameras`` when the caller has them (else rendered).
 
     Returns Tensor  # [C, H, W, 3] in [0, 1]
     """
@@ -377,11 +378,11 @@ def segmentation_overlay(model: GaussianModel, cameras: Cameras, values: Tensor,
     out = []
     for i in range(len(cameras)):
         cams = cameras[[i]]
-        rgb = render(model, cams, with_features=False, backend=backend).rgb[0]
+        view_rgb = render(model, cams, with_features=False, backend=backend).rgb[0] if rgb is None else rgb[i]
         img, alpha = render_values(model, cams, values, backend)
         seg = img[0].argmax(-1) if threshold is None else (img[0, ..., 0] > threshold * alpha[0, ..., 0]).long()
         colours = torch.from_numpy(colorize_labels(seg.cpu(), values.shape[1])).float() / 255.0
-        out.append(0.5 * colours + 0.5 * rgb.cpu().clamp(0, 1))
+        out.append(0.5 * colours + 0.5 * view_rgb.cpu().clamp(0, 1))
     return torch.stack(out)
 
 

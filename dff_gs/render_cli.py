@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="run folder or PLY (plain 3DGS PLYs work too)")
     add_query_arguments(p, multiple=True)
-    p.add_argument("--split", default="test", help="views to render: test | train | all")
+    p.add_argument("--split", default="test", choices=["test", "train", "all"], help="views to render")
     p.add_argument("--out", required=True, help="folder for the PNGs")
     p.add_argument("--force", action="store_true", help="overwrite existing PNGs of the same names")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -52,8 +52,6 @@ def run_render(args) -> list[Path]:
     model, meta = load_model(ply)
     ctx = Q.QueryContext(model, meta, source=str(ply), data=args.data, backend=args.backend,
                          scene_options=run_scene_options(args.model))
-    if args.split not in ("train", "test", "all"):
-        raise ConfigError(f"--split {args.split!r}: train | test | all")
     scene = ctx.scene()
     if args.split != "all" and not (scene.test_ids if args.split == "test" else scene.train_ids):
         raise ConfigError(f"{ctx.scene_path}: the scene has no {args.split} views")
@@ -77,7 +75,7 @@ def run_render(args) -> list[Path]:
             rgb = render(model, cams[[i]], with_features=False, backend=args.backend).rgb[0]
         written.append(save_png(out / names[i], rgb.cpu().clamp(0, 1)))
         if values is not None:
-            seg = Q.segmentation_overlay(model, cams[[i]], values, threshold, args.backend)[0]
+            seg = Q.segmentation_overlay(model, cams[[i]], values, threshold, args.backend, rgb=rgb[None])[0]
             written.append(save_png(out / "segmentation" / names[i], seg))
     return written
 

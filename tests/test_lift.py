@@ -16,7 +16,7 @@ from cuda_ext import build
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.lift import cameras_at, lift_features, lift_model
+from dff_gs.lift import lift_features, lift_model
 from dff_gs.lift.tiles import tile_lists
 from dff_gs.render import rasterize
 from dff_gs.render.projection import project_gaussians
@@ -67,7 +67,7 @@ def naive_lift(model, cams, maps, top_k: int = 0, resolution: str = "image", eps
     """Brute force in float64: every pixel composites every projected Gaussian in depth order (no tiles)."""
     V, h, w, C = maps.shape
     if resolution == "map":
-        cams = cameras_at(cams, w, h)
+        cams = cams.resized(w, h)
     H, W = cams.height, cams.width
     with torch.no_grad():
         means2d, conics, depths, radii = project_gaussians(model.get_means(), model.get_quats(), model.get_scales(),

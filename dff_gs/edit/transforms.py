@@ -169,11 +169,6 @@ class Similarity:
         R = check_rotation((A / s).float(), f"{what}: matrix (after removing the uniform scale {s:.4g})")
         return cls(R, s, M[:3, 3].float(), torch.zeros(3))
 
-    @property
-    def is_identity(self) -> bool:
-        return bool((self.rotation - torch.eye(3)).abs().max() < 1e-7 and abs(self.scale - 1) < 1e-9
-                    and self.offset.abs().max() == 0)
-
     def apply_points(self, x: Tensor) -> Tensor:
         """x: Tensor  # [M, 3] -> [M, 3]"""
         R, t, c = (v.to(x) for v in (self.rotation, self.offset, self.pivot))

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ import cuda_ext
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.lift.tiles import tile_lists
+from dff_gs.train.losses import upsample_features
 
 LIFT_BACKENDS = ("auto", "torch", "gsplat", "cuda_ext")
 RESOLUTIONS = ("image", "map")
@@ -66,14 +66,6 @@ def resolve_lift_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def cameras_at(cameras: Cameras, width: int, height: int) -> Cameras:
-    """The same cameras rendering ``width x height`` pixels (intrinsics scaled per axis)."""
-    Ks = cameras.Ks.clone()
-    Ks[:, 0, :] *= width / cameras.width
-    Ks[:, 1, :] *= height / cameras.height
-    return Cameras(cameras.viewmats.clone(), Ks, width, height)
-
-
 def pixel_weights(valid: Tensor, height: int, width: int) -> Optional[Tensor]:
     """Render-resolution pixel weights from a map-resolution mask of pixels that carry a teacher feature:
     1 where the bilinearly resampled map touches a valid texel (as the distillation loss counts pixels), else 0.
@@ -86,7 +78,7 @@ def pixel_weights(valid: Tensor, height: int, width: int) -> Optional[Tensor]:
         return None
     v = valid.float()
     if v.shape[-2:] != (height, width):
-        v = F.interpolate(v[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+        v = upsample_features(v[..., None], height, width)[..., 0]
     return (v > 0).float()
 
 
@@ -139,7 +131,7 @@ def lift_features(model, cameras: Cameras, maps: Tensor, backend: str = "auto", 
 
     cams = cameras.to(device)
     if resolution == "map":
-        cams = cameras_at(cams, w, h)
+        cams = cams.resized(w, h)
     N = model.num_gaussians
     with torch.no_grad():
         means, quats = model.get_means().detach(), model.get_quats().detach()

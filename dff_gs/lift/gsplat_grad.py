@@ -8,9 +8,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from cuda_ext.reference import resample_map
 from dff_gs.cameras import Cameras
-from dff_gs.lift.tiles import EPS2D, FAR_PLANE, NEAR_PLANE
+from dff_gs.render.rasterize import EPS2D, FAR_PLANE, NEAR_PLANE
+from dff_gs.train.losses import upsample_features
 
 
 def accumulate_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, cameras: Cameras,
@@ -30,7 +30,7 @@ def accumulate_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
 
     N, C = feat_sum.shape
     H, W = cameras.height, cameras.width
-    target = torch.stack([resample_map(m, H, W) for m in maps])  # [I, H, W, C]
+    target = upsample_features(maps.float(), H, W)  # [I, H, W, C]
     pw = pix_weights if pix_weights is not None else target.new_ones(target.shape[:3])
     target = torch.cat([target * pw[..., None], pw[..., None]], -1)  # [I, H, W, C + 1]
     colors = torch.zeros(N, C + 1, device=means.device, requires_grad=True)

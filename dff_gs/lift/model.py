@@ -139,6 +139,7 @@ def finetune_features(model: GaussianModel, cameras: Cameras, maps: Tensor, *, s
     """
     from dff_gs.render import rasterize
     from dff_gs.train.losses import feature_loss, upsample_features
+    from dff_gs.train.trainer import view_for_step
 
     if model.feature_dim == 0:
         raise ConfigError("lift fine-tune: the model carries no features")
@@ -153,11 +154,9 @@ def finetune_features(model: GaussianModel, cameras: Cameras, maps: Tensor, *, s
         means, quats = model.get_means().detach(), model.get_quats().detach()
         scales, opacities = model.get_scales().detach(), model.get_opacities().detach()
     history = []
-    V = len(cams)
     t0 = time.perf_counter()
     for step in tqdm(range(steps), desc="lift fine-tune", disable=not progress, leave=False):
-        epoch, i = divmod(step, V)
-        v = int(torch.randperm(V, generator=torch.Generator().manual_seed(seed * 100003 + epoch))[i])
+        v = view_for_step(step, len(cams), seed)
         img, _, _, _ = rasterize(means, quats, scales, opacities, feats[None], cams.viewmats[v:v + 1],
                                  cams.Ks[v:v + 1], cams.width, cams.height, render_depth=False, backend=backend)
         target = upsample_features(maps[v:v + 1].to(dev).float(), cams.height, cams.width)

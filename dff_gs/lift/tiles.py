@@ -20,8 +20,7 @@ from torch import Tensor
 from dff_gs.errors import ConfigError
 from dff_gs.render.backend_torch import tile_intersections
 from dff_gs.render.projection import project_gaussians
-
-NEAR_PLANE, FAR_PLANE, EPS2D = 0.01, 1e10, 0.3  # the render() defaults
+from dff_gs.render.rasterize import EPS2D, FAR_PLANE, NEAR_PLANE
 
 
 @dataclass

@@ -14,6 +14,9 @@ from dff_gs.render.projection import project_gaussians
 BACKENDS = ("auto", "torch", "gsplat")
 
 
+NEAR_PLANE, FAR_PLANE, EPS2D = 0.01, 1e10, 0.3
+"""Default near / far clipping planes and the low-pass added to 2D covariances (gsplat's defaults)."""
+
 def _torch_backend(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, near_plane, far_plane,
                    eps2d, backgrounds, render_depth, tile_size):
     means2d, conics, depths, radii = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
@@ -61,8 +64,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor,
-              Ks: Tensor, width: int, height: int, *, near_plane: float = 0.01, far_plane: float = 1e10,
-              eps2d: float = 0.3, backgrounds: Optional[Tensor] = None, render_depth: bool = True,
+              Ks: Tensor, width: int, height: int, *, near_plane: float = NEAR_PLANE, far_plane: float = FAR_PLANE,
+              eps2d: float = EPS2D, backgrounds: Optional[Tensor] = None, render_depth: bool = True,
               backend: str = "auto", tile_size: int = 8):
     """Rasterize Gaussians with already-evaluated colours.
 

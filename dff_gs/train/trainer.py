@@ -34,6 +34,13 @@ PARAM_LR_KEYS = {
 }
 
 
+
+def view_for_step(step: int, num_views: int, seed: int) -> int:
+    """The training view of ``step``: views are visited in a fresh seeded permutation each epoch, so a resumed
+    run continues exactly without extra state."""
+    epoch, i = divmod(step, num_views)
+    return int(torch.randperm(num_views, generator=torch.Generator().manual_seed(seed * 100003 + epoch))[i])
+
 @dataclass
 class TrainData:
     """What the trainer fits, on the training device.
@@ -116,17 +123,10 @@ class Trainer:
         return o.means_lr * self.data.scene_scale * math.exp(t * math.log(o.means_lr_final))
 
     # ------------------------------------------------------------------ loop
-    def _view_for_step(self, step: int) -> int:
-        """Views visited in a fresh seeded permutation each epoch: resumable without extra state."""
-        v = len(self.data.cameras)
-        epoch, i = divmod(step, v)
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 100003 + epoch)
-        return int(torch.randperm(v, generator=g)[i])
-
     def train_step(self) -> dict:
         cfg = self.cfg.train
         step = self.step
-        vid = self._view_for_step(step)
+        vid = view_for_step(step, len(self.data.cameras), self.cfg.train.seed)
         cams = self.data.cameras[[vid]]
         gt = self.data.images[vid : vid + 1]
         active_sh = min(step // max(cfg.sh_degree_interval, 1), self.model.sh_degree)
