@@ -46,9 +46,6 @@ def cuda_extensions():
         print(f"dff_gs setup: cuda_ext skipped (sources listed in cuda_ext/build.py are missing: {missing})",
               file=sys.stderr)
         return [], {}
-    if not sources:
-        print("dff_gs setup: cuda_ext has no kernel sources in this version; nothing to build", file=sys.stderr)
-        return [], {}
     try:
         import torch
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
@@ -59,7 +56,7 @@ def cuda_extensions():
         print("dff_gs setup: cuda_ext skipped (no CUDA device/toolkit; set FORCE_CUDA=1 CUDA_HOME=... to build)",
               file=sys.stderr)
         return [], {}
-    ext = CUDAExtension(build.PREBUILT_NAME, sources, include_dirs=[str(ROOT / "cuda_ext" / "csrc")],
+    ext = CUDAExtension(build.PREBUILT_NAME, sources, include_dirs=build.include_dirs(),
                         extra_compile_args={"cxx": build.CXX_FLAGS, "nvcc": build.NVCC_FLAGS})
     return [ext], {"build_ext": BuildExtension}
 

@@ -82,7 +82,7 @@ def _jit_build(verbose: bool, build_dir: Optional[str]):
     if build_dir:
         os.makedirs(build_dir, exist_ok=True)
     return jit_load(name=build.JIT_NAME, sources=build.source_paths(), extra_cflags=build.CXX_FLAGS,
-                    extra_cuda_cflags=build.NVCC_FLAGS, extra_include_paths=[str(build.HERE / "csrc")],
+                    extra_cuda_cflags=build.NVCC_FLAGS, extra_include_paths=build.include_dirs(),
                     build_directory=build_dir, verbose=verbose)
 
 

@@ -26,6 +26,11 @@ CXX_FLAGS = ["-O3"]
 NVCC_FLAGS = ["-O3", "-lineinfo"]  # no --use_fast_math: the kernels must match their PyTorch twins closely
 
 
+def include_dirs() -> list[str]:
+    """Header folders of the kernels (absolute)."""
+    return [str(HERE / "csrc")]
+
+
 def source_paths(relative_to: Path | None = None) -> list[str]:
     """Absolute source paths, or paths relative to ``relative_to`` (setup.py wants them relative to its root)."""
     paths = [HERE / s for s in SOURCES]

@@ -31,13 +31,12 @@ from typing import Optional
 import torch
 
 from dff_gs.errors import DffError
+from dff_gs.train.run import write_json
 from dff_gs.utils import atomic_write_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {"gs": ROOT / "configs" / "default.yaml", "nerf": ROOT / "configs" / "nerf.yaml"}
 NAMES = {"gs": "Gaussians", "nerf": "NeRF-DFF"}
-RESULT_KEYS = ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel", "train_seconds", "render_fps",
-               "query_ms", "peak_mem_mb", "model_mb")
 GOALS = {"time_ratio": 0.2, "render_speedup": 50.0}
 """The Gaussians should reach the NeRF's final PSNR within 1/5 of its training time, render >= 50x faster and
 match or beat its mIoU."""
@@ -419,9 +418,10 @@ def _child_argv(backbone: str, args) -> list[str]:
 
 
 def run_backbone(backbone: str, args) -> dict:
-    """Bench one backbone, in a fresh process unless ``--in-process``; returns its result dict."""
+    """Bench one backbone, in a fresh process unless ``--in-process`` (or already in the child); writes
+    ``result_<backbone>.json`` and returns the result dict."""
     result_path = Path(args.out) / f"result_{backbone}.json"
-    if args.in_process:
+    if args.in_process or args.child:
         result = bench_one(backbone, args)
     else:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -430,8 +430,7 @@ def run_backbone(backbone: str, args) -> dict:
             raise DffError(f"the {NAMES[backbone]} run of the benchmark failed (exit {proc.returncode}); "
                            f"see its output above and {Path(args.out) / backbone}")
         return json.loads(result_path.read_text())
-    with atomic_write_path(result_path) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=float))
+    write_json(result_path, result)
     return result
 
 
@@ -443,9 +442,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         if args.child:  # inside the child process: train + measure one backbone, write its result
-            result = bench_one(args.child, args)
-            with atomic_write_path(out / f"result_{args.child}.json") as tmp:
-                tmp.write_text(json.dumps(result, indent=2, default=float))
+            run_backbone(args.child, args)
             return 0
         device = args.device or "auto"
         machine = machine_info(str(torch.device("cuda" if torch.cuda.is_available() and device != "cpu" else "cpu")))
@@ -473,8 +470,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         with atomic_write_path(out / "bench.md") as tmp:
             tmp.write_text(text)
         print(text)
-    with atomic_write_path(out / "bench.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=float))
+    write_json(out / "bench.json", report)
     print(f"results: {out / 'bench.json'}")
     return 0
 

@@ -74,10 +74,6 @@ class PatchSampler:
         o, d = cameras.generate_rays()
         self.rays_o, self.rays_d = o, d  # [V, H, W, 3]
 
-    @property
-    def rays_per_batch(self) -> int:
-        return self.patches * self.s * self.s
-
     def sample(self, generator: Optional[torch.Generator] = None) -> PatchBatch:
         s, P, dev = self.s, self.patches, self.images.device
         g = dict(generator=generator) if generator is not None else {}

@@ -43,6 +43,7 @@ def run_query(args) -> dict:
     from dff_gs.nerf import query as NQ
     from dff_gs.nerf.edit import SegmentationEdit
     from dff_gs.query import patch_feature, text_negatives
+    from dff_gs.query_cli import run_scene_options
     from dff_gs.runs import teacher_from_meta
 
     model, meta = load_nerf(args.model, map_location=args.device)
@@ -56,7 +57,7 @@ def run_query(args) -> dict:
     if args.click or args.out:
         if not scene_path:
             raise ConfigError("no scene: pass --data SCENE (the model does not name one)")
-        scene = load_scene(scene_path)
+        scene = load_scene(scene_path, **run_scene_options(args.model))  # as the run loaded it
     summary: dict = {"model": str(args.model)}
     labels = None
     if args.text is not None:
