@@ -98,6 +98,12 @@ SYNONYM_COSINE = 0.7
 are not used as its competitors (so "couch" is not beaten by "sofa")."""
 
 
+def label_list(value) -> tuple[str, ...]:
+    """Labels given as ``"a, b"`` or a sequence -> ``("a", "b")``, stripped, empty ones dropped."""
+    items = value.split(",") if isinstance(value, str) else (value or ())
+    return tuple(str(s).strip() for s in items if str(s).strip())
+
+
 def text_negatives(encode_text, query: str, class_names: Sequence[str] | None = None,
                    extra: Sequence[str] = ()) -> list[str]:
     """Competing labels for ``query``: the canonical phrases, the scene's class names that are not
@@ -224,6 +230,14 @@ def render_values(model: GaussianModel, cameras: Cameras, values: Tensor, backen
     return img, alpha
 
 
+def selection_bbox(model: GaussianModel, mask: Tensor) -> Optional[list]:
+    """AABB ``[[min xyz], [max xyz]]`` of the selected centres (None if the selection is empty)."""
+    if not mask.any():
+        return None
+    pts = model.get_means().detach()[mask]
+    return [pts.amin(0).tolist(), pts.amax(0).tolist()]
+
+
 def render_selection(model: GaussianModel, cameras: Cameras, mask: Tensor, backend: str = "auto") -> Tensor:
     """How much of each pixel the selected Gaussians cover (their share of the composited weight).
 
@@ -343,7 +357,7 @@ def query_probabilities(ctx: QueryContext, spec: QuerySpec) -> tuple[Tensor, dic
     if spec.kind == "text":
         text = spec.value.strip()
         enc = ctx.teacher.encode_text
-        negs = text_negatives(enc, text, ctx.class_names, [n for n in spec.negatives if str(n).strip()])
+        negs = text_negatives(enc, text, ctx.class_names, list(label_list(spec.negatives)))
         return text_probabilities(model, enc, text, negs), {"query": text, "negatives": negs}
     if spec.kind == "patch":
         from pathlib import Path

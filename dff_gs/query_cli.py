@@ -52,7 +52,7 @@ def add_query_arguments(p: argparse.ArgumentParser, multiple: bool = False) -> N
 
 def query_specs(args) -> list[Q.QuerySpec]:
     """The queries of parsed :func:`add_query_arguments` flags (one list whether they repeat or not)."""
-    negs = tuple(s.strip() for s in args.negatives.split(",") if s.strip())
+    negs = Q.label_list(args.negatives)
     specs = [Q.QuerySpec("text", t, negs) for t in _as_list(args.text)]
     specs += [Q.QuerySpec("patch", t) for t in _as_list(args.patch)]
     specs += [Q.QuerySpec("click", tuple(c)) for c in _as_list(args.click, nested=True)]
@@ -121,7 +121,7 @@ def run_query(args) -> dict:
     summary: dict = {"model": str(args.model), "num_gaussians": model.num_gaussians}
     labels = probs = None
     if args.labels is not None:
-        names = [s.strip() for s in args.labels.split(",") if s.strip()]
+        names = list(Q.label_list(args.labels))
         if len(names) < 2:
             raise ConfigError("--labels needs at least two labels")
         labels = Q.segment_gaussians(model, ctx.teacher.encode_text(names))
@@ -138,8 +138,7 @@ def run_query(args) -> dict:
         sel = Q.select(probs, args.threshold)
         summary["selected"] = sel.count
         if sel.count:
-            pts = model.params["means"].detach()[sel.mask]
-            summary["bbox"] = [pts.amin(0).tolist(), pts.amax(0).tolist()]
+            summary["bbox"] = Q.selection_bbox(model, sel.mask)
     if args.out:
         _write_renders(args, model, ctx.scene().split(args.split), probs, labels, summary)
     return summary

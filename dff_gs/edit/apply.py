@@ -9,7 +9,8 @@ import torch
 from tqdm import tqdm
 
 from dff_gs.edit.script import EditEnv, EditScript
-from dff_gs.edit.selection import EditSelection, select_gaussians, selection_bbox
+from dff_gs.edit.selection import EditSelection, select_gaussians
+from dff_gs.query import selection_bbox
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.query import QueryContext

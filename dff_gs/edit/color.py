@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.errors import ConfigError
-from dff_gs.gaussians import SH_C0
+from dff_gs.gaussians import rgb_to_sh0, sh0_to_rgb
 
 LUMA = torch.tensor([0.2126, 0.7152, 0.0722])
 
@@ -85,7 +85,7 @@ def color_matrix(color: Optional[Sequence[float]] = None, hue: float = 0.0, satu
 
 def dc_colors(sh0: Tensor) -> Tensor:
     """Base (DC) colours of ``sh0  # [N, 1, 3]``.  Returns Tensor  # [N, 3]"""
-    return sh0[:, 0] * SH_C0 + 0.5
+    return sh0_to_rgb(sh0[:, 0])
 
 
 def apply_color_matrix(sh0: Tensor, shN: Tensor, M: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,4 +97,4 @@ def apply_color_matrix(sh0: Tensor, shN: Tensor, M: Tensor) -> tuple[Tensor, Ten
     """
     M = M.to(sh0)
     c = dc_colors(sh0) @ M.T
-    return ((c - 0.5) / SH_C0)[:, None], shN @ M.T
+    return rgb_to_sh0(c)[:, None], shN @ M.T

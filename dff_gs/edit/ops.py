@@ -24,7 +24,7 @@ from torch import Tensor
 from dff_gs.edit.color import LUMA, apply_color_matrix, color_matrix, dc_colors, parse_color
 from dff_gs.edit.transforms import Similarity
 from dff_gs.errors import ConfigError
-from dff_gs.gaussians import PARAM_KEYS, SH_C0, GaussianModel
+from dff_gs.gaussians import PARAM_KEYS, GaussianModel, num_sh_bases, rgb_to_sh0
 
 
 @dataclass
@@ -104,7 +104,7 @@ def recolor(model: GaussianModel, mask: Tensor, color=None, hue: float = 0.0, sa
     new0, newN = apply_color_matrix(sh0, shN, M)
     if rgb is not None and not shading:  # flat target colour, then the hue / saturation / brightness change
         flat = torch.tensor(rgb).to(sh0) @ color_matrix(None, hue, saturation, brightness).to(sh0).T
-        new0 = ((flat - 0.5) / SH_C0).expand_as(sh0[:, 0])[:, None].clone()
+        new0 = rgb_to_sh0(flat).expand_as(sh0[:, 0])[:, None].clone()
     params["sh0"][mask], params["shN"][mask] = new0, newN
     info = {"recolored": int(mask.sum()), "matrix": M.tolist(), "mean_color_before": dc_colors(sh0).mean(0).tolist(),
             "mean_color_after": dc_colors(new0).mean(0).tolist()}
@@ -165,7 +165,7 @@ _TEACHER_SPACE_KEYS = ("name", "text_model", "clip_model", "model", "weights", "
 
 def _pad_sh(shN: Tensor, degree: int) -> Tensor:
     """``shN  # [N, K-1, 3]`` zero-padded to ``degree`` (the extra bands contribute nothing)."""
-    K = (degree + 1) ** 2
+    K = num_sh_bases(degree)
     return torch.cat([shN, shN.new_zeros(shN.shape[0], K - 1 - shN.shape[1], 3)], 1)
 
 

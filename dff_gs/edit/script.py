@@ -35,7 +35,7 @@ from dff_gs.edit.ops import OpResult
 from dff_gs.edit.selection import SelectionConfig
 from dff_gs.edit.transforms import Similarity
 from dff_gs.errors import ConfigError
-from dff_gs.query import QUERY_KINDS, QuerySpec
+from dff_gs.query import QUERY_KINDS, QuerySpec, label_list
 
 
 @dataclass
@@ -271,8 +271,7 @@ def parse_query(item: Any, negatives: tuple = (), where: str = "select") -> Quer
         raise ConfigError(f"{where}: a query has exactly one of {', '.join(QUERY_KINDS)} (and optional negatives); "
                           f"got keys {list(item)}")
     kind, value = kinds[0], item[kinds[0]]
-    negs = item.get("negatives", ())
-    negs = tuple(s.strip() for s in (negs.split(",") if isinstance(negs, str) else negs) if str(s).strip())
+    negs = label_list(item.get("negatives", ()))
     if kind == "click":
         if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, int) for v in value):
             raise ConfigError(f"{where}: click needs [view, x, y] (three integers), got {value!r}")
@@ -325,8 +324,7 @@ def parse_script(data: dict, source: str = "<script>", check: bool = True) -> Ed
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown} (known: {', '.join(known)})")
-    negs = data.get("negatives") or ()
-    negs = tuple(s.strip() for s in (negs.split(",") if isinstance(negs, str) else negs) if str(s).strip())
+    negs = label_list(data.get("negatives"))
     try:
         selection = SelectionConfig()
         apply_dict(selection, data.get("selection") or {}, prefix="selection.")

@@ -180,12 +180,3 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec], cfg: Optiona
         raise EmptySelectionError(f"{ctx.source}: the query {what} selects no Gaussians (highest p(query|x) = "
                                   f"{float(probs.max()):.3f}, threshold {cfg.threshold}); nothing written")
     return EditSelection(probs=probs, mask=mask, stats=stats, queries=infos)
-
-
-def selection_bbox(model: GaussianModel, mask: Tensor) -> Optional[list]:
-    """AABB ``[[min xyz], [max xyz]]`` of the selected centres (None if the selection is empty)."""
-    if not mask.any():
-        return None
-    pts = model.get_means().detach()[mask]
-    return [pts.amin(0).tolist(), pts.amax(0).tolist()]
-

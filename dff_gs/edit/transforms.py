@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.errors import ConfigError
+from dff_gs.gaussians import num_sh_bases
 from dff_gs.render.projection import quat_to_rotmat
 
 
@@ -101,7 +102,7 @@ def _sh_basis(degree: int, dirs: Tensor) -> Tensor:
     ``dirs  # [M, 3]``.  Returns Tensor  # [M, K]"""
     from dff_gs.render.sh import eval_sh
 
-    K = (degree + 1) ** 2
+    K = num_sh_bases(degree)
     coeffs = torch.eye(K, dtype=dirs.dtype)[:, None, :, None].expand(K, 1, K, 1)
     return eval_sh(degree, coeffs, dirs[None])[..., 0].T
 
@@ -110,7 +111,7 @@ def sh_rotation(R: Tensor, degree: int) -> Tensor:
     """Block-diagonal matrix ``A  # [K-1, K-1]`` acting on the higher SH coefficients ``shN  # [K-1, 3]`` of a
     Gaussian rotated by ``R``: the new coefficients ``A @ shN`` give, in direction ``d``, the colour the old
     ones gave in ``R^T d``. Solved per band on a spherical design (each band is closed under rotation)."""
-    K = (degree + 1) ** 2
+    K = num_sh_bases(degree)
     A = torch.zeros(K - 1, K - 1, dtype=torch.float64)
     if degree == 0:
         return A.float()

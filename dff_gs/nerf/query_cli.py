@@ -42,7 +42,7 @@ def run_query(args) -> dict:
     from dff_gs.nerf import load_nerf
     from dff_gs.nerf import query as NQ
     from dff_gs.nerf.edit import SegmentationEdit
-    from dff_gs.query import patch_feature, text_negatives
+    from dff_gs.query import label_list, patch_feature, text_negatives
     from dff_gs.query_cli import run_scene_options
     from dff_gs.runs import teacher_from_meta
 
@@ -61,12 +61,11 @@ def run_query(args) -> dict:
     summary: dict = {"model": str(args.model)}
     labels = None
     if args.text is not None:
-        extra = [s.strip() for s in args.negatives.split(",") if s.strip()]
-        negs = text_negatives(teacher.encode_text, args.text, names, extra)
+        negs = text_negatives(teacher.encode_text, args.text, names, list(label_list(args.negatives)))
         queries = NQ.text_queries(teacher.encode_text, args.text, negs)
         summary.update(query=args.text, negatives=negs)
     elif args.labels is not None:
-        labels = [s.strip() for s in args.labels.split(",") if s.strip()]
+        labels = list(label_list(args.labels))
         if len(labels) < 2:
             raise ConfigError("--labels needs at least two labels")
         queries = teacher.encode_text(labels).float()
