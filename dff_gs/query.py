@@ -83,11 +83,18 @@ def text_probabilities(
     temperature: float = DEFAULT_TEMPERATURE,
 ) -> Tensor:
     """``p(query | x)`` for every Gaussian from a text query and negative texts.  Returns Tensor  # [N]"""
+    return label_probabilities(gaussian_features(model), text_query_embeddings(encode_text, query, negatives),
+                               temperature)[:, 0]
+
+
+def text_query_embeddings(encode_text, query: str, negatives: Sequence[str]) -> Tensor:
+    """The query text's embedding followed by its negatives' (the query itself left out of them), for Eq. 5.
+    Returns Tensor  # [1 + M, C]"""
     if not query or not query.strip():
         raise ConfigError("the query text is empty")
     texts = [query.strip()] + [n for n in negatives if n.strip() and n.strip() != query.strip()]
     emb = encode_text(texts)
-    return label_probabilities(gaussian_features(model), query_embeddings(emb[0], emb[1:]), temperature)[:, 0]
+    return query_embeddings(emb[0], emb[1:])
 
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")
@@ -127,12 +134,21 @@ def reference_probabilities(model: GaussianModel, reference: Tensor, k: int = 8,
     Returns Tensor  # [N]
     """
     feats = gaussian_features(model)
+    return label_probabilities(feats, reference_query_embeddings(feats, reference, k, seed, same_cosine),
+                               temperature)[:, 0]
+
+
+def reference_query_embeddings(feats: Tensor, reference: Tensor, k: int = 8, seed: int = 0,
+                               same_cosine: float = 0.9) -> Tensor:
+    """A patch / click reference and its competitors: the k-means centroids of the scene's own features
+    ``feats  # [N, C]`` that are not near-duplicates of the reference (cosine < ``same_cosine``; ``-reference``
+    when none is left).  reference: Tensor  # [C].  Returns Tensor  # [1 + M, C]"""
     _, centroids = kmeans(feats, min(k, len(feats)), seed=seed)
     q = F.normalize(reference.float().reshape(-1), dim=0).to(centroids.device)
     others = centroids[centroids @ q < same_cosine]
     if len(others) == 0:
         others = -q[None]
-    return label_probabilities(feats, query_embeddings(q, others), temperature)[:, 0]
+    return query_embeddings(q, others)
 
 
 def patch_feature(teacher, image: Tensor) -> Tensor:

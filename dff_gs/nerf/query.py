@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.nerf.model import NerfModel, camera_rays
-from dff_gs.query import DEFAULT_TEMPERATURE, kmeans, label_probabilities, query_embeddings
+from dff_gs.query import (DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings,
+                          text_query_embeddings)
 
 
 def _require_features(model: NerfModel) -> None:
@@ -42,13 +42,8 @@ def point_probabilities(model: NerfModel, points: Tensor, queries: Tensor,
     return label_probabilities(point_features(model, points), queries, temperature)
 
 
-def text_queries(encode_text, query: str, negatives: Sequence[str]) -> Tensor:
-    """The query's embedding followed by its negatives' ``[1 + M, C]`` (as ``dff_gs.query.text_probabilities``)."""
-    if not query or not query.strip():
-        raise ConfigError("the query text is empty")
-    texts = [query.strip()] + [n for n in negatives if n.strip() and n.strip() != query.strip()]
-    emb = encode_text(texts)
-    return query_embeddings(emb[0], emb[1:])
+text_queries = text_query_embeddings
+"""The query text's embedding followed by its negatives' ``[1 + M, C]`` (the Gaussians' own function)."""
 
 
 def text_point_probabilities(model: NerfModel, encode_text, query: str, negatives: Sequence[str], points: Tensor,
@@ -74,13 +69,8 @@ def reference_queries(model: NerfModel, reference: Tensor, k: int = 8, seed: int
                       same_cosine: float = 0.9) -> Tensor:
     """A patch / click reference ``[C]`` and its competitors: k-means centroids of the field's features at
     its occupied cells that are not near-duplicates of the reference.  Returns Tensor  # [1 + M, C]"""
-    feats = point_features(model, field_points(model, seed=seed))
-    _, centroids = kmeans(feats, min(k, len(feats)), seed=seed)
-    q = F.normalize(reference.float().reshape(-1), dim=0).to(centroids.device)
-    others = centroids[centroids @ q < same_cosine]
-    if len(others) == 0:
-        others = -q[None]
-    return query_embeddings(q, others)
+    return reference_query_embeddings(point_features(model, field_points(model, seed=seed)), reference, k, seed,
+                                      same_cosine)
 
 
 @torch.no_grad()
