@@ -152,6 +152,13 @@ class Cameras:
         uv = xy * torch.stack([self.Ks[:, 0, 0], self.Ks[:, 1, 1]], -1)[:, None] + self.Ks[:, None, :2, 2]
         return uv, z
 
+    def backproject(self, depths: Tensor) -> Tensor:
+        """World points of z-depth maps ``depths  # [C, H, W]`` at the pixel centres (z-depth -> distance along
+        the unit ray: divided by the ray's z component in camera space).  Returns Tensor  # [C, H, W, 3]"""
+        o, d = self.generate_rays()
+        z_dir = torch.einsum("cij,chwj->chwi", self.viewmats[:, :3, :3], d)[..., 2]
+        return o + d * (depths / z_dir.clamp_min(1e-6))[..., None]
+
     def generate_rays(self, idx: Index | None = None) -> tuple[Tensor, Tensor]:
         """Rays through pixel centres: ``origins  # [C, H, W, 3]``, unit ``directions  # [C, H, W, 3]``."""
         cams = self if idx is None else self[idx]

@@ -159,11 +159,9 @@ class GaussianModel(nn.Module):
             raise ValueError(f"{scene.source}: the scene has no depth maps to initialise from")
         ids = list(scene.train_ids if view_ids is None else view_ids)
         cams = scene.cameras[ids]
-        o, d = cams.generate_rays()
-        z_dir = torch.einsum("cij,chwj->chwi", cams.viewmats[:, :3, :3], d)[..., 2]
         depth = scene.depths[ids]
         valid = depth > 0
-        pts = (o + d * (depth / z_dir.clamp_min(1e-6))[..., None])[valid]
+        pts = cams.backproject(depth)[valid]
         cols = scene.images[ids][valid]
         focal = cams.Ks[:, 0, 0][:, None, None].expand_as(depth)[valid]
         footprint = depth[valid] / focal  # metres per pixel

@@ -81,11 +81,7 @@ def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: O
     camera centres padded by their spread."""
     centers = cameras.centers
     if depths is not None:
-        o, d = cameras.generate_rays()
-        # z-depth -> distance along the unit ray: divide by the ray's z component in camera space
-        z_dir = torch.einsum("cij,chwj->chwi", cameras.viewmats[:, :3, :3], d)[..., 2]
-        pts = o + d * (depths / z_dir.clamp_min(1e-6))[..., None]
-        pts = pts[depths > 0]
+        pts = cameras.backproject(depths)[depths > 0]
         if len(pts) > 200000:
             pts = pts[torch.randperm(len(pts), generator=torch.Generator().manual_seed(0))[:200000]]
         cloud = torch.cat([pts, centers])

@@ -59,10 +59,7 @@ def prior_points(scene: SceneData, method: str, max_points: int = 400_000, seed:
         return scene.points.float()
     if scene.depths is None:
         raise ConfigError(f"nerf.occ_init=depth but the scene {scene.source} has no depth maps")
-    o, d = scene.cameras.generate_rays()
-    z_dir = torch.einsum("cij,chwj->chwi", scene.cameras.viewmats[:, :3, :3], d)[..., 2]
-    valid = scene.depths > 0
-    pts = (o + d * (scene.depths / z_dir.clamp_min(1e-6))[..., None])[valid]
+    pts = scene.cameras.backproject(scene.depths)[scene.depths > 0]
     if len(pts) > max_points:
         pts = pts[torch.randperm(len(pts), generator=torch.Generator().manual_seed(seed))[:max_points]]
     return pts
