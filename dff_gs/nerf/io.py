@@ -55,10 +55,15 @@ def model_from_payload(payload: dict, source: str = "NeRF model") -> NerfModel:
         model.load_state_dict(payload["state"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: NeRF weights do not match their config ({type(e).__name__}: {e})") from None
+    check_finite(model, source)
+    return model
+
+
+def check_finite(model: NerfModel, source: str) -> None:
+    """A :class:`CheckpointError` naming ``source`` and the parameter when any weight is NaN / inf."""
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise CheckpointError(f"{source}: parameter {name!r} has non-finite values (NaN/inf)")
-    return model
 
 
 def _read(path: Path) -> Any:

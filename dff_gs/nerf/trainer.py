@@ -14,7 +14,7 @@ from torch import Tensor
 from dff_gs.cameras import Cameras
 from dff_gs.errors import CheckpointError, ConfigError
 from dff_gs.nerf.batches import PatchSampler
-from dff_gs.nerf.io import load_nerf_checkpoint, save_nerf_checkpoint
+from dff_gs.nerf.io import check_finite, load_nerf_checkpoint, save_nerf_checkpoint
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.renderer import distortion_loss
 from dff_gs.train.checkpoint import set_rng_state
@@ -142,9 +142,7 @@ class NerfTrainer:
             self.optimizer.load_state_dict(payload["trainer"]["optimizer"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path}: NeRF checkpoint does not match this model/config ({e})") from None
-        for name, p in self.model.state_dict().items():
-            if p.is_floating_point() and not torch.isfinite(p).all():
-                raise CheckpointError(f"{path}: parameter {name!r} has non-finite values (NaN/inf)")
+        check_finite(self.model, str(path))
         t = payload["trainer"]
         self.step = int(t["step"])
         self.train_seconds = float(t.get("train_seconds", 0.0))
