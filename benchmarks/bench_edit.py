@@ -41,9 +41,7 @@ from dff_gs import query as Q
 from dff_gs.cameras import Cameras
 from dff_gs.edit import SelectionConfig, ops, select_gaussians
 from dff_gs.eval.metrics import psnr
-from dff_gs.query_cli import run_scene_options
 from dff_gs.render import render
-from dff_gs.runs import load_model
 from dff_gs.train.evaluate import predict_labels
 
 OBJECTS = ("sofa", "table", "chair", "plant", "vase", "ball")
@@ -183,8 +181,8 @@ def main() -> None:
     from dff_gs.io.images import colorize_labels, save_png, side_by_side
 
     offset = [float(v) for v in args.offset.split(",")]
-    model, meta = load_model(args.run)
-    ctx = Q.QueryContext(model, meta, source=args.run, data=args.data, scene_options=run_scene_options(args.run))
+    ctx = Q.QueryContext.open(args.run, data=args.data)
+    model = ctx.model
     scene = ctx.scene().split("test")
     names = scene.class_names
     truth = load_truth(ctx)

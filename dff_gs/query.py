@@ -330,6 +330,15 @@ class QueryContext:
         self.scene_options = dict(scene_options or {})
         self._cache = {} if _cache is None else _cache
 
+    @classmethod
+    def open(cls, path, *, data: Optional[str] = None, backend: str = "auto") -> "QueryContext":
+        """The context of a run folder or PLY: its model and sidecar, and the scene options it was trained with."""
+        from dff_gs.runs import load_model, resolve_ply, run_scene_options
+
+        ply = resolve_ply(path)
+        model, meta = load_model(ply)
+        return cls(model, meta, source=str(ply), data=data, backend=backend, scene_options=run_scene_options(path))
+
     def with_model(self, model: GaussianModel) -> "QueryContext":
         return QueryContext(model, self.meta, source=self.source, data=self.data, backend=self.backend,
                             scene_options=self.scene_options, _cache=self._cache)

@@ -69,39 +69,6 @@ def _as_list(value, nested: bool = False) -> list:
     return list(value) if isinstance(value, list) else [value]
 
 
-def scene_options_of(data: dict) -> dict:
-    """The ``load_scene`` options (downscale, test split, format) in a config's ``data`` section."""
-    opts = {k: data[k] for k in ("downscale", "test_every") if isinstance(data.get(k), int)}
-    if isinstance(data.get("format"), str) and data["format"]:
-        opts["format"] = data["format"]
-    return opts
-
-
-def run_scene_options(path: str | Path) -> dict:
-    """``load_scene`` options a model was trained with (downscale, test split): from the ``config.yaml`` of the
-    run folder it lives in, else from its sidecar's ``scene_options`` (runs and edits write them, so an edited
-    PLY moved elsewhere keeps them); {} when neither says."""
-    p = Path(path)
-    cfg = (p if p.is_dir() else p.parent) / "config.yaml"
-    if cfg.is_file():
-        import yaml
-
-        try:
-            return scene_options_of((yaml.safe_load(cfg.read_text()) or {}).get("data") or {})
-        except (yaml.YAMLError, AttributeError):
-            return {}
-    if p.is_file():
-        from dff_gs.io.ply import sidecar_path
-
-        try:
-            meta = json.loads(sidecar_path(p).read_text())
-        except (OSError, ValueError):
-            return {}
-        opts = meta.get("scene_options") if isinstance(meta, dict) else None
-        return scene_options_of(opts) if isinstance(opts, dict) else {}
-    return {}
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dff_gs.query", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,11 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_query(args) -> dict:
-    from dff_gs.runs import load_model
-
-    model, meta = load_model(args.model)
-    ctx = Q.QueryContext(model, meta, source=args.model, data=args.data, backend=args.backend,
-                         scene_options=run_scene_options(args.model))
+    ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
+    model = ctx.model
     summary: dict = {"model": str(args.model), "num_gaussians": model.num_gaussians}
     labels = probs = None
     if args.labels is not None:

@@ -44,14 +44,11 @@ def output_names(image_names: list[str]) -> list[str]:
 def run_render(args) -> list[Path]:
     from dff_gs import query as Q
     from dff_gs.io.images import save_png
-    from dff_gs.query_cli import query_specs, run_scene_options
+    from dff_gs.query_cli import query_specs
     from dff_gs.render import render
-    from dff_gs.runs import load_model, resolve_ply
 
-    ply = resolve_ply(args.model)
-    model, meta = load_model(ply)
-    ctx = Q.QueryContext(model, meta, source=str(ply), data=args.data, backend=args.backend,
-                         scene_options=run_scene_options(args.model))
+    ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
+    model = ctx.model
     scene = ctx.scene()
     if args.split != "all" and not (scene.test_ids if args.split == "test" else scene.train_ids):
         raise ConfigError(f"{ctx.scene_path}: the scene has no {args.split} views")

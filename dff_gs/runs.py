@@ -18,6 +18,20 @@ NERF_HINT = ("the Gaussian tools (edit.py, python -m dff_gs.query, python -m dff
              "(or python -m dff_gs.nerf.query)")
 
 
+def run_config(folder: Path) -> dict | None:
+    """The ``config.yaml`` of a run folder as a dict (None when there is none or it does not read as a mapping)."""
+    cfg = folder / "config.yaml"
+    if not cfg.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(cfg.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def run_backbone(path: str | Path) -> str | None:
     """``"gs"`` or ``"nerf"`` for a run folder or a model file, None when it cannot tell."""
     p = Path(path)
@@ -26,16 +40,9 @@ def run_backbone(path: str | Path) -> str | None:
             return "gs"
         if (p / "nerf_model.pt").is_file():
             return "nerf"
-        cfg = p / "config.yaml"
-        if cfg.is_file():  # an interrupted run has only its config and checkpoint
-            try:
-                import yaml
-
-                backbone = ((yaml.safe_load(cfg.read_text()) or {}).get("train") or {}).get("backbone")
-            except Exception:  # noqa: BLE001  unreadable config: no verdict
-                return None
-            return backbone if backbone in ("gs", "nerf") else None
-        return None
+        cfg = run_config(p)  # an interrupted run has only its config and checkpoint
+        backbone = (cfg.get("train") or {}).get("backbone") if cfg is not None else None
+        return backbone if backbone in ("gs", "nerf") else None
     if p.suffix.lower() == ".ply":
         return "gs"
     if p.suffix == ".pt" and p.is_file():
@@ -44,6 +51,38 @@ def run_backbone(path: str | Path) -> str | None:
         return "nerf" if is_nerf_file(p) else None
     return None
 
+
+
+def scene_options_of(data: dict) -> dict:
+    """The ``load_scene`` options (downscale, test split, format) in a config's ``data`` section."""
+    opts = {k: data[k] for k in ("downscale", "test_every") if isinstance(data.get(k), int)}
+    if isinstance(data.get("format"), str) and data["format"]:
+        opts["format"] = data["format"]
+    return opts
+
+
+def run_scene_options(path: str | Path) -> dict:
+    """``load_scene`` options a model was trained with (downscale, test split): from the ``config.yaml`` of the
+    run folder it lives in, else from its sidecar's ``scene_options`` (runs and edits write them, so an edited
+    PLY moved elsewhere keeps them); {} when neither says."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    if (folder / "config.yaml").is_file():
+        cfg = run_config(folder)
+        data = (cfg or {}).get("data")
+        return scene_options_of(data) if isinstance(data, dict) else {}
+    if p.is_file():
+        import json
+
+        from dff_gs.io.ply import sidecar_path
+
+        try:
+            meta = json.loads(sidecar_path(p).read_text())
+        except (OSError, ValueError):
+            return {}
+        opts = meta.get("scene_options") if isinstance(meta, dict) else None
+        return scene_options_of(opts) if isinstance(opts, dict) else {}
+    return {}
 
 def resolve_ply(path: str | Path) -> Path:
     p = Path(path)

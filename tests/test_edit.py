@@ -391,7 +391,7 @@ def test_edit_cli_script_with_compose_and_several_queries(saved, tmp_path):
 
 def test_scene_options_travel_with_the_ply(saved, tmp_path):
     """An edited PLY moved out of its run folder still opens the scene as the run did (sidecar scene_options)."""
-    from dff_gs.query_cli import run_scene_options
+    from dff_gs.runs import run_scene_options
 
     ply, _ = saved
     model, meta = load_ply(ply)

@@ -102,15 +102,13 @@ def run_edit(args) -> dict:
     from dff_gs.edit.outputs import before_after_panels, check_outputs, pick_views, write_outputs
     from dff_gs.edit.script import EditEnv
     from dff_gs.query import QueryContext
-    from dff_gs.query_cli import run_scene_options
-    from dff_gs.runs import load_model, resolve_ply
+    from dff_gs.runs import resolve_ply
 
     script = script_from_args(args)
     ply = resolve_ply(args.model)
-    paths = check_outputs(ply, args.out, args.force)
-    model, meta = load_model(ply)
-    ctx = QueryContext(model, meta, source=str(ply), data=args.data, backend=args.backend,
-                       scene_options=run_scene_options(args.model))
+    paths = check_outputs(ply, args.out, args.force)  # before any work
+    ctx = QueryContext.open(args.model, data=args.data, backend=args.backend)
+    model, meta = ctx.model, ctx.meta
     base = Path(args.script).parent if args.script else Path(".")
     outcome = apply_script(ctx, script, EditEnv(meta=meta, base_dir=base), progress=not args.quiet)
     summary = {"input": str(ply), "output": str(paths.ply), **outcome.summary}

@@ -43,7 +43,7 @@ def run_query(args) -> dict:
     from dff_gs.nerf import query as NQ
     from dff_gs.nerf.edit import SegmentationEdit
     from dff_gs.query import label_list, patch_feature, text_negatives
-    from dff_gs.query_cli import run_scene_options
+    from dff_gs.runs import run_scene_options
     from dff_gs.runs import teacher_from_meta
 
     model, meta = load_nerf(args.model, map_location=args.device)
