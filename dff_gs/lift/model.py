@@ -26,6 +26,7 @@ from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.lift.core import lift_features
+from dff_gs.train.distill import pca_directions
 
 
 @dataclass
@@ -60,21 +61,11 @@ def linear_pca_basis(maps: Tensor, dim: int, max_samples: int = 200_000, seed: i
     maps: Tensor  # [V, h, w, C] teacher maps (all-zero texels are unlabeled and left out of the statistics)
     """
     C = maps.shape[-1]
-    X = maps.reshape(-1, C)
-    X = X[X.abs().sum(-1) > 0]
-    if len(X) == 0:
+    pca = pca_directions(maps, dim - 1, max_samples, seed)
+    if pca is None:
         raise ConfigError("lift: the teacher maps are all zero (no labeled pixel to lift)")
-    if len(X) > max_samples:
-        g = torch.Generator().manual_seed(seed)
-        X = X[torch.randperm(len(X), generator=g)[:max_samples].to(X.device)]
-    X = X.float().cpu()
-    mu = X.mean(0)
-    cols = [mu[:, None]]
-    q = min(dim - 1, C, len(X))
-    if q > 0:
-        torch.manual_seed(seed)  # pca_lowrank is randomised
-        cols.append(torch.pca_lowrank(X - mu, q=q, center=False)[2])  # [C, q]
-    Q, R = torch.linalg.qr(torch.cat(cols, 1))
+    mu, V = pca
+    Q, R = torch.linalg.qr(torch.cat([mu[:, None], V], 1))
     Q = Q[:, R.diagonal().abs() > 1e-6 * R.diagonal().abs().max()]  # drop dependent directions
     return torch.cat([Q, Q.new_zeros(C, dim - Q.shape[1])], 1)  # zero columns if the teacher has fewer dims
 

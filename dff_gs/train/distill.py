@@ -79,20 +79,34 @@ def init_decoder_pca(decoder: torch.nn.Linear, maps: Tensor, max_samples: int = 
 
     maps: Tensor  # [V, h, w, C] teacher maps (pixels with an all-zero feature are unlabeled and skipped)
     """
+    pca = pca_directions(maps, decoder.in_features, max_samples, seed)
+    if pca is None:
+        return
+    mu, V = pca
+    weight = torch.zeros(decoder.out_features, decoder.in_features)
+    weight[:, :V.shape[1]] = V
+    decoder.weight.copy_(weight.to(decoder.weight))
+    decoder.bias.copy_(mu.to(decoder.bias))
+
+
+def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int = 0) -> Optional[tuple[Tensor, Tensor]]:
+    """Mean and top principal directions of the labeled texels of teacher maps (all-zero features are unlabeled
+    and left out; at most ``max_samples`` of them, a seeded subset), on the CPU in float32.
+
+    maps: Tensor  # [V, h, w, C]
+    Returns (mean: Tensor  # [C], directions: Tensor  # [C, q'], q' = min(q, C, samples)), or None when no
+    texel is labeled
+    """
     X = maps.reshape(-1, maps.shape[-1])
     X = X[X.abs().sum(-1) > 0]
     if len(X) == 0:
-        return
-    g = torch.Generator().manual_seed(seed)
+        return None
     if len(X) > max_samples:
-        X = X[torch.randperm(len(X), generator=g)[:max_samples].to(X.device)]
+        X = X[torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:max_samples].to(X.device)]
     X = X.float().cpu()
     mu = X.mean(0)
-    D = decoder.in_features
-    q = min(D, X.shape[1], len(X))
+    q = min(q, X.shape[1], len(X))
+    if q <= 0:
+        return mu, X.new_zeros(X.shape[1], 0)
     torch.manual_seed(seed)  # pca_lowrank is randomised
-    _, _, V = torch.pca_lowrank(X - mu, q=q, center=False)  # V: [C, q]
-    weight = torch.zeros(decoder.out_features, D)
-    weight[:, :q] = V
-    decoder.weight.copy_(weight.to(decoder.weight))
-    decoder.bias.copy_(mu.to(decoder.bias))
+    return mu, torch.pca_lowrank(X - mu, q=q, center=False)[2]
