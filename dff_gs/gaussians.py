@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dff_gs.errors import CheckpointError
+from dff_gs.neighbors import knn
 
 SH_C0 = 0.28209479177387814
 PARAM_KEYS = ("means", "quats", "scales", "opacities", "sh0", "shN", "features")
@@ -49,14 +50,9 @@ def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
     if len(points) > 20000:
         g = torch.Generator(device="cpu").manual_seed(0)
         ref = points[torch.randperm(len(points), generator=g)[:20000].to(points.device)]
-    out = torch.empty(len(points), device=points.device)
-    kk = min(k + 1, len(ref))
-    for s in range(0, len(points), chunk):
-        d = torch.cdist(points[s:s + chunk], ref)
-        vals = d.topk(kk, largest=False).values
-        vals = vals[:, 1:] if kk > 1 else vals  # drop the point itself (distance 0)
-        out[s:s + chunk] = vals.mean(1)
-    return out
+    if min(k + 1, len(ref)) <= 1:  # nothing to skip: the nearest reference point (itself, when in ref)
+        return knn(points, ref, 1, chunk=chunk)[0][:, 0]
+    return knn(points, ref, k, chunk=chunk, exclude_self=True)[0].mean(1)
 
 
 class GaussianModel(nn.Module):

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.config import option
-from dff_gs.edit.neighbors import connected_components, knn
+from dff_gs.neighbors import connected_components, knn
 from dff_gs.edit.transforms import quat_to_matrix
 from dff_gs.errors import ConfigError, DffError
 from dff_gs.gaussians import GaussianModel
