@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.999
-T_MIN = 1e-4
+from dff_gs.render.backend_torch import T_MIN, alpha_from_logits, gaussian_table, pixel_monomials, tile_logits
 
 
 def resample_map(feature_map: Tensor, height: int, width: int) -> Tensor:
@@ -36,33 +34,6 @@ def _tile_pixels(image: Tensor, tiles_y: int, tiles_x: int, tile_size: int) -> T
     pad[:H, :W] = image
     pad = pad.reshape(tiles_y, tile_size, tiles_x, tile_size, K).permute(0, 2, 1, 3, 4)
     return pad.reshape(tiles_y * tiles_x, tile_size * tile_size, K)
-
-
-def _gaussian_table(m2: Tensor, con: Tensor, opa: Tensor) -> Tensor:
-    """Per flat id ``x, y, a, b, c, log(opacity)`` ``[I * N + 1, 6]``; the last row is padding that no pixel sees."""
-    table = torch.cat([m2, con, torch.log(opa.clamp_min(1e-30))[:, None]], 1)
-    pad = table.new_zeros(1, 6)
-    pad[0, 5] = -1e3
-    return torch.cat([table, pad])
-
-
-def _alphas(rows: Tensor, ox: Tensor, oy: Tensor, mono: Tensor) -> Tensor:
-    """Alpha of each listed Gaussian at each pixel of its tile, 0 where below 1/255.
-
-    The exponent ``log(opacity) - sigma`` is a quadratic form in the pixel position, so it is one batched matmul
-    of per-pixel monomials with per-Gaussian coefficients (the reference rasterizer's formulation; centres are
-    taken relative to the tile origin to keep the terms small).
-    rows: Tensor  # [A, K, 6] x, y, a, b, c, log(opacity);  ox, oy: Tensor  # [A] tile origins
-    mono: Tensor  # [P, 6] px^2, px py, py^2, px, py, 1 of the pixel centres within a tile
-    returns Tensor  # [A, P, K]
-    """
-    x = rows[..., 0] - ox[:, None]
-    y = rows[..., 1] - oy[:, None]
-    a, b, c, log_op = rows[..., 2], rows[..., 3], rows[..., 4], rows[..., 5]
-    coef = torch.stack([-0.5 * a, -b, -0.5 * c, a * x + b * y, b * x + c * y,
-                        log_op - (0.5 * a * x * x + b * x * y + 0.5 * c * y * y)], 1)  # [A, 6, K]
-    alpha = torch.bmm(mono.expand(len(rows), -1, -1), coef).clamp_min_(-80.0).exp_()
-    return alpha.masked_fill_(alpha < ALPHA_MIN, 0.0).clamp_max_(ALPHA_MAX)
 
 
 def _walk(tiles: Tensor, starts: Tensor, counts: Tensor, ids: Tensor, table: Tensor, origins: Tensor, mono: Tensor,
@@ -91,7 +62,7 @@ def _walk(tiles: Tensor, starts: Tensor, counts: Tensor, ids: Tensor, table: Ten
             ar = pos + torch.arange(K, device=T.device)
             valid = ar[None] < cnt[grp][:, None]  # [A, K]
             fid = torch.where(valid, ids[(starts[t][:, None] + ar[None]).clamp_max(M - 1)], pad_id)
-            alpha = _alphas(table[fid], origins[t, 0], origins[t, 1], mono)
+            alpha = alpha_from_logits(tile_logits(table[fid], origins[t, 0], origins[t, 1], mono))
             # transmittance before / after each Gaussian, multiplied in the kernel's order from the carried T
             tt = torch.cumprod(torch.cat([T[grp][..., None], torch.rsub(alpha, 1.0)], -1), -1)
             stop = tt[..., 1:] <= T_MIN  # the Gaussian that brings T to <= 1e-4 and all after it are excluded
@@ -151,7 +122,7 @@ def lift_accumulate_reference(means2d: Tensor, conics: Tensor, opacities: Tensor
     counts = torch.cat([starts[1:], starts.new_tensor([M])]) - starts
     ids = flatten_ids.long()
     opa = opacities if opacities.dim() == 2 else opacities[None].expand(I, N)
-    table = _gaussian_table(means2d.reshape(-1, 2).float(), conics.reshape(-1, 3).float(), opa.reshape(-1).float())
+    table = gaussian_table(means2d.reshape(-1, 2).float(), conics.reshape(-1, 3).float(), opa.reshape(-1).float())
     pw = pix_weights.float() if pix_weights is not None else torch.ones(I, height, width, device=dev)
     pw = torch.cat([_tile_pixels(pw[i][..., None], tiles_y, tiles_x, tile_size)[..., 0] for i in range(I)])  # 0 outside
     # per tile pixel: the resampled features times the pixel weight, and the pixel weight (-> weight_sum)
@@ -160,9 +131,7 @@ def lift_accumulate_reference(means2d: Tensor, conics: Tensor, opacities: Tensor
     feats = torch.cat([feats * pw[..., None], pw[..., None]], -1)  # [tiles, P, C + 1]
     local = torch.arange(n_tiles, device=dev) % (tiles_y * tiles_x)
     origins = torch.stack([local % tiles_x, local // tiles_x], -1).float() * tile_size  # [tiles, 2]
-    ly, lx = torch.meshgrid(torch.arange(tile_size, device=dev), torch.arange(tile_size, device=dev), indexing="ij")
-    px, py = lx.reshape(-1).float() + 0.5, ly.reshape(-1).float() + 0.5  # pixel centres within a tile, row-major
-    mono = torch.stack([px * px, px * py, py * py, px, py, torch.ones_like(px)], -1)  # [P, 6]
+    mono = pixel_monomials(tile_size, dev, torch.float32)  # [P, 6]
     T0 = (pw > 0).float()  # pixels that can never contribute are done from the start
     tiles = ((counts > 0) & (T0 > 0).any(1)).nonzero()[:, 0]
     args = (tiles, starts, counts, ids, table, origins, mono, T0, chunk, max_block)

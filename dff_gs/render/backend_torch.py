@@ -109,17 +109,10 @@ def _rasterize_one(means2d, conics, opacities, colors, depths, radii, width, hei
         return img, img.new_zeros(height, width, 1)
     counts = torch.bincount(tile, minlength=n_tiles)
     offsets = torch.cumsum(counts, 0) - counts
-    # local pixel centres of a tile [P, 2]
-    ly, lx = torch.meshgrid(torch.arange(tile_size, device=dev), torch.arange(tile_size, device=dev), indexing="ij")
-    local = torch.stack([lx.reshape(-1), ly.reshape(-1)], -1).to(dtype) + 0.5
-    # per-Gaussian data packed in one table (one gather per block), plus a padding row at index N that
-    # can never be seen: columns x, y, conic a, b, c, log(opacity), colours...
-    N = means2d.shape[0]
-    table = torch.cat([means2d, conics, torch.log(opacities.clamp_min(1e-30))[:, None], colors], 1)
-    pad = torch.zeros(1, table.shape[1], dtype=dtype, device=dev)
-    pad[0, 5] = -1e3
-    table = torch.cat([table, pad])
-    pad_id = N
+    mono = pixel_monomials(tile_size, dev, dtype)
+    # per-Gaussian data packed in one table (one gather per block), padding row at index N
+    table = gaussian_table(means2d, conics, opacities, colors)
+    pad_id = means2d.shape[0]
 
     active = counts.nonzero()[:, 0]
     cnt_sorted, perm = torch.sort(counts[active])
@@ -138,7 +131,7 @@ def _rasterize_one(means2d, conics, opacities, colors, depths, radii, width, hei
         idx = offsets[tiles_b][:, None] + ar[None]  # [B, G]
         valid = ar[None] < counts[tiles_b][:, None]
         g = torch.where(valid, gid[idx.clamp_max(len(gid) - 1)], torch.full_like(idx, pad_id))
-        out, a = _composite_block(tiles_b, g, local, tw, tile_size, table)
+        out, a = _composite_block(tiles_b, g, mono, tw, tile_size, table)
         tile_out.append(out)
         tile_alpha.append(a)
         tile_index.append(tiles_b)
@@ -155,25 +148,59 @@ def _rasterize_one(means2d, conics, opacities, colors, depths, radii, width, hei
     return to_image(full), to_image(full_a)
 
 
-def _composite_block(tiles, g, local, tw, tile_size, table):
-    """Composite ``B`` tiles, each with its depth-sorted Gaussian list ``g  # [B, G]`` (padded).
+def gaussian_table(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor | None = None) -> Tensor:
+    """Per Gaussian ``x, y, a, b, c, log(opacity)`` (then ``colors``), plus a padding row at index ``N`` that
+    no pixel can see: what the tile blocks gather from.
 
-    The exponent ``log(opacity) - sigma`` is a quadratic form in the pixel position, so it is one batched
-    matmul of per-pixel monomials ``[B, P, 6]`` with per-Gaussian coefficients ``[B, 6, G]``.
+    means2d: Tensor  # [N, 2];  conics: Tensor  # [N, 3];  opacities: Tensor  # [N];  colors: Tensor  # [N, D]
+    returns Tensor   # [N + 1, 6 + D]
     """
-    B, G = g.shape
-    rows = torch.index_select(table, 0, g.reshape(-1)).reshape(B, G, -1)  # backward: one index_add
-    ox = (tiles % tw).to(local.dtype) * tile_size
-    oy = (tiles // tw).to(local.dtype) * tile_size
+    cols = [means2d, conics, torch.log(opacities.clamp_min(1e-30))[:, None]] + ([colors] if colors is not None else [])
+    table = torch.cat(cols, 1)
+    pad = torch.zeros(1, table.shape[1], dtype=table.dtype, device=table.device)
+    pad[0, 5] = -1e3
+    return torch.cat([table, pad])
+
+
+def pixel_monomials(tile_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``px^2, px py, py^2, px, py, 1`` of the pixel centres (+0.5) of a tile, row-major.  Returns Tensor  # [P, 6]"""
+    ly, lx = torch.meshgrid(torch.arange(tile_size, device=device), torch.arange(tile_size, device=device),
+                            indexing="ij")
+    px, py = lx.reshape(-1).to(dtype) + 0.5, ly.reshape(-1).to(dtype) + 0.5
+    return torch.stack([px * px, px * py, py * py, px, py, torch.ones_like(px)], -1)
+
+
+def tile_logits(rows: Tensor, ox: Tensor, oy: Tensor, mono: Tensor) -> Tensor:
+    """``log(opacity) - sigma`` of each listed Gaussian at each pixel of its tile.
+
+    The exponent is a quadratic form in the pixel position, so it is one batched matmul of per-pixel monomials
+    with per-Gaussian coefficients (centres taken relative to the tile origin to keep the terms small).
+    rows: Tensor  # [B, G, >= 6] gathered from :func:`gaussian_table`;  ox, oy: Tensor  # [B] tile origins (pixels)
+    mono: Tensor  # [P, 6] :func:`pixel_monomials`
+    returns Tensor  # [B, P, G]
+    """
     x = rows[..., 0] - ox[:, None]  # [B, G] Gaussian centre relative to the tile origin
     y = rows[..., 1] - oy[:, None]
     a, b, c, log_op = rows[..., 2], rows[..., 3], rows[..., 4], rows[..., 5]
     coef = torch.stack([-0.5 * a, -b, -0.5 * c, a * x + b * y, b * x + c * y,
                         log_op - (0.5 * a * x * x + b * x * y + 0.5 * c * y * y)], 1)  # [B, 6, G]
-    px, py = local[:, 0], local[:, 1]
-    mono = torch.stack([px * px, px * py, py * py, px, py, torch.ones_like(px)], -1)  # [P, 6]
-    logits = torch.bmm(mono.expand(len(tiles), -1, -1), coef)  # [B, P, G] = log(opacity) - sigma
-    return _Composite.apply(logits, rows[..., 6:])
+    return torch.bmm(mono.expand(len(rows), -1, -1), coef)
+
+
+def alpha_from_logits(logits: Tensor) -> Tensor:
+    """``alpha = min(0.999, exp(logits))``, 0 below 1/255 (a new tensor; ``logits`` is left as it is)."""
+    # exp() of inputs below float's range takes a slow path on CPU: clamp first (exp(-80) ~ 0 anyway)
+    alpha = logits.clamp_min(-80.0).exp_()
+    return alpha.masked_fill_(alpha < ALPHA_MIN, 0.0).clamp_max_(ALPHA_MAX)
+
+
+def _composite_block(tiles, g, mono, tw, tile_size, table):
+    """Composite ``B`` tiles, each with its depth-sorted Gaussian list ``g  # [B, G]`` (padded)."""
+    B, G = g.shape
+    rows = torch.index_select(table, 0, g.reshape(-1)).reshape(B, G, -1)  # backward: one index_add
+    ox = (tiles % tw).to(mono.dtype) * tile_size
+    oy = (tiles // tw).to(mono.dtype) * tile_size
+    return _Composite.apply(tile_logits(rows, ox, oy, mono), rows[..., 6:])
 
 
 class _Composite(torch.autograd.Function):
@@ -185,9 +212,7 @@ class _Composite(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor, colors: Tensor):
-        # exp() of inputs below float's range takes a slow path on CPU: clamp first (exp(-80) ~ 0 anyway)
-        alpha = logits.clamp_min(-80.0).exp_()
-        alpha = alpha.masked_fill_(alpha < ALPHA_MIN, 0.0).clamp_max_(ALPHA_MAX)
+        alpha = alpha_from_logits(logits)
         one_minus = torch.rsub(alpha, 1.0)
         T = torch.cumprod(one_minus, -1)  # transmittance after each Gaussian
         stop = T <= T_MIN  # gsplat stops before the Gaussian that brings T to <= 1e-4
