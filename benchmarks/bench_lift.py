@@ -96,7 +96,7 @@ def distill_seconds_now(run_dir: Path, steps: int) -> float:
         init_decoder_pca(model.decoder, teacher.train_maps, seed=cfg.train.seed)
     data = TrainData(images=train.images.to(device), cameras=train.cameras.to(device),
                      teacher_maps=teacher.train_maps, background=torch.ones(3, device=device),
-                     scene_scale=scene_scale_of(train.cameras))
+                     scene_scale=scene_scale_of(train))
     trainer = Trainer(cfg, model, data, device)
     for _ in range(2):  # warm-up (lazy imports, allocator)
         trainer.train_step()

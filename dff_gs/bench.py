@@ -193,7 +193,7 @@ def bench_one(backbone: str, args) -> dict:
 
         model, meta = load_model(run_dir)
         model = model.to(device)
-        renderer = as_view_renderer(model, backend=cfg.train.backend, background=torch.ones(3))
+        renderer = as_view_renderer(model, backend=cfg.train.backend, background=torch.tensor(cfg.data.background))
         files = [run_dir / "point_cloud.ply", run_dir / "point_cloud.dff.json"]
     else:
         from dff_gs.nerf import NERF_MODEL_NAME, load_nerf
@@ -202,7 +202,7 @@ def bench_one(backbone: str, args) -> dict:
         model.eval()
         renderer = model
         files = [run_dir / NERF_MODEL_NAME]
-    _, scene, _, test = load_run_scene(cfg)
+    _, scene, _, test = load_run_scene(cfg, device)
     test = test if test is not None else scene
     cams = test.cameras.to(device)
     with torch.no_grad():

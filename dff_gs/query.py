@@ -181,7 +181,9 @@ def kmeans(x: Tensor, k: int, iters: int = 30, seed: int = 0) -> tuple[Tensor, T
     centroids = x[torch.randint(len(x), (1,), generator=g)]
     for _ in range(1, k):
         d = torch.cdist(x, centroids).min(dim=1).values ** 2
-        idx = torch.multinomial((d / d.sum().clamp_min(1e-12)).cpu(), 1, generator=g)
+        if not float(d.sum()) > 0:  # fewer distinct features than k: any point (an empty cluster stays empty)
+            d = torch.ones_like(d)
+        idx = torch.multinomial((d / d.sum()).cpu(), 1, generator=g)
         centroids = torch.cat([centroids, x[idx.to(x.device)]])
     for _ in range(iters):
         labels = torch.cdist(x, centroids).argmin(dim=1)

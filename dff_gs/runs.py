@@ -54,10 +54,16 @@ def run_backbone(path: str | Path) -> str | None:
 
 
 def scene_options_of(data: dict) -> dict:
-    """The ``load_scene`` options (downscale, test split, format) in a config's ``data`` section."""
+    """The ``load_scene`` options (downscale, test split, format, background, skip_missing) in a config's ``data``
+    section (the downscale a run resolved, so its scene reopens at the size it trained on)."""
     opts = {k: data[k] for k in ("downscale", "test_every") if isinstance(data.get(k), int)}
     if isinstance(data.get("format"), str) and data["format"]:
         opts["format"] = data["format"]
+    bg = data.get("background")
+    if isinstance(bg, (list, tuple)) and len(bg) == 3 and all(isinstance(c, (int, float)) for c in bg):
+        opts["background"] = [float(c) for c in bg]
+    if isinstance(data.get("skip_missing"), bool):
+        opts["skip_missing"] = data["skip_missing"]
     return opts
 
 

@@ -13,10 +13,14 @@ __all__ = ["SceneData", "load_scene", "register_loader", "loader_names", "split_
 
 
 def load_scene(path: str | os.PathLike, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0),
-               format: str = "auto", progress: bool = False) -> SceneData:
+               format: str = "auto", max_side: int = 0, skip_missing: bool = False,
+               progress: bool = False) -> SceneData:
     """Load a scene folder (or a transforms json) in any registered format.
 
-    downscale: integer factor the images (and intrinsics) are shrunk by on load
+    downscale: integer factor the images (and intrinsics) are shrunk by on load; 0 = automatic: the smallest
+        factor that brings the longer side to ``max_side`` (a pre-downscaled COLMAP ``images_N`` folder is used
+        when there is one), said in one printed line
+    skip_missing: a COLMAP model naming images that are not on disk trains on the rest (else an error)
     test_every: view ``i`` is held out for testing when ``i % test_every == 0`` (0 = no test views); a
         Blender scene's own transforms_test.json overrides it
     background: RGB that RGBA images are composited on
@@ -24,4 +28,4 @@ def load_scene(path: str | os.PathLike, downscale: int = 1, test_every: int = 8,
     path = Path(path).expanduser()
     _, load = find_loader(path, format)
     return load(path, downscale=int(downscale), test_every=int(test_every), background=tuple(background),
-                progress=progress)
+                max_side=int(max_side), skip_missing=bool(skip_missing), progress=progress)

@@ -1,17 +1,19 @@
 """COLMAP sparse models (text or binary ``cameras``, ``images``, ``points3D``) with undistorted images.
 
-Looks for the model in ``sparse/0``, ``sparse`` or the folder itself, and the images in ``images/``.
-Poses are world-to-camera in the OpenCV convention already. Intrinsics: SIMPLE_PINHOLE, PINHOLE, and the
-OPENCV / SIMPLE_RADIAL / RADIAL models whose distortion must be zero (undistort with
-``colmap image_undistorter`` first). The sparse points initialise the Gaussians.
+Looks for the model in ``sparse/0``, ``sparse`` or the folder itself, and the images in ``images/`` (or the
+3DGS convention's pre-downscaled ``images_2`` / ``images_4`` / ``images_8`` when a downscale asks for one;
+intrinsics scaled to the folder used). Poses are world-to-camera in the OpenCV convention already. Cameras:
+SIMPLE_PINHOLE and PINHOLE as they are; SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV, OPENCV_FISHEYE,
+SIMPLE_RADIAL_FISHEYE and RADIAL_FISHEYE undistorted with OpenCV at load (:mod:`dff_gs.data.undistort`, cached);
+other models refused by name. The sparse points initialise the Gaussians.
 """
 
 from __future__ import annotations
 
 import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from dff_gs.data.frames import Frame, assemble
 from dff_gs.data.image_io import image_stem, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
+from dff_gs.data.undistort import Distortion
 from dff_gs.errors import DataError
 
 # model id -> (name, number of params)
@@ -256,54 +259,113 @@ def write_model(model: ColmapModel, model_dir: Path, binary: bool = True) -> Non
 # ------------------------------------------------------------------------------------------- loader
 
 
-def _K(cam: ColmapCamera, where: str) -> torch.Tensor:
+def camera_intrinsics(cam: ColmapCamera, where: str) -> tuple[torch.Tensor, Optional[Distortion]]:
+    """Pixel intrinsics ``K  # [3, 3]`` and the lens distortion (None for pinhole models) of a COLMAP camera;
+    models OpenCV cannot undistort are refused by name."""
     p = cam.params
-    if cam.model == "SIMPLE_PINHOLE":
+    m = cam.model
+    if m in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"):
         fx = fy = p[0]
-        cx, cy, dist = p[1], p[2], []
-    elif cam.model == "PINHOLE":
-        fx, fy, cx, cy, dist = p[0], p[1], p[2], p[3], []
-    elif cam.model in ("SIMPLE_RADIAL", "RADIAL"):
-        fx = fy = p[0]
-        cx, cy, dist = p[1], p[2], p[3:]
-    elif cam.model == "OPENCV":
-        fx, fy, cx, cy, dist = p[0], p[1], p[2], p[3], p[4:]
+        cx, cy, k = p[1], p[2], list(p[3:])
+    elif m in ("PINHOLE", "OPENCV", "OPENCV_FISHEYE", "FULL_OPENCV"):
+        fx, fy, cx, cy, k = p[0], p[1], p[2], p[3], list(p[4:])
     else:
-        raise DataError(f"{where}: camera {cam.id} uses the {cam.model} model; undistort the images first "
-                        f"(colmap image_undistorter) to get a PINHOLE model")
-    if any(abs(d) > 1e-6 for d in dist):
-        warnings.warn(f"{where}: camera {cam.id} ({cam.model}) has non-zero distortion {dist}; dff_gs treats "
-                      f"the images as undistorted pinhole images", stacklevel=3)
-    return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+        raise DataError(f"{where}: camera {cam.id} uses the {m} model, which dff_gs cannot undistort (supported: "
+                        f"SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV, OPENCV_FISHEYE, "
+                        f"SIMPLE_RADIAL_FISHEYE, RADIAL_FISHEYE); undistort with colmap image_undistorter first")
+    dist = None
+    if m in ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"):  # OpenCV order: k1 k2 p1 p2 [k3 k4 k5 k6]
+        k1, k2 = k[0], (k[1] if len(k) > 1 else 0.0)
+        p1, p2 = (k[2], k[3]) if m in ("OPENCV", "FULL_OPENCV") else (0.0, 0.0)
+        dist = Distortion("perspective", (k1, k2, p1, p2, *k[4:]))
+    elif m in ("OPENCV_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"):  # theta_d = theta (1 + k1 theta^2 ..)
+        dist = Distortion("fisheye", tuple(k + [0.0] * (4 - len(k))))
+    K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+    return K, dist
 
 
 def detect(path: Path) -> bool:
     return path.is_dir() and find_model_dir(path) is not None
 
 
-def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0),
-         progress: bool = False) -> SceneData:
+def _image_folder(root: Path, first: str, factor: int) -> tuple[Path, int]:
+    """The folder to read images from and the factor its images are smaller by: ``images_<factor>`` (the 3DGS
+    convention) when it exists and holds the first image, else ``images`` (or the scene folder)."""
+    base = root / "images" if (root / "images").is_dir() else root
+    if factor > 1:
+        pre = root / f"images_{factor}"
+        if pre.is_dir():
+            try:
+                resolve_image(pre / first)
+                return pre, factor
+            except DataError:
+                pass
+    return base, 1
+
+
+def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0), max_side: int = 0,
+         skip_missing: bool = False, progress: bool = False) -> SceneData:
+    from dff_gs.data.frames import announce_downscale, resolve_downscale
+
     root = Path(path)
     model_dir = find_model_dir(root)
     if model_dir is None:
         raise DataError(f"{root}: no COLMAP model (cameras.bin/txt and images.bin/txt in sparse/0, sparse or here)")
     model = read_model(model_dir)
-    image_dir = root / "images" if (root / "images").is_dir() else root
-    frames = []
-    for im in sorted(model.images.values(), key=lambda im: im.name):
+    images = sorted(model.images.values(), key=lambda im: im.name)
+    if not images:
+        raise DataError(f"{model_dir}: the model has no images")
+    for im in images:
         if im.camera_id not in model.cameras:
             raise DataError(f"{model_dir}: image {im.name} names camera {im.camera_id}, which the model lacks")
+    cam0 = model.cameras[images[0].camera_id]
+    factor = resolve_downscale(cam0.width, cam0.height, downscale, max_side)
+    image_dir, pre = _image_folder(root, images[0].name, factor)
+    if downscale == 0 and factor > 1:
+        announce_downscale(root, cam0.width, cam0.height, factor, max_side,
+                           via=f" (from {image_dir.name}/)" if pre > 1 else "")
+    found, missing = [], []
+    for im in images:
+        try:
+            found.append((im, resolve_image(image_dir / im.name)))
+        except DataError:
+            missing.append(im.name)
+    if missing and (not skip_missing or not found):
+        raise DataError(f"{image_dir}: {len(missing)} of the {len(images)} images the COLMAP model names are missing "
+                        f"(first: {', '.join(missing[:3])}); data.skip_missing=true trains on the rest")
+    if missing:
+        print(f"{image_dir}: {len(missing)} of the {len(images)} images the COLMAP model names are missing "
+              f"(first: {', '.join(missing[:3])}); training on the other {len(found)} (data.skip_missing=true)")
+    frames = []
+    for im, file in found:
         cam = model.cameras[im.camera_id]
+        K, dist = camera_intrinsics(cam, str(model_dir))
+        w, h = cam.width, cam.height
+        if pre > 1:  # images_N: intrinsics scaled to the folder's own image size (the 3DGS convention)
+            w, h = _image_size(file)
+            K = K.clone()
+            K[0] *= w / cam.width
+            K[1] *= h / cam.height
         w2c = np.eye(4)
         w2c[:3, :3] = qvec_to_rotmat(im.qvec)
         w2c[:3, 3] = im.tvec
         c2w = torch.from_numpy(np.linalg.inv(w2c)).float()
-        frames.append(Frame(resolve_image(image_dir / im.name), c2w, _K(cam, str(model_dir)), cam.width, cam.height,
-                            image_stem(im.name)))
+        frames.append(Frame(file, c2w, K, w, h, image_stem(im.name), distortion=dist))
     points = torch.from_numpy(model.xyz).float() if len(model.xyz) else None
     colors = torch.from_numpy(model.rgb).float() / 255.0 if len(model.xyz) else None
-    return assemble(frames, source=root, convention="opencv", downscale=downscale, test_every=test_every,
-                    background=background, points=points, point_colors=colors, progress=progress)
+    return assemble(frames, source=root, convention="opencv", downscale=1 if pre > 1 else factor,
+                    test_every=test_every, background=background, points=points, point_colors=colors,
+                    prescaled=pre, progress=progress)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError as err:
+        raise DataError(f"{path}: not a readable image ({err})") from None
 
 
 register_loader("colmap", detect, load)

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 from dff_gs.cameras import Cameras
-from dff_gs.data.image_io import check_size, load_depth, load_labels, load_rgb
+from dff_gs.data.image_io import check_size, load_depth, load_labels, load_mask, load_rgba
 from dff_gs.data.scene import SceneData, estimate_bounds, split_every
+from dff_gs.data.undistort import Distortion, undistort_frame_paths
 from dff_gs.errors import DataError
 from dff_gs.utils import IGNORE_LABEL
 
@@ -19,7 +20,8 @@ from dff_gs.utils import IGNORE_LABEL
 @dataclass
 class Frame:
     """One view on disk. ``c2w`` is camera-to-world ``[4, 4]`` in ``convention``; ``K`` pixel intrinsics
-    ``[3, 3]`` at the native ``width x height``."""
+    ``[3, 3]`` at the native ``width x height``; ``distortion`` (None = pinhole) is removed at load; ``mask`` is a
+    PNG whose zero pixels are left out of the photometric loss (nerfstudio's ``mask_path``)."""
 
     image: Path
     c2w: Tensor
@@ -29,37 +31,66 @@ class Frame:
     name: str
     semantic: Optional[Path] = None
     depth: Optional[Path] = None
+    mask: Optional[Path] = None
+    distortion: Optional[Distortion] = None
+
+
+def resolve_downscale(width: int, height: int, downscale: int, max_side: int) -> int:
+    """The integer factor images are shrunk by: ``downscale`` when >= 1; ``0`` = automatic, the smallest factor
+    that brings the longer side to at most ``max_side`` (``max_side <= 0``: none)."""
+    if downscale >= 1:
+        return int(downscale)
+    if downscale < 0:
+        raise DataError(f"data.downscale must be 0 (automatic) or an integer >= 1, got {downscale}")
+    longest = max(width, height)
+    return max(1, -(-longest // max_side)) if max_side > 0 else 1
+
+
+def announce_downscale(source: Path, w0: int, h0: int, factor: int, max_side: int, via: str = "") -> None:
+    """The one line printed when the resolution budget (not the user) chose to downscale."""
+    w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))
+    print(f"{source}: {w0}x{h0} images downscaled {factor}x to {w}x{h}{via} for the CPU budget "
+          f"data.max_side={max_side} (set data.downscale=1 for full size, or raise data.max_side)")
 
 
 def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscale: int = 1, test_every: int = 8,
              background=(1.0, 1.0, 1.0), class_names: Optional[list[str]] = None, ignore_label: Optional[int] = None,
              depth_png_scale: float = 1000.0, split: Optional[tuple[list[int], list[int]]] = None,
              bounds: Optional[Tensor] = None, points: Optional[Tensor] = None,
-             point_colors: Optional[Tensor] = None, progress: bool = False) -> SceneData:
-    """Read every frame's files (downscaled by the integer ``downscale``) and build the scene."""
+             point_colors: Optional[Tensor] = None, max_side: int = 0, prescaled: int = 1,
+             progress: bool = False) -> SceneData:
+    """Read every frame's files and build the scene: lens distortion removed (cached), images shrunk by the
+    integer ``downscale`` (``0``: automatic, to fit ``max_side``), RGBA composited on ``background`` with the
+    alpha kept. ``prescaled``: the factor by which the frames' files are already smaller than the capture
+    (a COLMAP ``images_N`` folder), recorded in ``SceneData.downscale`` with the rest."""
     if not frames:
         raise DataError(f"{source}: the scene has no frames")
-    if downscale < 1:
-        raise DataError(f"{source}: downscale must be an integer >= 1, got {downscale}")
+    factor = resolve_downscale(frames[0].width, frames[0].height, downscale, max_side)
+    if downscale == 0 and factor > 1:
+        announce_downscale(source, frames[0].width, frames[0].height, factor, max_side)
+    frames = undistort_frame_paths(frames, source, depth_png_scale, progress=progress)
     w0, h0 = frames[0].width, frames[0].height
     for f in frames:
         if (f.width, f.height) != (w0, h0):
             raise DataError(f"{f.image}: size {f.width}x{f.height} differs from the first frame's {w0}x{h0} "
                             f"(all views of a scene must have one size)")
-    w, h = max(1, round(w0 / downscale)), max(1, round(h0 / downscale))
+    w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))
     size = (w, h)
     with_sem = any(f.semantic for f in frames)
     with_depth = any(f.depth for f in frames)
-    images, sems, depths = [], [], []
+    with_mask = any(f.mask for f in frames)
+    images, alphas, sems, depths, masks = [], [], [], [], []
     it = frames
     if progress:
         from tqdm import tqdm
 
         it = tqdm(frames, desc=f"loading {source.name}", leave=False)
     for f in it:
-        img0 = load_rgb(f.image, background)
-        check_size(f.image, img0, (h0, w0), "the image")
-        images.append(load_rgb(f.image, background, size) if size != (w0, h0) else img0)
+        img, alpha = load_rgba(f.image, background, (h0, w0), size)
+        images.append(img)
+        alphas.append(alpha)
+        if with_mask:
+            masks.append(load_mask(f.mask, (h0, w0), size) if f.mask is not None else torch.ones(h, w, dtype=torch.bool))
         if with_sem:
             if f.semantic is None:
                 sems.append(torch.full((h, w), IGNORE_LABEL, dtype=torch.long))
@@ -88,14 +119,18 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
     cams = Cameras.from_camtoworlds(torch.stack([f.c2w.float() for f in frames]), Ks, w0, h0, convention,
                                     source=str(source))
     if size != (w0, h0):
-        cams = cams.scaled(1.0 / downscale)
-        cams = Cameras(cams.viewmats, cams.Ks, w, h)
+        cams = cams.resized(w, h)
     train_ids, test_ids = split if split is not None else split_every(len(frames), test_every)
     depth_t = torch.stack(depths) if with_depth else None
+    alpha_t = None  # RGBA views' alpha (an opaque view among them counts as all 1)
+    if any(a is not None for a in alphas):
+        alpha_t = torch.stack([a if a is not None else torch.ones(h, w) for a in alphas])
     if bounds is None:
-        bounds = estimate_bounds(cams, depth_t, points)
+        bounds = estimate_bounds(cams, depth_t, points, alpha_t)
     return SceneData(images=torch.stack(images), cameras=cams, image_names=[f.name for f in frames],
                      train_ids=list(train_ids), test_ids=list(test_ids), bounds=torch.as_tensor(bounds).float(),
                      depths=depth_t, semantics=torch.stack(sems) if with_sem else None,
                      class_names=list(class_names) if class_names is not None else None,
-                     points=points, point_colors=point_colors, source=str(source))
+                     points=points, point_colors=point_colors, source=str(source), alphas=alpha_t,
+                     masks=torch.stack(masks) if with_mask else None, downscale=factor * prescaled,
+                     background=tuple(float(c) for c in background))

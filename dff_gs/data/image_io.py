@@ -52,18 +52,40 @@ def _resize(img: Image.Image, size: Optional[tuple[int, int]], resample) -> Imag
     return img
 
 
-def load_rgb(path: Path, background=(1.0, 1.0, 1.0), size: Optional[tuple[int, int]] = None) -> Tensor:
-    """RGB image ``[H, W, 3]`` float32 in [0, 1]; RGBA is composited on ``background``; resized to
-    ``size = (W, H)`` (area filter) when given."""
+def load_rgba(path: Path, background=(1.0, 1.0, 1.0), expect_hw: Optional[tuple[int, int]] = None,
+              size: Optional[tuple[int, int]] = None) -> tuple[Tensor, Optional[Tensor]]:
+    """RGB image ``[H, W, 3]`` float32 in [0, 1] composited on ``background``, and its alpha ``[H, W]`` (None for
+    an image without an alpha channel). ``expect_hw``: the size the camera says (else a ``DataError`` naming the
+    file); ``size = (W, H)``: resized to it (area filter) when given."""
     img = _open(path)
     if img.mode in ("I;16", "I", "F"):
         raise DataError(f"{path}: expected an 8-bit colour image, got mode {img.mode}")
-    img = img.convert("RGBA")
-    img = _resize(img, size, Image.Resampling.BOX)
+    if expect_hw is not None and (img.size[1], img.size[0]) != tuple(expect_hw):
+        raise DataError(f"{path}: the image is {img.size[0]}x{img.size[1]} but the camera says "
+                        f"{expect_hw[1]}x{expect_hw[0]}")
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    img = _resize(img.convert("RGBA"), size, Image.Resampling.BOX)
     a = np.asarray(img, dtype=np.float32) / 255.0
     rgb, alpha = a[..., :3], a[..., 3:]
     rgb = rgb * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)
-    return torch.from_numpy(np.ascontiguousarray(rgb))
+    return torch.from_numpy(np.ascontiguousarray(rgb)), torch.from_numpy(alpha[..., 0].copy()) if has_alpha else None
+
+
+def load_rgb(path: Path, background=(1.0, 1.0, 1.0), size: Optional[tuple[int, int]] = None) -> Tensor:
+    """RGB image ``[H, W, 3]`` float32 in [0, 1]; RGBA is composited on ``background``; resized to
+    ``size = (W, H)`` (area filter) when given."""
+    return load_rgba(path, background, None, size)[0]
+
+
+def load_mask(path: Path, expect_hw: tuple[int, int], size: Optional[tuple[int, int]] = None) -> Tensor:
+    """A loss mask ``[H, W]`` bool (nerfstudio's ``mask_path``: zero = ignore the pixel) from a grey or RGB(A)
+    PNG; resized by nearest neighbour."""
+    img = _open(path)
+    if (img.size[1], img.size[0]) != tuple(expect_hw):
+        raise DataError(f"{path}: the mask is {img.size[0]}x{img.size[1]} but the image is "
+                        f"{expect_hw[1]}x{expect_hw[0]}")
+    img = _resize(img.convert("L"), size, Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(img) > 0)
 
 
 def load_labels(path: Path, size: Optional[tuple[int, int]] = None) -> Tensor:

@@ -63,8 +63,8 @@ def _class_names(root: Path) -> tuple[list[str] | None, int | None]:
     return None, None
 
 
-def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0),
-         progress: bool = False) -> SceneData:
+def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0), max_side: int = 0,
+         skip_missing: bool = False, progress: bool = False) -> SceneData:
     root = Path(path)
     traj_path = root / "traj_w_c.txt"
     try:
@@ -106,7 +106,8 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
     frames = [Frame(rgb[i], torch.from_numpy(traj[i].reshape(4, 4)).float(), K, w, h, f"rgb_{i}",
                     sem.get(i), depth.get(i)) for i in ids]
     return assemble(frames, source=root, convention="opencv", downscale=downscale, test_every=test_every,
-                    background=background, class_names=class_names, ignore_label=ignore, progress=progress)
+                    background=background, class_names=class_names, ignore_label=ignore, max_side=max_side,
+                    progress=progress)
 
 
 register_loader("replica", detect, load)

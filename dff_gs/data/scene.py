@@ -22,6 +22,10 @@ class SceneData:
     bounds: Tensor                 # [2, 3] scene AABB (min, max)
     points: Optional[Tensor]       # [P, 3] sparse points (COLMAP) for initialisation
     point_colors: Optional[Tensor] # [P, 3] in [0, 1]
+    alphas: Optional[Tensor]       # [V, H, W] float32 alpha of RGBA images (None when every image is opaque)
+    masks: Optional[Tensor]        # [V, H, W] bool, False = pixel left out of the photometric loss
+    downscale: int                 # factor the images were shrunk by from the capture's own size
+    background: tuple              # RGB the images were composited on, and that rendering uses
     """
 
     images: Tensor
@@ -36,6 +40,10 @@ class SceneData:
     points: Optional[Tensor] = None
     point_colors: Optional[Tensor] = None
     source: str = ""
+    alphas: Optional[Tensor] = None
+    masks: Optional[Tensor] = None
+    downscale: int = 1
+    background: tuple = (1.0, 1.0, 1.0)
 
     @property
     def num_views(self) -> int:
@@ -55,7 +63,8 @@ class SceneData:
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return replace(self, images=self.images[idx], cameras=self.cameras[idx],
                        image_names=[self.image_names[i] for i in ids], train_ids=list(range(len(ids))),
-                       test_ids=list(range(len(ids))), depths=pick(self.depths), semantics=pick(self.semantics))
+                       test_ids=list(range(len(ids))), depths=pick(self.depths), semantics=pick(self.semantics),
+                       alphas=pick(self.alphas), masks=pick(self.masks))
 
     def split(self, name: str) -> "SceneData":
         """The ``"train"`` or ``"test"`` views as a scene of their own."""
@@ -76,9 +85,11 @@ def split_every(num_views: int, test_every: int) -> tuple[list[int], list[int]]:
     return train, test
 
 
-def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: Optional[Tensor] = None) -> Tensor:
-    """Scene AABB ``[2, 3]`` from depth back-projection, else sparse points (2-98th percentile), else the
-    camera centres padded by their spread."""
+def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: Optional[Tensor] = None,
+                    alphas: Optional[Tensor] = None) -> Tensor:
+    """Scene AABB ``[2, 3]`` from depth back-projection, else sparse points (2-98th percentile), with the camera
+    centres; else the region the cameras look at (:func:`dff_gs.data.region.content_region`, the visual hull of
+    RGBA silhouettes), else the camera centres padded by their spread."""
     centers = cameras.centers
     if depths is not None:
         pts = cameras.backproject(depths)[depths > 0]
@@ -91,6 +102,11 @@ def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: O
         hi = torch.quantile(points, 0.98, dim=0)
         cloud = torch.cat([torch.stack([lo, hi]), centers])
         return torch.stack([cloud.amin(0), cloud.amax(0)])
+    from dff_gs.data.region import content_region
+
+    region = content_region(cameras, alphas)
+    if region is not None:
+        return region.bounds
     lo, hi = centers.amin(0), centers.amax(0)
     pad = (hi - lo).max().clamp_min(1.0) * 0.5
     return torch.stack([lo - pad, hi + pad])

@@ -46,7 +46,7 @@ def run_lift(cfg: Config, progress: bool = True) -> dict:
     check_lift_config(cfg)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg)
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device)
     model, _ = load_ply(cfg.model.init_ply)
     model = model.to(device)
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
@@ -71,7 +71,7 @@ def run_lift(cfg: Config, progress: bool = True) -> dict:
         "num_gaussians": model.num_gaussians,
         "lifted_fraction": lifted.info["lifted_fraction"],
     }
-    background = torch.ones(3)
+    background = torch.tensor(scene.background, dtype=torch.float32)
     if test_scene is not None:
         metrics.update(evaluate(
             model, test_scene, device=device, backend=cfg.train.backend, background=background,

@@ -80,7 +80,7 @@ def run_nerf(cfg: Config, progress: bool = True) -> dict:
 
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg)
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device)
 
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
     cfg.nerf.occ_init = resolve_occ_init(train_scene, cfg.nerf.occ_init)
@@ -90,7 +90,7 @@ def run_nerf(cfg: Config, progress: bool = True) -> dict:
     save_yaml(cfg, out_dir / "config.yaml")
 
     seed_everything(cfg.train.seed)
-    background = torch.ones(3)
+    background = torch.tensor(scene.background, dtype=torch.float32)
     model = NerfModel(cfg.nerf, scene_box(scene.bounds, cfg.nerf.aabb_padding), teacher.dim, background)
     if model.decoder is not None and teacher.train_maps is not None:
         init_decoder_pca(model.decoder, teacher.train_maps, seed=cfg.train.seed)

@@ -13,8 +13,13 @@ from dff_gs.nerf.config import NerfConfig
 class DataConfig:
     path: str = option("", "scene folder (transforms.json, COLMAP or Replica layout); empty = the embedded default scene")
     format: str = option("auto", "scene format: auto | transforms | colmap | replica")
-    downscale: int = option(1, "integer downscale factor applied on load")
+    downscale: int = option(0, "integer downscale factor applied on load; 0 = automatic: 1 on GPU, on CPU the smallest "
+                                  "factor bringing the longer image side to data.max_side (images_N used if present)")
+    max_side: int = option(800, "CPU resolution budget in pixels for data.downscale=0 (0 = no budget)")
     test_every: int = option(8, "every Nth view is a held-out test view (0 = none)")
+    background: list[float] = option([1.0, 1.0, 1.0], "RGB that RGBA images are composited on and renders use "
+                                                      "(white, as 3DGS / NeRF for Blender scenes)")
+    skip_missing: bool = option(False, "train on the images that exist when the scene names missing ones (else an error)")
 
 
 @dataclass
@@ -22,7 +27,8 @@ class ModelConfig:
     sh_degree: int = option(1, "spherical-harmonics degree of colour (3 on GPU; lower is faster on CPU)")
     feature_dim: int = option(16, "stored per-Gaussian feature dimension D (0 = colour only)")
     decoder: bool = option(True, "learn a linear decoder D -> teacher dim (else D must equal the teacher dim)")
-    init: str = option("auto", "initialisation: auto (depth > points > random) | depth | points | random")
+    init: str = option("auto", "initialisation: auto (depth > points > region) | depth | points | region (where the "
+                                       "cameras look: the visual hull of RGBA silhouettes) | random (uniform in the bounds)")
     init_points: int = option(40000, "number of Gaussians at initialisation (depth / random init)")
     init_opacity: float = option(0.5, "initial opacity")
     init_scale: float = option(0.7, "initial scale as a multiple of the mean 3-NN distance")

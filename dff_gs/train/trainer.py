@@ -49,7 +49,8 @@ class TrainData:
     cameras: Cameras  # V training cameras
     teacher_maps: Optional[Tensor]  # [V, h, w, C] teacher features at the teacher's resolution
     background: Tensor  # [3]
-    scene_scale: float  # radius of the camera rig, for learning rates and densification
+    scene_scale: float  # size of the scene, for learning rates and densification (:func:`scene_scale_of`)
+    masks: Optional[Tensor] = None  # [V, H, W] bool, False = pixel left out of the photometric loss
     """
 
     images: Tensor
@@ -57,11 +58,18 @@ class TrainData:
     teacher_maps: Optional[Tensor]
     background: Tensor
     scene_scale: float
+    masks: Optional[Tensor] = None
 
 
-def scene_scale_of(cameras: Cameras) -> float:
-    """1.1 x the largest distance of a camera centre from their mean (the 3DGS convention)."""
-    centers = cameras.centers
+def scene_scale_of(scene) -> float:
+    """The scene's size for learning rates and densification: 1.1 x the largest distance of a camera centre from
+    their mean (the 3DGS convention) when depth maps or points place the content; without them, 1.1 x the
+    half-diagonal of the region the cameras look at (``scene.bounds``), where the Gaussians start (an object
+    seen from afar is much smaller than the camera rig)."""
+    if scene.depths is None and scene.points is None:
+        b = scene.bounds
+        return 1.1 * float(0.5 * (b[1] - b[0]).norm().clamp_min(1e-3))
+    centers = scene.cameras.centers
     return 1.1 * float((centers - centers.mean(0)).norm(dim=-1).max().clamp_min(1e-3))
 
 
@@ -142,7 +150,11 @@ class Trainer:
         )
         if self.strategy is not None:
             self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step, out.info)
-        loss_rgb = photometric_loss(out.rgb, gt, cfg.ssim_lambda)
+        rgb = out.rgb
+        if self.data.masks is not None:  # masked-out pixels match the target: no loss, no gradient
+            keep = self.data.masks[vid : vid + 1, ..., None]
+            rgb = torch.where(keep, rgb, gt)
+        loss_rgb = photometric_loss(rgb, gt, cfg.ssim_lambda)
         loss = loss_rgb
         loss_feat = torch.zeros(())
         if feat_on:

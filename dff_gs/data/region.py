@@ -1,0 +1,125 @@
+"""Where the scene's content is, from the cameras alone (and the silhouettes of RGBA images).
+
+A scene without depth maps or sparse points (a Blender / NeRF-synthetic object, a nerfstudio capture without
+``ply_file_path``) still says where it is: the cameras look at it. A voxel grid over the cameras' surroundings
+keeps the cells that most cameras see (in front, inside the image); a finer grid inside their box keeps them
+again and, with alpha masks, only those inside the silhouette in (almost) every view that sees them: the visual
+hull. The kept cells are where Gaussians start, and their box is the scene's bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from dff_gs.cameras import Cameras
+
+SEEN_FRACTION = 0.5
+"""A cell is content when at least this fraction of the cameras see it (in front of the camera, in the image)."""
+HULL_FRACTION = 0.9
+"""With silhouettes: and it projects inside the silhouette (alpha > 0.5) in this fraction of the views seeing it."""
+
+
+@dataclass
+class Region:
+    """Cells of content. ``centers: Tensor  # [M, 3]`` cell centres, ``cell: Tensor  # [3]`` cell size,
+    ``hull``: whether silhouettes carved it."""
+
+    centers: Tensor
+    cell: Tensor
+    hull: bool
+
+    @property
+    def bounds(self) -> Tensor:
+        """Box ``[2, 3]`` of the cells (min, max corners)."""
+        return torch.stack([self.centers.amin(0) - self.cell / 2, self.centers.amax(0) + self.cell / 2])
+
+    def sample(self, n: int, seed: int = 0) -> Tensor:
+        """``n`` points uniformly over the cells.  Returns Tensor  # [n, 3]"""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(len(self.centers), (n,), generator=g)
+        return self.centers[idx] + (torch.rand(n, 3, generator=g) - 0.5) * self.cell
+
+
+def _search_box(cameras: Cameras) -> Tensor:
+    """A box sure to hold what the cameras look at: their centres' box, grown by its size (at least the distance
+    from the cameras to the point nearest all their optical axes, where inward-looking rigs converge)."""
+    centers = cameras.centers
+    axes = cameras.viewmats[:, 2, :3]  # camera z axis (viewing direction) in world coordinates
+    # least-squares point nearest every optical axis: sum (I - a a^T) (x - c) = 0
+    P = torch.eye(3)[None] - axes[:, :, None] * axes[:, None, :]
+    A, b = P.sum(0), (P @ centers[..., None]).sum(0)[:, 0]
+    focus = torch.linalg.lstsq(A + 1e-6 * torch.eye(3), b).solution
+    lo, hi = centers.amin(0), centers.amax(0)
+    reach = torch.maximum((hi - lo).max(), (centers - focus).norm(dim=-1).median()).clamp_min(1e-3)
+    lo = torch.minimum(lo, focus) - 0.5 * reach
+    hi = torch.maximum(hi, focus) + 0.5 * reach
+    return torch.stack([lo, hi])
+
+
+def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor], chunk: int = 32768
+                ) -> tuple[Tensor, Tensor]:
+    """Centres ``[M, 3]`` of the cells of a ``res``-per-longest-side grid over ``box`` that count as content,
+    and the cell size ``[3]``."""
+    size = box[1] - box[0]
+    n = (size / size.max() * res).ceil().clamp_min(1).long()
+    cell = size / n
+    axes = [box[0, i] + (torch.arange(int(n[i])) + 0.5) * cell[i] for i in range(3)]
+    centers = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    V = len(cameras)
+    keep = []
+    for s in range(0, len(centers), chunk):
+        pts = centers[s:s + chunk]
+        uv, z = cameras.project(pts)  # [V, P, 2], [V, P]
+        inside = (z > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < cameras.width) & (uv[..., 1] >= 0) & \
+                 (uv[..., 1] < cameras.height)
+        seen = inside.sum(0)
+        ok = seen >= SEEN_FRACTION * V
+        if alphas is not None:
+            x = uv[..., 0].long().clamp(0, cameras.width - 1)
+            y = uv[..., 1].long().clamp(0, cameras.height - 1)
+            a = alphas[torch.arange(V)[:, None], y, x]  # [V, P]
+            in_sil = ((a > 0.5) & inside).sum(0)
+            ok &= in_sil >= HULL_FRACTION * seen
+        keep.append(ok)
+    return centers[torch.cat(keep)], cell
+
+
+def content_region(cameras: Cameras, alphas: Optional[Tensor] = None, res: int = 128) -> Optional[Region]:
+    """The cells the cameras look at (the visual hull when ``alphas  # [V, H, W]`` are given), in two passes:
+    a coarse grid over a box around the rig keeps what enough cameras see, then a ``res`` grid inside that box
+    (carved by the silhouettes, if any: thin parts need the fine cells). None when no cell qualifies (cameras
+    that share no view)."""
+    cameras = cameras.to("cpu")
+    use = alphas.cpu().float() if alphas is not None and (alphas < 0.5).any() else None
+    centers, cell = _keep_cells(cameras, _search_box(cameras), 48, None)
+    if len(centers) == 0:
+        return None
+    box = torch.stack([centers.amin(0) - cell, centers.amax(0) + cell])
+    fine, fine_cell = _keep_cells(cameras, box, res, use)
+    if len(fine) == 0 and use is not None:  # silhouettes that agree on nothing: the cameras alone
+        fine, fine_cell = _keep_cells(cameras, box, res, None)
+    if len(fine):
+        centers, cell = fine, fine_cell
+    return Region(centers, cell, hull=use is not None and len(fine) > 0)
+
+
+def mean_colors(cameras: Cameras, images: Tensor, points: Tensor, chunk: int = 16384) -> Tensor:
+    """Each point's mean colour over the views whose image it falls in (occlusion ignored: a first guess for
+    initial colours). ``images: Tensor  # [V, H, W, 3]``, ``points: Tensor  # [P, 3]``.  Returns Tensor  # [P, 3]"""
+    cameras = cameras.to("cpu")
+    V = len(cameras)
+    out = []
+    for s in range(0, len(points), chunk):
+        uv, z = cameras.project(points[s:s + chunk])
+        inside = (z > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < cameras.width) & (uv[..., 1] >= 0) & \
+                 (uv[..., 1] < cameras.height)
+        x = uv[..., 0].long().clamp(0, cameras.width - 1)
+        y = uv[..., 1].long().clamp(0, cameras.height - 1)
+        rgb = images[torch.arange(V)[:, None], y, x]  # [V, P, 3]
+        w = inside.float()[..., None]
+        out.append((rgb * w).sum(0) / w.sum(0).clamp_min(1.0) + 0.5 * (w.sum(0) == 0))
+    return torch.cat(out).clamp(0, 1)
