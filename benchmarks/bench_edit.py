@@ -23,7 +23,10 @@ p > 0.5, then the 3D cleanup, exactly what ``edit.py --text NAME`` does), then
   *move err* = mean |measured - expected| in pixels (max in brackets), *expected* = mean |expected| shift.
 
 Also saves, per object, GT | unedited | deleted | extracted | moved for the test view that sees most of it.
-Usage: ``python benchmarks/bench_edit.py RUN [--data SCENE] [--objects sofa,table,...] [--out DIR]``.
+Selection modes (``--modes gaussian,lifted,combined``, :class:`dff_gs.edit.SelectionConfig`): each Gaussian's own
+p, the 2D query rendered over training views and lifted onto the Gaussians, or both; one table per mode.
+Objects (``--objects auto``): every class of the scene covering less than a quarter of the test pixels.
+Usage: ``python benchmarks/bench_edit.py RUN [--data SCENE] [--objects sofa,table,...] [--modes ...] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from dff_gs.eval.metrics import psnr
 from dff_gs.render import render
 from dff_gs.train.evaluate import predict_labels
 
-OBJECTS = ("sofa", "table", "chair", "plant", "vase", "ball")
 FLOORS = {"removed": 0.95, "dpsnr": -1.0, "kept": 0.95, "leak": 0.05, "move_px": 1.0}
 
 
@@ -114,7 +116,7 @@ class Truth:
     cams: Cameras
     images: torch.Tensor  # [C, H, W, 3]
     semantics: torch.Tensor  # [C, H, W]
-    depths: torch.Tensor  # [C, H, W]
+    depths: torch.Tensor  # [C, H, W] (None: the scene has no depth maps; leak then counts occluded pixels too)
     class_emb: torch.Tensor  # [K, D]
     base_rgb: torch.Tensor  # [C, H, W, 3]
     base_lab: torch.Tensor  # [C, H, W]
@@ -138,7 +140,7 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset) -> tuple[dict, di
     cover = e_alpha >= 0.5
     kept = [(cover[i] & gt[i]).sum().item() / gt[i].sum().item() for i in seen]
     kept_seg = [(cover[i] & segmented[i]).sum().item() / max(segmented[i].sum().item(), 1) for i in seen]
-    occluded = e_depth > 1.03 * t.depths + 0.02
+    occluded = e_depth > 1.03 * t.depths + 0.02 if t.depths is not None else torch.zeros_like(cover)
     stray = cover & ~dilate(gt, 1) & ~occluded
     # move
     moved = ops.translate(sub, torch.ones(sub.num_gaussians, dtype=torch.bool), offset).model
@@ -169,11 +171,21 @@ def load_truth(ctx) -> Truth:
     return Truth(scene.cameras, scene.images, scene.semantics, scene.depths, class_emb, base_rgb, base_lab)
 
 
+def scene_objects(scene, max_share: float = 0.25) -> list[str]:
+    """The classes that are objects: every class present in the test views that covers on average less than
+    ``max_share`` of the pixels (not floor, walls, sky or grass)."""
+    sem = scene.semantics
+    share = torch.bincount(sem[sem >= 0].reshape(-1), minlength=len(scene.class_names)).float() / sem.numel()
+    return [n for n, f in zip(scene.class_names, share.tolist()) if 0 < f < max_share]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--data", default=None)
-    ap.add_argument("--objects", default=",".join(OBJECTS))
+    ap.add_argument("--objects", default="auto", help="comma-separated class names, or auto: every class that covers "
+                                                      "less than a quarter of the test pixels")
+    ap.add_argument("--modes", default="combined", help="selection modes to compare (gaussian, lifted, combined)")
     ap.add_argument("--offset", default="0.25,0,0", help="translation of the move test (x,y,z)")
     ap.add_argument("--out", default=None, help="folder for the PNGs and bench_edit.json (default RUN/bench_edit)")
     ap.add_argument("--no-cleanup", action="store_true", help="thresholded selection only (for comparison)")
@@ -187,22 +199,34 @@ def main() -> None:
     names = scene.class_names
     truth = load_truth(ctx)
     out_dir = Path(args.out) if args.out else Path(args.run) / "bench_edit"
-    cfg = SelectionConfig(cleanup=not args.no_cleanup)
-    rows = []
-    for obj in [o.strip() for o in args.objects.split(",") if o.strip()]:
-        t0 = time.perf_counter()
-        sel = select_gaussians(ctx, [Q.QuerySpec("text", obj)], cfg)
-        sel_s = time.perf_counter() - t0
-        row, shots = evaluate_object(model, sel.mask, names.index(obj), truth, offset)
-        rows.append({"object": obj, "selected": sel.count, "select_s": sel_s,
-                     **{f"sel_{k}": v for k, v in sel.stats.items()}, **row})
-        v = shots["view"]
-        seg = torch.from_numpy(colorize_labels(shots["deleted_labels"], len(names))).float() / 255
-        save_png(out_dir / f"{obj}_{scene.image_names[v].replace('/', '_')}.png",
-                 side_by_side(truth.images[v], truth.base_rgb[v], shots["deleted"], seg, shots["extracted"], shots["moved"]))
-    print(f"Run {args.run}: {model.num_gaussians} Gaussians, {len(truth.cams)} test views; selection = text query, "
-          f"p > {cfg.threshold}" + (", 3D cleanup" if cfg.cleanup else ", no cleanup") + f"; move offset {offset} m\n")
-    print("| object | #sel (p>t / -vote / -pieces / +grown) | views | seg. recall before | removed worst (all) | "
+    objects = scene_objects(scene) if args.objects == "auto" else [o.strip() for o in args.objects.split(",") if o.strip()]
+    results = {}
+    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+        cfg = SelectionConfig(cleanup=not args.no_cleanup, mode=mode)
+        rows = results[mode] = []
+        for obj in objects:
+            t0 = time.perf_counter()
+            sel = select_gaussians(ctx, [Q.QuerySpec("text", obj)], cfg)
+            sel_s = time.perf_counter() - t0
+            row, shots = evaluate_object(model, sel.mask, names.index(obj), truth, offset)
+            rows.append({"object": obj, "selected": sel.count, "select_s": sel_s,
+                         **{f"sel_{k}": v for k, v in sel.stats.items()}, **row})
+            v = shots["view"]
+            seg = torch.from_numpy(colorize_labels(shots["deleted_labels"], len(names))).float() / 255
+            save_png(out_dir / f"{mode}_{obj.replace(' ', '_')}_{scene.image_names[v].replace('/', '_')}.png",
+                     side_by_side(truth.images[v], truth.base_rgb[v], shots["deleted"], seg, shots["extracted"],
+                                  shots["moved"]))
+        print_table(args.run, model, truth, cfg, offset, rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench_edit.json").write_text(json.dumps(results, indent=2))
+    print(f"PNGs (GT | unedited | deleted | deleted segmentation | extracted | moved) and JSON in {out_dir}")
+
+
+def print_table(run, model, truth, cfg, offset, rows) -> None:
+    print(f"\nRun {run}: {model.num_gaussians} Gaussians, {len(truth.cams)} test views; selection = text query, "
+          f"mode {cfg.mode}, p > {cfg.threshold}" + (", 3D cleanup" if cfg.cleanup else ", no cleanup")
+          + f"; move offset {offset} m\n")
+    print("| object | #sel (thresholded / -vote / -pieces / +grown) | views | seg. recall before | removed worst (all) | "
           "dPSNR out worst (mean) | kept worst (all) | kept of segmented worst (all) | leak | move err px mean (max) "
           "[views] | expected px |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -217,9 +241,6 @@ def main() -> None:
           f"kept (of the segmented object) >= {FLOORS['kept']} in every view, leak <= {FLOORS['leak']}, move err <= "
           f"{FLOORS['move_px']} px: " + ", ".join(f"{r['object']} {'pass' if passes(r) else 'FAIL'}" for r in rows))
     print("Selection time per query (s): " + ", ".join(f"{r['object']} {r['select_s']:.2f}" for r in rows))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench_edit.json").write_text(json.dumps(rows, indent=2))
-    print(f"PNGs (GT | unedited | deleted | deleted segmentation | extracted | moved) and JSON in {out_dir}")
 
 
 if __name__ == "__main__":

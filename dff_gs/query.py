@@ -375,32 +375,47 @@ class QueryContext:
         return self._cache["scene"]
 
 
-def query_probabilities(ctx: QueryContext, spec: QuerySpec) -> tuple[Tensor, dict]:
-    """Resolve one query on ``ctx.model``: ``p(query | x)`` for every Gaussian and what was asked, for a summary.
+def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional[Tensor], dict]:
+    """Eq. 5's labels for one query on ``ctx.model``: the query's embedding followed by its competitors (text
+    negatives, or the scene's feature clusters for a patch or click), and what was asked, for a summary. A
+    cluster query has no embedding (None): it selects by k-means membership.
 
-    Returns (probs: Tensor  # [N], info: dict)
+    Returns (labels: Tensor  # [1 + M, C] or None, info: dict)
     """
     model = ctx.model
     if spec.kind == "text":
         text = spec.value.strip()
         enc = ctx.teacher.encode_text
         negs = text_negatives(enc, text, ctx.class_names, list(label_list(spec.negatives)))
-        return text_probabilities(model, enc, text, negs), {"query": text, "negatives": negs}
+        return text_query_embeddings(enc, text, negs), {"query": text, "negatives": negs}
     if spec.kind == "patch":
         from pathlib import Path
 
         from dff_gs.data.image_io import load_rgb
 
-        teacher = ctx.teacher
-        return reference_probabilities(model, patch_feature(teacher, load_rgb(Path(spec.value)))), {"patch": spec.value}
-    if spec.kind == "click":
+        reference, info = patch_feature(ctx.teacher, load_rgb(Path(spec.value))), {"patch": spec.value}
+    elif spec.kind == "click":
         v, x, y = spec.value
-        feature = click_feature(model, ctx.scene().cameras.to(model.device), v, x, y, ctx.backend)
-        return reference_probabilities(model, feature), {"click": [v, x, y]}
-    k, cid = spec.value
-    if cid is None:
-        raise ConfigError("a cluster query selects one cluster: give K:ID")
-    return cluster_probabilities(model, k, cid), {"cluster": [k, cid]}
+        reference = click_feature(model, ctx.scene().cameras.to(model.device), v, x, y, ctx.backend)
+        info = {"click": [v, x, y]}
+    else:
+        k, cid = spec.value
+        if cid is None:
+            raise ConfigError("a cluster query selects one cluster: give K:ID")
+        return None, {"cluster": [k, cid]}
+    return reference_query_embeddings(gaussian_features(model), reference), info
+
+
+def query_probabilities(ctx: QueryContext, spec: QuerySpec) -> tuple[Tensor, dict]:
+    """Resolve one query on ``ctx.model``: ``p(query | x)`` for every Gaussian and what was asked, for a summary.
+
+    Returns (probs: Tensor  # [N], info: dict)
+    """
+    labels, info = query_label_embeddings(ctx, spec)
+    if labels is None:
+        k, cid = spec.value
+        return cluster_probabilities(ctx.model, k, cid), info
+    return label_probabilities(gaussian_features(ctx.model), labels)[:, 0], info
 
 
 @torch.no_grad()

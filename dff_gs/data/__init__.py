@@ -26,6 +26,8 @@ def load_scene(path: str | os.PathLike, downscale: int = 1, test_every: int = 8,
     background: RGB that RGBA images are composited on
     """
     path = Path(path).expanduser()
-    _, load = find_loader(path, format)
-    return load(path, downscale=int(downscale), test_every=int(test_every), background=tuple(background),
-                max_side=int(max_side), skip_missing=bool(skip_missing), progress=progress)
+    name, load = find_loader(path, format)
+    scene = load(path, downscale=int(downscale), test_every=int(test_every), background=tuple(background),
+                 max_side=int(max_side), skip_missing=bool(skip_missing), progress=progress)
+    scene.format = name
+    return scene

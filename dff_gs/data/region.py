@@ -18,9 +18,12 @@ from torch import Tensor
 from dff_gs.cameras import Cameras
 
 SEEN_FRACTION = 0.5
-"""A cell is content when at least this fraction of the cameras see it (in front of the camera, in the image)."""
+"""A cell may be content when at least this fraction of the cameras see it (in front of the camera, in the image)."""
 HULL_FRACTION = 0.9
-"""With silhouettes: and it projects inside the silhouette (alpha > 0.5) in this fraction of the views seeing it."""
+"""With silhouettes, it is when it projects inside the silhouette (alpha > 0.5) in this fraction of those views."""
+CORE_FRACTION = 0.8
+"""Without silhouettes, it is when as many cameras see it as this fraction of the best-seen cell's count (the
+core the rig converges on, not the far side of every frustum)."""
 
 
 @dataclass
@@ -60,17 +63,18 @@ def _search_box(cameras: Cameras) -> Tensor:
     return torch.stack([lo, hi])
 
 
-def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor], chunk: int = 32768
-                ) -> tuple[Tensor, Tensor]:
-    """Centres ``[M, 3]`` of the cells of a ``res``-per-longest-side grid over ``box`` that count as content,
-    and the cell size ``[3]``."""
+def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor], core: bool = False,
+                chunk: int = 32768) -> tuple[Tensor, Tensor]:
+    """Centres ``[M, 3]`` of the cells of a ``res``-per-longest-side grid over ``box`` that count as content
+    (seen by enough cameras; inside the silhouettes ``alphas``; with ``core``, seen nearly as often as the
+    best-seen cell), and the cell size ``[3]``."""
     size = box[1] - box[0]
     n = (size / size.max() * res).ceil().clamp_min(1).long()
     cell = size / n
     axes = [box[0, i] + (torch.arange(int(n[i])) + 0.5) * cell[i] for i in range(3)]
     centers = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     V = len(cameras)
-    keep = []
+    keep, seen_all = [], []
     for s in range(0, len(centers), chunk):
         pts = centers[s:s + chunk]
         uv, z = cameras.project(pts)  # [V, P, 2], [V, P]
@@ -78,6 +82,7 @@ def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor
                  (uv[..., 1] < cameras.height)
         seen = inside.sum(0)
         ok = seen >= SEEN_FRACTION * V
+        seen_all.append(seen)
         if alphas is not None:
             x = uv[..., 0].long().clamp(0, cameras.width - 1)
             y = uv[..., 1].long().clamp(0, cameras.height - 1)
@@ -85,23 +90,27 @@ def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor
             in_sil = ((a > 0.5) & inside).sum(0)
             ok &= in_sil >= HULL_FRACTION * seen
         keep.append(ok)
-    return centers[torch.cat(keep)], cell
+    keep = torch.cat(keep)
+    if core:
+        seen = torch.cat(seen_all)
+        keep &= seen >= CORE_FRACTION * seen.max()
+    return centers[keep], cell
 
 
 def content_region(cameras: Cameras, alphas: Optional[Tensor] = None, res: int = 128) -> Optional[Region]:
     """The cells the cameras look at (the visual hull when ``alphas  # [V, H, W]`` are given), in two passes:
     a coarse grid over a box around the rig keeps what enough cameras see, then a ``res`` grid inside that box
-    (carved by the silhouettes, if any: thin parts need the fine cells). None when no cell qualifies (cameras
-    that share no view)."""
+    keeps the cells inside the silhouettes (thin parts need the fine cells) or, without them, the core that
+    nearly every camera sees. None when no cell qualifies (cameras that share no view)."""
     cameras = cameras.to("cpu")
     use = alphas.cpu().float() if alphas is not None and (alphas < 0.5).any() else None
     centers, cell = _keep_cells(cameras, _search_box(cameras), 48, None)
     if len(centers) == 0:
         return None
     box = torch.stack([centers.amin(0) - cell, centers.amax(0) + cell])
-    fine, fine_cell = _keep_cells(cameras, box, res, use)
+    fine, fine_cell = _keep_cells(cameras, box, res, use, core=use is None)
     if len(fine) == 0 and use is not None:  # silhouettes that agree on nothing: the cameras alone
-        fine, fine_cell = _keep_cells(cameras, box, res, None)
+        fine, fine_cell = _keep_cells(cameras, box, res, None, core=True)
     if len(fine):
         centers, cell = fine, fine_cell
     return Region(centers, cell, hull=use is not None and len(fine) > 0)

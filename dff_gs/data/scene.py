@@ -26,6 +26,7 @@ class SceneData:
     masks: Optional[Tensor]        # [V, H, W] bool, False = pixel left out of the photometric loss
     downscale: int                 # factor the images were shrunk by from the capture's own size
     background: tuple              # RGB the images were composited on, and that rendering uses
+    format: str                    # the loader that read it (transforms | colmap | replica)
     """
 
     images: Tensor
@@ -44,6 +45,7 @@ class SceneData:
     masks: Optional[Tensor] = None
     downscale: int = 1
     background: tuple = (1.0, 1.0, 1.0)
+    format: str = ""
 
     @property
     def num_views(self) -> int:

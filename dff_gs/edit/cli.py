@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--source", help="compose: PLY or run folder to insert")
     o.add_argument("--features", choices=["auto", "zero", "error"], help="compose: feature mismatch policy")
     s = p.add_argument_group("selection cleanup (dff_gs.edit.selection.SelectionConfig)")
+    s.add_argument("--selection-mode", choices=["gaussian", "lifted", "combined"],
+                   help="gaussian: each Gaussian's own p(query|x); lifted: the 2D query rendered over training views "
+                        "and lifted onto the Gaussians; combined (default): lifted where drawn, own where hidden")
     s.add_argument("--no-cleanup", action="store_true", help="use the thresholded selection as it is")
     s.add_argument("--min-vote", type=float, help="drop selected Gaussians whose knn are less selected than this")
     s.add_argument("--grow-sigma", type=float, help="grow into Gaussians within this many std devs (0: no growing)")
@@ -80,7 +83,8 @@ def script_from_args(args):
     script = load_script(args.script, check=False) if args.script else EditScript(source="command line")
     specs = query_specs(args)
     script.select = list(script.select) + specs
-    sel = {"threshold": args.threshold, "min_vote": args.min_vote, "grow_sigma": args.grow_sigma}
+    sel = {"threshold": args.threshold, "min_vote": args.min_vote, "grow_sigma": args.grow_sigma,
+           "mode": args.selection_mode}
     apply_dict(script.selection, {k: v for k, v in sel.items() if v is not None})
     if args.no_cleanup:
         script.selection.cleanup = False

@@ -2,7 +2,16 @@
 
 1. Each query gives ``p(query | x)`` (paper Eq. 5, :func:`dff_gs.query.query_probabilities`); several
    queries are unioned (per Gaussian, the largest probability counts).
-2. Threshold: ``p > threshold``.
+2. Threshold, by ``mode``:
+   - ``gaussian``: ``p > threshold`` on each Gaussian's own feature;
+   - ``lifted``: the 2D evidence: Eq. 5 on the *rendered* features of (up to ``lift_views``) training views,
+     lifted back onto the Gaussians that draw those pixels (their compositing weights ``alpha T``,
+     :func:`dff_gs.lift.lift_features`): a Gaussian is selected when the weighted mean of the pixel
+     probabilities where it is drawn exceeds ``threshold``. A Gaussian no view draws has no 2D evidence;
+   - ``combined`` (default): the lifted decision where a Gaussian is drawn (its summed weight at least
+     ``lift_min_weight``), its own ``p > threshold`` where it is not (hidden inside or behind the object).
+   Cluster queries, which have no embedding to render, always use their own membership, and a model without a
+   scene (a bare PLY, no ``--data``) the ``gaussian`` mode.
 3. Cleanup in 3D, so that an edit leaves no floaters behind and takes no stray Gaussians along:
    - *vote*: a selected Gaussian whose ``knn`` nearest Gaussians (all of the model's) are less than
      ``min_vote`` selected is isolated among unselected ones: dropped, unless it is confident
@@ -30,11 +39,15 @@ from dff_gs.neighbors import connected_components, knn
 from dff_gs.edit.transforms import quat_to_matrix
 from dff_gs.errors import ConfigError, DffError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.query import QueryContext, QuerySpec, query_probabilities
+from dff_gs.query import (QueryContext, QuerySpec, cluster_probabilities, gaussian_features, label_probabilities,
+                          query_label_embeddings)
 
 
 class EmptySelectionError(DffError):
     """A query (after cleanup) selects no Gaussian."""
+
+
+SELECTION_MODES = ("gaussian", "lifted", "combined")
 
 
 @dataclass
@@ -42,6 +55,12 @@ class SelectionConfig:
     """How queries become a selection (threshold, then the 3D cleanup)."""
 
     threshold: float = option(0.5, "select Gaussians with p(query|x) above this")
+    mode: str = option("combined", "gaussian (own feature) | lifted (rendered 2D query lifted onto the Gaussians) | "
+                                   "combined (lifted where a Gaussian is drawn, own feature where not)")
+    lift_views: int = option(24, "training views the 2D query is rendered from (evenly spaced; 0 = all)")
+    lift_side: int = option(160, "render the 2D query at most this many pixels on the longer side (0 = full size)")
+    lift_min_weight: float = option(0.05, "combined: a Gaussian's summed compositing weight over those views from "
+                                          "which its 2D evidence counts")
     cleanup: bool = option(True, "clean the thresholded selection up in 3D (vote, components, grow)")
     knn: int = option(16, "neighbours looked at by the vote")
     min_vote: float = option(0.35, "keep a selected Gaussian only if at least this fraction of its knn nearest "
@@ -58,6 +77,8 @@ class SelectionConfig:
 
     def validate(self) -> "SelectionConfig":
         checks = [(0.0 <= self.threshold < 1.0, "threshold must be in [0, 1)"), (self.knn >= 1, "knn must be >= 1"),
+                  (self.mode in SELECTION_MODES, f"mode must be one of {', '.join(SELECTION_MODES)}"),
+                  (self.lift_views >= 0 and self.lift_side >= 0, "lift_views and lift_side must be >= 0"),
                   (0.0 <= self.min_vote <= 1.0, "min_vote must be in [0, 1]"), (self.link > 0, "link must be > 0"),
                   (0.0 <= self.min_component <= 1.0, "min_component must be in [0, 1]"),
                   (self.keep_component >= 0, "keep_component must be >= 0"),
@@ -160,23 +181,77 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
     return mask, stats
 
 
+def query_cameras(scene, count: int, side: int):
+    """The training cameras the 2D query is rendered from: ``count`` evenly spaced (0 = all), resized so the
+    longer side is at most ``side`` pixels (0 = as they are)."""
+    ids = list(scene.train_ids) or list(range(scene.num_views))
+    if count and len(ids) > count:
+        ids = [ids[round(i * (len(ids) - 1) / (count - 1))] for i in range(count)] if count > 1 else ids[:1]
+    cams = scene.cameras[ids]
+    longest = max(cams.width, cams.height)
+    if side and longest > side:
+        cams = cams.resized(max(1, round(cams.width * side / longest)), max(1, round(cams.height * side / longest)))
+    return cams
+
+
+@torch.no_grad()
+def lifted_probabilities(ctx: QueryContext, labels: Tensor, cfg: SelectionConfig) -> tuple[Tensor, Tensor]:
+    """The 2D evidence of a query on the Gaussians: Eq. 5 on the decoded rendered features of the views of
+    :func:`query_cameras`, lifted onto the Gaussians by their compositing weights.
+
+    labels: Tensor  # [1 + M, C] the query and its competitors (:func:`dff_gs.query.query_label_embeddings`)
+    Returns (lifted: Tensor  # [N] weighted mean pixel probability, weight: Tensor  # [N] summed weights)
+    """
+    from dff_gs.lift import lift_features
+    from dff_gs.query import label_probabilities
+    from dff_gs.render import render
+
+    model = ctx.model
+    cams = query_cameras(ctx.scene(), cfg.lift_views, cfg.lift_side).to(model.device)
+    key = ("rendered_features", id(model), cfg.lift_views, cfg.lift_side)
+    if key not in ctx._cache:  # the stored features rendered once per model; every query decodes them
+        ctx._cache[key] = torch.cat([render(model, cams[[i]], with_features=True, backend=ctx.backend).features
+                                     for i in range(len(cams))])
+    feats = ctx._cache[key]  # [V, h, w, D]
+    probs = torch.cat([label_probabilities(model.decode(f[None]), labels.to(f))[..., :1] for f in feats])
+    lifted, weight = lift_features(model, cams, probs, backend="auto", valid=torch.ones(probs.shape[:3], dtype=torch.bool))
+    return lifted[:, 0], weight
+
+
 def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec], cfg: Optional[SelectionConfig] = None) -> EditSelection:
-    """Resolve ``specs`` on ``ctx.model``, union them, threshold and clean up (see the module docstring).
+    """Resolve ``specs`` on ``ctx.model``, union them, threshold (``cfg.mode``) and clean up (see the module
+    docstring).
 
     Raises :class:`EmptySelectionError` (naming the queries and the best probability) if nothing is selected.
     """
     cfg = (cfg or SelectionConfig()).validate()
     if not specs:
         raise ConfigError("no query given: pass --text, --click, --patch or --cluster (or select: in the script)")
-    probs, infos = None, []
+    feats = gaussian_features(ctx.model) if ctx.model.feature_dim else None
+    mode = cfg.mode if ctx.scene_path else "gaussian"  # no cameras to render the 2D query from
+    probs, chosen, infos = None, None, []
     for spec in specs:
-        p, info = query_probabilities(ctx, spec)
-        info = {"kind": spec.kind, **info, "thresholded": int((p > cfg.threshold).sum())}
+        labels, info = query_label_embeddings(ctx, spec)
+        if labels is None:
+            p = cluster_probabilities(ctx.model, *spec.value)
+            mask = p > cfg.threshold
+        else:
+            p = label_probabilities(feats, labels)[:, 0]
+            mask = p > cfg.threshold
+            if mode != "gaussian":
+                lifted, weight = lifted_probabilities(ctx, labels, cfg)
+                drawn = weight >= cfg.lift_min_weight if mode == "combined" else torch.ones_like(mask)
+                mask = torch.where(drawn, lifted > cfg.threshold, mask)
+                info["lifted"] = int((lifted > cfg.threshold).sum())
+        info = {"kind": spec.kind, **info, "thresholded": int(mask.sum())}
         infos.append(info)
         probs = p if probs is None else torch.maximum(probs, p)
-    mask, stats = cleanup_mask(ctx.model, probs, probs > cfg.threshold, cfg)
+        chosen = mask if chosen is None else chosen | mask
+    mask, stats = cleanup_mask(ctx.model, probs, chosen, cfg)
+    stats["mode"] = mode if mode == cfg.mode else f"{mode} (no scene to render the 2D query from)"
     if not mask.any():
         what = " + ".join(s.describe() for s in specs)
         raise EmptySelectionError(f"{ctx.source}: the query {what} selects no Gaussians (highest p(query|x) = "
-                                  f"{float(probs.max()):.3f}, threshold {cfg.threshold}); nothing written")
+                                  f"{float(probs.max()):.3f}, threshold {cfg.threshold}, mode {mode}); "
+                                  f"nothing written")
     return EditSelection(probs=probs, mask=mask, stats=stats, queries=infos)

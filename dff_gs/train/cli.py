@@ -11,7 +11,37 @@ from dff_gs.config import apply_dict, apply_overrides, describe, load_yaml
 from dff_gs.errors import DffError
 from dff_gs.train.config import Config
 
-DEFAULT_PRESET = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_PRESET = CONFIGS / "default.yaml"
+FORMAT_PRESETS = {"blender": "blender.yaml", "transforms": "colmap.yaml", "colmap": "colmap.yaml"}
+"""The preset a ``--data`` scene gets without ``--config``: Blender / NeRF-synthetic objects (``transforms_train.json``)
+``blender.yaml``; COLMAP models and nerfstudio ``transforms.json`` captures ``colmap.yaml``; anything else (the
+Replica layout) ``default.yaml``."""
+
+
+def scene_kind(path: Path) -> str:
+    """``blender`` for a Blender / NeRF-synthetic layout, else the format ``load_scene`` detects ("" if none)."""
+    from dff_gs.data.registry import find_loader
+    from dff_gs.errors import DataError
+
+    if path.is_dir() and (path / "transforms_train.json").is_file() and not (path / "transforms.json").is_file():
+        return "blender"
+    try:
+        return find_loader(path)[0]
+    except DataError:
+        return ""  # the run itself reports what is wrong with the path
+
+
+def preset_for(data: str | None, fmt: str | None = None) -> Path | None:
+    """The preset used without ``--config``: :data:`FORMAT_PRESETS` by the scene's kind, else ``default.yaml``."""
+    name = None
+    if data:
+        kind = fmt if fmt and fmt != "auto" else scene_kind(Path(data).expanduser())
+        name = FORMAT_PRESETS.get(kind)
+    for candidate in ([CONFIGS / name] if name else []) + [DEFAULT_PRESET]:
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Config keys (defaults):\n" + "\n".join(describe(Config())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", help="YAML preset (default: configs/default.yaml when present)")
+    p.add_argument("--config", help="YAML preset (default: by the scene's format: configs/blender.yaml for Blender "
+                                     "objects, configs/colmap.yaml for COLMAP / nerfstudio captures, else "
+                                     "configs/default.yaml)")
     p.add_argument("--data", help="scene folder (= data.path)")
     p.add_argument("--teacher", help="labels | efficientnet | clip | dino | none (= teacher.name)")
     p.add_argument("--backbone", help="gs | nerf (= train.backbone)")
@@ -42,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> Config:
     cfg = Config()
-    preset = args.config or (DEFAULT_PRESET if DEFAULT_PRESET.is_file() else None)
+    given = lambda key: next((o.split("=", 1)[1] for o in args.overrides if o.startswith(key + "=")), None)  # noqa: E731
+    preset = args.config or preset_for(args.data or given("data.path"), given("data.format"))
     if preset:
+        if not args.config and Path(preset) != DEFAULT_PRESET:
+            print(f"preset: {Path(preset).relative_to(CONFIGS.parent)} (for this scene's format; --config to choose)")
         apply_dict(cfg, load_yaml(preset))
     flags = {
         "data.path": args.data,

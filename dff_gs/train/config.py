@@ -85,6 +85,8 @@ class TrainConfig:
     ssim_lambda: float = option(0.2, "weight of D-SSIM in the photometric loss")
     feature_lambda: float = option(0.1, "weight of the feature distillation loss")
     feature_start: int = option(0, "step from which the distillation loss is on")
+    feature_max_side: int = option(128, "distillation loss on rendered features area-pooled to at most this many "
+                                        "pixels on the longer side (teacher maps are coarser still; 0 = full size)")
     sh_degree_interval: int = option(300, "raise the active SH degree every N steps")
     log_every: int = option(25, "progress-bar update interval")
     eval_every: int = option(0, "evaluate on test views every N steps (0 = only at the end)")

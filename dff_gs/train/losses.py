@@ -36,14 +36,34 @@ def upsample_features(maps: Tensor, height: int, width: int) -> Tensor:
     return x.permute(0, 2, 3, 1)
 
 
+def feature_grid(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """The ``(h, w)`` the distillation loss is computed at: the render's size, shrunk to at most ``max_side`` on
+    the longer side (``max_side <= 0``: the render's size)."""
+    longest = max(height, width)
+    if max_side <= 0 or longest <= max_side:
+        return height, width
+    return max(1, round(height * max_side / longest)), max(1, round(width * max_side / longest))
+
+
+def pool_features(features: Tensor, height: int, width: int) -> Tensor:
+    """Area-average rendered features to ``height x width`` (the decoder is linear, so pooling before decoding
+    equals pooling the decoded features).  features: Tensor  # [B, H, W, D] -> [B, height, width, D]"""
+    if features.shape[1:3] == (height, width):
+        return features
+    x = F.interpolate(features.permute(0, 3, 1, 2), size=(height, width), mode="area")
+    return x.permute(0, 2, 3, 1)
+
+
 def feature_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """L1 distillation loss over pixels where the teacher has a feature (non-zero vector).
+    """L1 distillation loss over pixels where the teacher has a feature (non-zero vector): the mean absolute
+    error over those pixels and all channels.
 
     Args:
         pred: Tensor  # [B, H, W, C] decoded rendered features
         target: Tensor  # [B, H, W, C] teacher features at the same pixels
     """
-    valid = target.abs().sum(-1) > 0  # [B, H, W]
-    if not valid.any():
+    valid = (target.abs().sum(-1, keepdim=True) > 0).to(pred.dtype)  # [B, H, W, 1]
+    n = valid.sum()
+    if not n > 0:
         return pred.sum() * 0
-    return (pred - target).abs()[valid].mean()
+    return ((pred - target).abs() * valid).sum() / (n * pred.shape[-1])

@@ -66,6 +66,24 @@ def load_run_scene(cfg: Config, device: Optional[torch.device] = None
     return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
 
 
+def init_method(cfg: Config, scene: SceneData) -> str:
+    """``model.init`` with ``auto`` resolved: depth maps, else sparse points, else the region the cameras see."""
+    if cfg.model.init_ply:
+        return "ply"
+    if cfg.model.init != "auto":
+        return cfg.model.init
+    return "depth" if scene.depths is not None else "points" if scene.points is not None else "region"
+
+
+def scene_summary(cfg: Config, scene: SceneData) -> dict:
+    """What ``metrics.json`` records of the scene a run trained on (format, size used, views, initialisation)."""
+    init = init_method(cfg, scene)
+    if init == "region" and scene.alphas is not None:
+        init = "region (visual hull)"
+    return {"format": scene.format, "width": scene.width, "height": scene.height, "downscale": scene.downscale,
+            "train_views": len(scene.train_ids), "test_views": len(scene.test_ids), "init": init}
+
+
 def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
     """Initial Gaussians from ``model.init_ply``, else depth maps, sparse points or random positions (``model.init``)."""
     m = cfg.model
@@ -86,9 +104,7 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
         params["features"] = torch.zeros(loaded.num_gaussians, feature_dim)
         return GaussianModel(params, loaded.sh_degree, decoder_dim)
     common = dict(sh_degree=m.sh_degree, feature_dim=feature_dim, decoder_dim=decoder_dim)
-    method = m.init
-    if method == "auto":
-        method = "depth" if scene.depths is not None else "points" if scene.points is not None else "region"
+    method = init_method(cfg, scene)
     if method == "depth":
         if scene.depths is None:
             raise ConfigError(f"model.init=depth but the scene {scene.source} has no depth maps")
@@ -210,7 +226,8 @@ def run(cfg: Config, progress: bool = True) -> dict:
     trainer.save(ckpt, to_dict(cfg))
 
     model = trainer.model
-    metrics: dict = {"train_seconds": trainer.train_seconds, "num_gaussians": model.num_gaussians}
+    metrics: dict = {"train_seconds": trainer.train_seconds, "num_gaussians": model.num_gaussians,
+                     "scene": scene_summary(cfg, scene)}
     if test_scene is not None:
         metrics.update(
             evaluate(

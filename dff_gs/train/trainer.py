@@ -20,7 +20,7 @@ from dff_gs.gaussians import GaussianModel
 from dff_gs.render import render
 from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from dff_gs.train.config import Config
-from dff_gs.train.losses import feature_loss, photometric_loss, upsample_features
+from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features, upsample_features
 from dff_gs.train.loop import fit_loop
 
 PARAM_LR_KEYS = {
@@ -158,8 +158,9 @@ class Trainer:
         loss = loss_rgb
         loss_feat = torch.zeros(())
         if feat_on:
-            target = upsample_features(self.data.teacher_maps[vid : vid + 1].to(self.device), cams.height, cams.width)
-            loss_feat = feature_loss(self.model.decode(out.features), target)
+            h, w = feature_grid(cams.height, cams.width, cfg.feature_max_side)
+            target = upsample_features(self.data.teacher_maps[vid : vid + 1].to(self.device), h, w)
+            loss_feat = feature_loss(self.model.decode(pool_features(out.features, h, w)), target)
             loss = loss + cfg.feature_lambda * loss_feat
         loss.backward()
         if self.strategy is not None:
