@@ -122,8 +122,11 @@ class Truth:
     base_lab: torch.Tensor  # [C, H, W]
 
 
-def evaluate_object(model, mask, k: int, truth: Truth, offset) -> tuple[dict, dict]:
-    """Delete / extract / move the selection ``mask`` of class ``k``: the row of the table and renders."""
+def evaluate_object(model, mask, k: int, truth: Truth, offset, scene=None) -> tuple[dict, dict]:
+    """Delete / extract / move the selection ``mask`` of class ``k``: the row of the table and renders. With
+    ``scene`` (the training scene), also delete with fill: *holes* = GT object pixels the edited render leaves
+    with alpha < 0.5 (pooled over the test views; every pixel of these scenes has a surface behind the object:
+    floor, wall, table or the sky the Gaussians model), without and with fill."""
     t = truth
     gt = t.semantics == k  # [C, H, W]
     seen = [i for i in range(len(t.cams)) if gt[i].any()]
@@ -132,6 +135,7 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset) -> tuple[dict, di
     deleted = ops.delete(model, mask).model
     d_rgb, d_alpha, _, d_lab = render_all(deleted, t.cams, t.class_emb)
     still = gt & (d_alpha >= 0.5) & (d_lab == k)
+    holes = (gt & (d_alpha < 0.5)).sum().item() / gt.sum().item()
     removed = [1 - still[i].sum().item() / gt[i].sum().item() for i in seen]
     dps = [psnr(d_rgb[i], t.images[i], ~gt[i]) - psnr(t.base_rgb[i], t.images[i], ~gt[i]) for i in range(len(t.cams))]
     # extract
@@ -146,7 +150,7 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset) -> tuple[dict, di
     moved = ops.translate(sub, torch.ones(sub.num_gaussians, dtype=torch.bool), offset).model
     errs, exp = move_error(sub, moved, offset, t.cams)
     row = {"views": len(seen), "gt_px": int(gt.sum()), "seg_recall_before": segmented.sum().item() / gt.sum().item(),
-           "removed_min": min(removed), "removed_all": 1 - still.sum().item() / gt.sum().item(),
+           "removed_min": min(removed), "removed_all": 1 - still.sum().item() / gt.sum().item(), "holes": holes,
            "dpsnr_out_min": min(dps), "dpsnr_out_mean": sum(dps) / len(dps),
            "kept_min": min(kept), "kept_all": (cover & gt).sum().item() / gt.sum().item(),
            "kept_seg_min": min(kept_seg), "kept_seg_all": (cover & segmented).sum().item() / segmented.sum().item(),
@@ -155,7 +159,17 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset) -> tuple[dict, di
            "move_err_max": max(errs, default=float("nan")), "move_expected": sum(exp) / max(len(exp), 1)}
     v = max(seen, key=lambda i: gt[i].sum().item())
     m_rgb = render_all(ops.translate(model, mask, offset).model, t.cams[[v]])[0][0]  # the shown view only
-    return row, {"view": v, "deleted": d_rgb[v], "deleted_labels": d_lab[v], "extracted": e_rgb[v], "moved": m_rgb}
+    shots = {"view": v, "deleted": d_rgb[v], "deleted_labels": d_lab[v], "extracted": e_rgb[v], "moved": m_rgb}
+    if scene is not None:
+        from dff_gs.edit.fill import fill_deleted
+
+        t0 = time.perf_counter()
+        filled, info = fill_deleted(model, mask, deleted, scene)
+        f_rgb, f_alpha, _, _ = render_all(filled, t.cams)
+        row.update(holes_fill=(gt & (f_alpha < 0.5)).sum().item() / gt.sum().item(), fill_s=time.perf_counter() - t0,
+                   fill_new=info["new_gaussians"])
+        shots["filled"] = f_rgb[v]
+    return row, shots
 
 
 def passes(r: dict) -> bool:
@@ -189,6 +203,7 @@ def main() -> None:
     ap.add_argument("--offset", default="0.25,0,0", help="translation of the move test (x,y,z)")
     ap.add_argument("--out", default=None, help="folder for the PNGs and bench_edit.json (default RUN/bench_edit)")
     ap.add_argument("--no-cleanup", action="store_true", help="thresholded selection only (for comparison)")
+    ap.add_argument("--fill", action="store_true", help="also delete with fill and measure the holes left")
     args = ap.parse_args()
     from dff_gs.io.images import colorize_labels, save_png, side_by_side
 
@@ -208,18 +223,20 @@ def main() -> None:
             t0 = time.perf_counter()
             sel = select_gaussians(ctx, [Q.QuerySpec("text", obj)], cfg)
             sel_s = time.perf_counter() - t0
-            row, shots = evaluate_object(model, sel.mask, names.index(obj), truth, offset)
+            row, shots = evaluate_object(model, sel.mask, names.index(obj), truth, offset,
+                                         ctx.scene() if args.fill else None)
             rows.append({"object": obj, "selected": sel.count, "select_s": sel_s,
                          **{f"sel_{k}": v for k, v in sel.stats.items()}, **row})
             v = shots["view"]
             seg = torch.from_numpy(colorize_labels(shots["deleted_labels"], len(names))).float() / 255
             save_png(out_dir / f"{mode}_{obj.replace(' ', '_')}_{scene.image_names[v].replace('/', '_')}.png",
-                     side_by_side(truth.images[v], truth.base_rgb[v], shots["deleted"], seg, shots["extracted"],
+                     side_by_side(truth.images[v], truth.base_rgb[v], shots["deleted"],
+                                  *([shots["filled"]] if "filled" in shots else []), seg, shots["extracted"],
                                   shots["moved"]))
         print_table(args.run, model, truth, cfg, offset, rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_edit.json").write_text(json.dumps(results, indent=2))
-    print(f"PNGs (GT | unedited | deleted | deleted segmentation | extracted | moved) and JSON in {out_dir}")
+    print(f"PNGs (GT | unedited | deleted | [filled |] deleted segmentation | extracted | moved) and JSON in {out_dir}")
 
 
 def print_table(run, model, truth, cfg, offset, rows) -> None:
@@ -241,6 +258,10 @@ def print_table(run, model, truth, cfg, offset, rows) -> None:
           f"kept (of the segmented object) >= {FLOORS['kept']} in every view, leak <= {FLOORS['leak']}, move err <= "
           f"{FLOORS['move_px']} px: " + ", ".join(f"{r['object']} {'pass' if passes(r) else 'FAIL'}" for r in rows))
     print("Selection time per query (s): " + ", ".join(f"{r['object']} {r['select_s']:.2f}" for r in rows))
+    print("Holes (GT object pixels with alpha < 0.5 after delete" + (" / with fill" if "holes_fill" in rows[0] else "")
+          + "): " + ", ".join(f"{r['object']} {r['holes']:.3f}" + (f" / {r['holes_fill']:.3f} ({r['fill_s']:.0f} s, "
+                                                                     f"+{r['fill_new']})" if "holes_fill" in r else "")
+                              for r in rows))
 
 
 if __name__ == "__main__":

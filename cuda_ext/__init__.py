@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 
 from cuda_ext import build
-from cuda_ext.reference import lift_accumulate_reference, lift_normalize_reference
+from cuda_ext.reference import compositing_weights_reference, lift_accumulate_reference, lift_normalize_reference
 
 __all__ = ["load", "available", "CudaExtUnavailable", "lift_accumulate", "lift_normalize",
-           "lift_accumulate_reference", "lift_normalize_reference", "MAX_TOP_K"]
+           "lift_accumulate_reference", "lift_normalize_reference", "compositing_weights_reference", "MAX_TOP_K"]
 
 MAX_TOP_K = 32
 """Largest ``top_k`` the lifting kernel supports (``kMaxTopK`` in csrc/lift.h)."""

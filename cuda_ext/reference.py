@@ -72,6 +72,67 @@ def _walk(tiles: Tensor, starts: Tensor, counts: Tensor, ids: Tensor, table: Ten
         pos += chunk
 
 
+def _walk_args(means2d: Tensor, conics: Tensor, opacities: Tensor, tile_offsets: Tensor, flatten_ids: Tensor,
+               tile_size: int, pw: Tensor, chunk: int, max_block: int) -> tuple:
+    """The arguments of :func:`_walk` for the tile lists of ``I`` cameras; ``pw  # [tiles, P]`` tile-pixel weights
+    (0 = the pixel never contributes: outside the image or weightless)."""
+    I, N = means2d.shape[:2]
+    dev = means2d.device
+    tiles_y, tiles_x = tile_offsets.shape[1:]
+    n_tiles = I * tiles_y * tiles_x
+    M = flatten_ids.numel()
+    starts = tile_offsets.reshape(-1).long()
+    counts = torch.cat([starts[1:], starts.new_tensor([M])]) - starts
+    opa = opacities if opacities.dim() == 2 else opacities[None].expand(I, N)
+    table = gaussian_table(means2d.reshape(-1, 2).float(), conics.reshape(-1, 3).float(), opa.reshape(-1).float())
+    local = torch.arange(n_tiles, device=dev) % (tiles_y * tiles_x)
+    origins = torch.stack([local % tiles_x, local // tiles_x], -1).float() * tile_size  # [tiles, 2]
+    mono = pixel_monomials(tile_size, dev, torch.float32)  # [P, 6]
+    T0 = (pw > 0).float()  # pixels that can never contribute are done from the start
+    tiles = ((counts > 0) & (T0 > 0).any(1)).nonzero()[:, 0]
+    return tiles, starts, counts, flatten_ids.long(), table, origins, mono, T0, chunk, max_block
+
+
+@torch.no_grad()
+def compositing_weights_reference(means2d: Tensor, conics: Tensor, opacities: Tensor, tile_offsets: Tensor,
+                                  flatten_ids: Tensor, width: int, height: int, tile_size: int,
+                                  min_weight: float = 1e-3, chunk: int = 64, max_block: int = 4_000_000
+                                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Every (pixel, Gaussian) compositing weight ``w = alpha T`` of ``I`` cameras at least ``min_weight``, as a
+    sparse list: what :func:`lift_accumulate_reference` sums, kept so that many maps can be lifted cheaply.
+
+    Inputs as :func:`lift_accumulate_reference`.
+    returns pixel: Tensor  # [M] flat index camera * height * width + y * width + x
+            gaussian: Tensor  # [M]
+            weight: Tensor  # [M] float32
+    """
+    I, N = means2d.shape[:2]
+    dev = means2d.device
+    empty = (torch.zeros(0, dtype=torch.long, device=dev),) * 2 + (torch.zeros(0, device=dev),)
+    if flatten_ids.numel() == 0 or N == 0:
+        return empty
+    tiles_y, tiles_x = tile_offsets.shape[1:]
+    ones = torch.ones(height, width, 1, device=dev)
+    pw = torch.cat([_tile_pixels(ones, tiles_y, tiles_x, tile_size)[..., 0]] * I)
+    # flat image pixel of each (tile, tile pixel)
+    P = tile_size * tile_size
+    local = torch.arange(tiles_y * tiles_x, device=dev)
+    py = (local // tiles_x)[:, None] * tile_size + torch.arange(P, device=dev)[None] // tile_size
+    px = (local % tiles_x)[:, None] * tile_size + torch.arange(P, device=dev)[None] % tile_size
+    flat = torch.cat([c * height * width + py * width + px for c in range(I)])  # [tiles, P]
+    pix, gid, wts = [], [], []
+    for t, fid, valid, w in _walk(*_walk_args(means2d, conics, opacities, tile_offsets, flatten_ids, tile_size, pw,
+                                              chunk, max_block)):
+        keep = (w > 0) & (w >= min_weight) & valid[:, None, :]  # [A, P, K]
+        a, p, k = keep.nonzero(as_tuple=True)
+        pix.append(flat[t[a], p])
+        gid.append(fid[a, k] % N)
+        wts.append(w[a, p, k])
+    if not pix:
+        return empty
+    return torch.cat(pix), torch.cat(gid), torch.cat(wts)
+
+
 def _top_k_thresholds(walk, n_tiles: int, P: int, k: int, device) -> tuple[Tensor, Tensor]:
     """Pass 1 of top-k: each pixel's k-th largest weight ``thr`` (0 when it has fewer than k contributors) and
     how many weights equal to ``thr`` to keep (front-most first)."""
@@ -112,29 +173,17 @@ def lift_accumulate_reference(means2d: Tensor, conics: Tensor, opacities: Tensor
     dev = means2d.device
     feat_sum = torch.zeros(N, C, device=dev) if feat_sum is None else feat_sum
     weight_sum = torch.zeros(N, device=dev) if weight_sum is None else weight_sum
-    tiles_y, tiles_x = tile_offsets.shape[1:]
-    n_tiles = I * tiles_y * tiles_x
-    P = tile_size * tile_size
-    M = flatten_ids.numel()
-    if M == 0 or N == 0:
+    if flatten_ids.numel() == 0 or N == 0:
         return feat_sum, weight_sum
-    starts = tile_offsets.reshape(-1).long()
-    counts = torch.cat([starts[1:], starts.new_tensor([M])]) - starts
-    ids = flatten_ids.long()
-    opa = opacities if opacities.dim() == 2 else opacities[None].expand(I, N)
-    table = gaussian_table(means2d.reshape(-1, 2).float(), conics.reshape(-1, 3).float(), opa.reshape(-1).float())
+    tiles_y, tiles_x = tile_offsets.shape[1:]
+    n_tiles, P = I * tiles_y * tiles_x, tile_size * tile_size
     pw = pix_weights.float() if pix_weights is not None else torch.ones(I, height, width, device=dev)
     pw = torch.cat([_tile_pixels(pw[i][..., None], tiles_y, tiles_x, tile_size)[..., 0] for i in range(I)])  # 0 outside
     # per tile pixel: the resampled features times the pixel weight, and the pixel weight (-> weight_sum)
     feats = torch.cat([_tile_pixels(resample_map(maps[i].to(dev), height, width), tiles_y, tiles_x, tile_size)
                        for i in range(I)])  # [tiles, P, C]
     feats = torch.cat([feats * pw[..., None], pw[..., None]], -1)  # [tiles, P, C + 1]
-    local = torch.arange(n_tiles, device=dev) % (tiles_y * tiles_x)
-    origins = torch.stack([local % tiles_x, local // tiles_x], -1).float() * tile_size  # [tiles, 2]
-    mono = pixel_monomials(tile_size, dev, torch.float32)  # [P, 6]
-    T0 = (pw > 0).float()  # pixels that can never contribute are done from the start
-    tiles = ((counts > 0) & (T0 > 0).any(1)).nonzero()[:, 0]
-    args = (tiles, starts, counts, ids, table, origins, mono, T0, chunk, max_block)
+    args = _walk_args(means2d, conics, opacities, tile_offsets, flatten_ids, tile_size, pw, chunk, max_block)
     if top_k > 0:
         thr, n_eq = _top_k_thresholds(_walk(*args), n_tiles, P, top_k, dev)
     for t, fid, valid, w in _walk(*args):

@@ -455,3 +455,60 @@ def test_cluster_and_click_queries_select_through_the_edit_api(saved, tmp_path, 
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(crop)
     assert run_edit(ply, "--patch", crop, "--op", "delete", "--out", tmp_path / "p.ply") == 2
     assert "patches" in capsys.readouterr().err and not (tmp_path / "p.ply").exists()
+
+
+def test_lifted_selection_takes_gaussians_drawn_inside_the_object(tmp_path):
+    """Sofa Gaussians carrying the chair's feature (ambiguous features, as distillation leaves some) are missed by
+    their own p(sofa) but drawn among sofa pixels: the lifted and combined modes take them, and nothing else."""
+    from dff_gs.edit import select_gaussians
+    from dff_gs.query import QueryContext, QuerySpec
+
+    model, labels = minilm_model()
+    sofa = (labels == 0).nonzero()[:, 0]
+    odd = sofa[::5]  # every fifth sofa Gaussian
+    with torch.no_grad():
+        model.params["features"][odd] = model.params["features"][labels == 1][0]
+    scene = write_scene(tmp_path / "scene", n=3)
+    ply = save_ply(model, tmp_path / "m.ply", metadata={"teacher": {"name": "labels", "text_model": "minilm",
+                                                                    "class_names": NAMES}, "scene": str(scene)})
+    m, meta = load_ply(ply)
+    ctx = QueryContext(m, meta, source=str(ply))
+    got = {mode: select_gaussians(ctx, [QuerySpec("text", "sofa")], SelectionConfig(mode=mode)).mask
+           for mode in ("gaussian", "lifted", "combined")}
+    assert got["gaussian"][odd].float().mean() < 0.2  # their own feature says chair
+    for mode in ("lifted", "combined"):
+        assert got[mode][odd].float().mean() > 0.8, mode
+        assert not got[mode][labels != 0].any(), mode
+    # without a scene (a bare PLY) the combined default falls back to each Gaussian's own feature
+    bare = QueryContext(m, {k: v for k, v in meta.items() if k != "scene"}, source=str(ply))
+    sel = select_gaussians(bare, [QuerySpec("text", "sofa")])
+    assert torch.equal(sel.mask, got["gaussian"]) and "no scene" in sel.stats["mode"]
+
+
+def test_delete_fill_covers_what_the_deletion_reveals(saved, tmp_path, capsys):
+    """The sofa blob has nothing behind it: deleting it leaves a hole, --fill covers it with new Gaussians
+    (coloured and placed from the inpainted surroundings); without cameras --fill says what it needs."""
+    from dff_gs.query import QueryContext, render_values
+
+    ply, labels = saved
+    out = tmp_path / "filled.ply"
+    assert run_edit(ply, "--text", "sofa", "--op", "delete", "--fill", "--out", out, "--views", 0) == 0
+    summary = json.loads(out.with_suffix(".edit.json").read_text())
+    fill = summary["operations"][0]["fill"]
+    assert fill["hole_pixels"] > 0 and fill["new_gaussians"] > 0
+    model, meta = load_ply(out)
+    assert model.num_gaussians == int((labels != 0).sum()) + fill["new_gaussians"]
+    cams = QueryContext(model, meta, source=str(out)).scene().cameras[[0]]
+    uv, _ = cams.project(torch.tensor([[-0.6, 0.0, 3.0]]))  # where the sofa was
+    x, y = (int(v) for v in uv[0, 0])
+    deleted = ops.delete(load_ply(ply)[0], labels == 0).model
+    for m, covered in ((deleted, False), (model, True)):
+        _, alpha = render_values(m, cams, torch.ones(m.num_gaussians, 1))
+        assert (alpha[0, y - 2:y + 3, x - 2:x + 3, 0].mean() > 0.5) == covered
+    # a bare PLY names no scene: no cameras to fill from
+    bare = tmp_path / "bare.ply"
+    save_ply(load_ply(ply)[0], bare, metadata={"teacher": meta["teacher"]})
+    capsys.readouterr()
+    assert run_edit(bare, "--text", "sofa", "--op", "delete", "--fill", "--out", tmp_path / "b.ply") == 2
+    assert "--data SCENE" in capsys.readouterr().err and not (tmp_path / "b.ply").exists()
+    assert run_edit(ply, "--text", "sofa", "--op", "extract", "--fill", "--out", tmp_path / "c.ply") == 2

@@ -130,6 +130,23 @@ def test_torch_lift_matches_brute_force(scene, resolution):
     torch.testing.assert_close(feats, ref_f, rtol=1e-3, atol=1e-4)
 
 
+def test_compositing_weights_lift_like_lift_features(scene):
+    """The sparse weights kept for many queries lift a map as lift_features does (full-resolution maps, every
+    pixel counted), and dropping weights below min_weight only drops small terms."""
+    from dff_gs.lift import compositing_weights
+
+    model, cams, _ = scene
+    maps = torch.rand(len(cams), cams.height, cams.width, 3, generator=torch.Generator().manual_seed(3))
+    valid = torch.ones(maps.shape[:3], dtype=torch.bool)
+    ref, ref_w = lift_features(model, cams, maps, backend="torch", valid=valid)
+    w = compositing_weights(model, cams, min_weight=0.0)
+    torch.testing.assert_close(w.weight_sum, ref_w, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(w.lift(maps), ref, rtol=1e-4, atol=1e-5)
+    pruned = compositing_weights(model, cams, min_weight=0.05)
+    assert 0 < len(pruned.weight) < len(w.weight) and (pruned.weight >= 0.05).all()
+    assert (pruned.weight_sum <= ref_w + 1e-6).all()
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_top_k_matches_brute_force(scene, k):
     model, cams, maps = scene

@@ -198,8 +198,9 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
     assert torch.allclose(white.images[out], torch.ones(3)) and torch.allclose(black.images[out], torch.zeros(3))
     assert torch.allclose(white.images[~out], black.images[~out])
     assert white.background == (1.0, 1.0, 1.0) and black.background == (0.0, 0.0, 0.0)
-    # the region the cameras look at is the sphere's visual hull, not the cameras' 8 m box
-    region = content_region(white.cameras, white.alphas)
+    # the region the training cameras look at is the sphere's visual hull, not the cameras' 8 m box
+    train = white.split("train")
+    region = content_region(train.cameras, train.alphas)
     assert region.hull
     lo, hi = region.bounds  # holds the sphere; a ring of cameras above it leaves the hull longer below it
     c = torch.tensor(centre, dtype=torch.float32)
@@ -209,7 +210,7 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
     cfg = Config()
     cfg.model.init_points, cfg.model.feature_dim = 2000, 0
     assert init_method(cfg, white) == "region"
-    model = init_model(cfg, white.split("train"), TeacherOutputs())
+    model = init_model(cfg, train, TeacherOutputs())
     d = (model.params["means"] - torch.tensor(centre, dtype=torch.float32)).norm(dim=-1)
     assert d.quantile(0.9) < radius * 1.1 and d.max() < radius * 1.6  # inside the hull
     assert model.get_scales().max() < 0.2 * radius  # sizes from the local density

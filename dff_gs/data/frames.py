@@ -125,8 +125,10 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
     alpha_t = None  # RGBA views' alpha (an opaque view among them counts as all 1)
     if any(a is not None for a in alphas):
         alpha_t = torch.stack([a if a is not None else torch.ones(h, w) for a in alphas])
-    if bounds is None:
-        bounds = estimate_bounds(cams, depth_t, points, alpha_t)
+    if bounds is None:  # without depth or points: the region the training views see (held-out views untouched)
+        tr = torch.as_tensor(list(train_ids) or list(range(len(frames))), dtype=torch.long)
+        bounds = estimate_bounds(cams, depth_t, points, alpha_t) if depth_t is not None or points is not None else \
+            estimate_bounds(cams[tr], None, None, None if alpha_t is None else alpha_t[tr])
     return SceneData(images=torch.stack(images), cameras=cams, image_names=[f.name for f in frames],
                      train_ids=list(train_ids), test_ids=list(test_ids), bounds=torch.as_tensor(bounds).float(),
                      depths=depth_t, semantics=torch.stack(sems) if with_sem else None,

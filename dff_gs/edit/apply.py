@@ -36,6 +36,9 @@ def apply_script(ctx: QueryContext, script: EditScript, env: Optional[EditEnv] =
     nothing and ``ConfigError`` / ``DataError`` for bad options or files, before anything is written."""
     script.check()
     env = env or EditEnv(meta=ctx.meta)
+    if env.scene is None and ctx.scene_path:
+        env.scene = ctx.scene
+    env.backend = ctx.backend
     model = ctx.model
     summary: dict = {"num_gaussians_before": model.num_gaussians, "threshold": script.selection.threshold}
     first = None

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--factor", type=float, help="scale / duplicate / compose uniform scale")
     o.add_argument("--pivot", nargs=3, type=float, metavar=("X", "Y", "Z"),
                    help="rotate / scale / duplicate pivot (default: the selection's AABB centre)")
+    o.add_argument("--fill", action="store_true", help="delete: fill the surfaces the deletion reveals (inpainted "
+                                                       "training views, new Gaussians fitted to them; needs the scene)")
     o.add_argument("--source", help="compose: PLY or run folder to insert")
     o.add_argument("--features", choices=["auto", "zero", "error"], help="compose: feature mismatch policy")
     s = p.add_argument_group("selection cleanup (dff_gs.edit.selection.SelectionConfig)")
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _OP_FLAGS = {  # CLI flag -> dataclass field, per operation
+    "delete": {"fill": "fill"},
     "recolor": {"color": "color", "hue": "hue", "saturation": "saturation", "brightness": "brightness"},
     "translate": {"offset": "offset"},
     "rotate": {"axis": "axis", "degrees": "degrees", "pivot": "pivot"},
@@ -97,6 +100,8 @@ def script_from_args(args):
         if name == "recolor" and args.flat:
             op.shading = False
         script.operations.append(op)
+    if args.fill and "delete" not in args.op:
+        raise ConfigError("--fill fills what --op delete removes: give --op delete")
     return script.check()
 
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
 
 from dff_gs.config import apply_dict, load_yaml, option
 from dff_gs.edit import ops
@@ -63,6 +65,8 @@ class EditEnv:
 
     meta: dict = field(default_factory=dict)
     base_dir: Path = Path(".")
+    scene: Optional[Callable[[], Any]] = None  # loads the model's scene (cameras, images): delete --fill needs it
+    backend: str = "auto"
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()
@@ -73,12 +77,24 @@ class EditEnv:
 
 @dataclass
 class Delete(Operation):
-    """Remove the selected Gaussians."""
+    """Remove the selected Gaussians; with ``fill``, fill what that reveals (:mod:`dff_gs.edit.fill`)."""
 
     name: ClassVar[str] = "delete"
+    fill: bool = False
 
     def apply(self, model, mask, env):
-        return ops.delete(model, mask)
+        result = ops.delete(model, mask)
+        if not self.fill:
+            return result
+        from dff_gs.edit.fill import fill_deleted
+
+        if env.scene is None:
+            raise ConfigError("delete with fill needs the scene's cameras: pass --data SCENE (the model names no scene)")
+        filled, info = fill_deleted(model, mask.to(model.device), result.model, env.scene(), backend=env.backend)
+        added = filled.num_gaussians - result.model.num_gaussians
+        return OpResult(filled, torch.zeros(filled.num_gaussians, dtype=torch.bool, device=filled.device),
+                            {**result.info, "fill": info, "notes": [f"fill: {added} Gaussians fitted to "
+                                                                   f"{info['hole_pixels']} revealed pixels"]})
 
 
 @dataclass

@@ -11,7 +11,8 @@
    - ``combined`` (default): the lifted decision where a Gaussian is drawn (its summed weight at least
      ``lift_min_weight``), its own ``p > threshold`` where it is not (hidden inside or behind the object).
    Cluster queries, which have no embedding to render, always use their own membership, and a model without a
-   scene (a bare PLY, no ``--data``) the ``gaussian`` mode.
+   scene (a bare PLY, no ``--data``) the ``gaussian`` mode. The probability the mode picks is the ``p`` the
+   cleanup below uses too.
 3. Cleanup in 3D, so that an edit leaves no floaters behind and takes no stray Gaussians along:
    - *vote*: a selected Gaussian whose ``knn`` nearest Gaussians (all of the model's) are less than
      ``min_vote`` selected is isolated among unselected ones: dropped, unless it is confident
@@ -57,7 +58,7 @@ class SelectionConfig:
     threshold: float = option(0.5, "select Gaussians with p(query|x) above this")
     mode: str = option("combined", "gaussian (own feature) | lifted (rendered 2D query lifted onto the Gaussians) | "
                                    "combined (lifted where a Gaussian is drawn, own feature where not)")
-    lift_views: int = option(24, "training views the 2D query is rendered from (evenly spaced; 0 = all)")
+    lift_views: int = option(12, "training views the 2D query is rendered from (evenly spaced; 0 = all)")
     lift_side: int = option(160, "render the 2D query at most this many pixels on the longer side (0 = full size)")
     lift_min_weight: float = option(0.05, "combined: a Gaussian's summed compositing weight over those views from "
                                           "which its 2D evidence counts")
@@ -95,7 +96,7 @@ class SelectionConfig:
 class EditSelection:
     """A cleaned selection.
 
-    probs: Tensor  # [N] max over the queries of p(query | x)
+    probs: Tensor  # [N] max over the queries of p(query | x) (lifted where the mode says so)
     mask: Tensor  # [N] bool, the selection after cleanup
     stats: counts of each step (thresholded, dropped_vote, dropped_components, grown, selected)
     """
@@ -197,25 +198,25 @@ def query_cameras(scene, count: int, side: int):
 @torch.no_grad()
 def lifted_probabilities(ctx: QueryContext, labels: Tensor, cfg: SelectionConfig) -> tuple[Tensor, Tensor]:
     """The 2D evidence of a query on the Gaussians: Eq. 5 on the decoded rendered features of the views of
-    :func:`query_cameras`, lifted onto the Gaussians by their compositing weights.
+    :func:`query_cameras`, lifted onto the Gaussians by their compositing weights. The rendered features and the
+    weights are computed once per model and kept in ``ctx``'s cache, so further queries cost a scatter-add.
 
     labels: Tensor  # [1 + M, C] the query and its competitors (:func:`dff_gs.query.query_label_embeddings`)
     Returns (lifted: Tensor  # [N] weighted mean pixel probability, weight: Tensor  # [N] summed weights)
     """
-    from dff_gs.lift import lift_features
-    from dff_gs.query import label_probabilities
+    from dff_gs.lift import compositing_weights
     from dff_gs.render import render
 
     model = ctx.model
-    cams = query_cameras(ctx.scene(), cfg.lift_views, cfg.lift_side).to(model.device)
-    key = ("rendered_features", id(model), cfg.lift_views, cfg.lift_side)
-    if key not in ctx._cache:  # the stored features rendered once per model; every query decodes them
-        ctx._cache[key] = torch.cat([render(model, cams[[i]], with_features=True, backend=ctx.backend).features
-                                     for i in range(len(cams))])
-    feats = ctx._cache[key]  # [V, h, w, D]
+    key = ("query_views", cfg.lift_views, cfg.lift_side)
+    if key not in ctx._cache or ctx._cache[key][0] is not model:  # one model's views kept (edits make new models)
+        cams = query_cameras(ctx.scene(), cfg.lift_views, cfg.lift_side).to(model.device)
+        feats = torch.cat([render(model, cams[[i]], with_features=True, backend=ctx.backend).features
+                           for i in range(len(cams))])  # [V, h, w, D] stored features, decoded per query
+        ctx._cache[key] = (model, feats, compositing_weights(model, cams, min_weight=0.01))
+    _, feats, weights = ctx._cache[key]
     probs = torch.cat([label_probabilities(model.decode(f[None]), labels.to(f))[..., :1] for f in feats])
-    lifted, weight = lift_features(model, cams, probs, backend="auto", valid=torch.ones(probs.shape[:3], dtype=torch.bool))
-    return lifted[:, 0], weight
+    return weights.lift(probs)[:, 0], weights.weight_sum
 
 
 def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec], cfg: Optional[SelectionConfig] = None) -> EditSelection:
@@ -229,25 +230,22 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec], cfg: Optiona
         raise ConfigError("no query given: pass --text, --click, --patch or --cluster (or select: in the script)")
     feats = gaussian_features(ctx.model) if ctx.model.feature_dim else None
     mode = cfg.mode if ctx.scene_path else "gaussian"  # no cameras to render the 2D query from
-    probs, chosen, infos = None, None, []
+    probs, infos = None, []
     for spec in specs:
         labels, info = query_label_embeddings(ctx, spec)
         if labels is None:
             p = cluster_probabilities(ctx.model, *spec.value)
-            mask = p > cfg.threshold
         else:
             p = label_probabilities(feats, labels)[:, 0]
-            mask = p > cfg.threshold
-            if mode != "gaussian":
+            if mode != "gaussian":  # the probability that counts: the lifted 2D one where the Gaussian is drawn
                 lifted, weight = lifted_probabilities(ctx, labels, cfg)
-                drawn = weight >= cfg.lift_min_weight if mode == "combined" else torch.ones_like(mask)
-                mask = torch.where(drawn, lifted > cfg.threshold, mask)
-                info["lifted"] = int((lifted > cfg.threshold).sum())
-        info = {"kind": spec.kind, **info, "thresholded": int(mask.sum())}
+                drawn = weight >= cfg.lift_min_weight if mode == "combined" else torch.ones_like(p, dtype=torch.bool)
+                info["lifted"] = int((drawn & (lifted > cfg.threshold)).sum())
+                p = torch.where(drawn, lifted, p)
+        info = {"kind": spec.kind, **info, "thresholded": int((p > cfg.threshold).sum())}
         infos.append(info)
         probs = p if probs is None else torch.maximum(probs, p)
-        chosen = mask if chosen is None else chosen | mask
-    mask, stats = cleanup_mask(ctx.model, probs, chosen, cfg)
+    mask, stats = cleanup_mask(ctx.model, probs, probs > cfg.threshold, cfg)
     stats["mode"] = mode if mode == cfg.mode else f"{mode} (no scene to render the 2D query from)"
     if not mask.any():
         what = " + ".join(s.describe() for s in specs)

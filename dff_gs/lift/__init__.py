@@ -7,8 +7,9 @@ all views, in one pass (seconds) instead of distillation by gradient descent (mi
 - ``dff_gs.lift.run.run_lift``: ``train.py --init-ply PLY --lift``, a run folder like a training run's.
 """
 
-from dff_gs.lift.core import LIFT_BACKENDS, RESOLUTIONS, lift_features, resolve_lift_backend
+from dff_gs.lift.core import (LIFT_BACKENDS, RESOLUTIONS, CompositingWeights, compositing_weights, lift_features,
+                              resolve_lift_backend)
 from dff_gs.lift.model import LiftResult, finetune_features, lift_model, with_features
 
-__all__ = ["LIFT_BACKENDS", "RESOLUTIONS", "lift_features", "resolve_lift_backend", "LiftResult",
+__all__ = ["LIFT_BACKENDS", "RESOLUTIONS", "CompositingWeights", "compositing_weights", "lift_features", "resolve_lift_backend", "LiftResult",
            "finetune_features", "lift_model", "with_features"]

@@ -155,3 +155,47 @@ def lift_features(model, cameras: Cameras, maps: Tensor, backend: str = "auto", 
                    sub.width, sub.height, ts, pix_weights=pw, top_k=k, feat_sum=feat_sum, weight_sum=weight_sum)
     normalize = cuda_ext.lift_normalize if name == "cuda_ext" else cuda_ext.lift_normalize_reference
     return normalize(feat_sum, weight_sum, eps), weight_sum
+
+
+class CompositingWeights:
+    """The sparse alpha-compositing weights ``w = alpha T`` of a model's Gaussians over the pixels of some views
+    (those at least ``min_weight``): computed once, they lift any number of per-pixel maps by a scatter-add.
+
+    pixel: Tensor     # [M] flat index view * height * width + y * width + x
+    gaussian: Tensor  # [M]
+    weight: Tensor    # [M]
+    """
+
+    def __init__(self, pixel: Tensor, gaussian: Tensor, weight: Tensor, num_gaussians: int):
+        self.pixel, self.gaussian, self.weight, self.num_gaussians = pixel, gaussian, weight, num_gaussians
+        self.weight_sum = torch.zeros(num_gaussians, device=weight.device).index_add_(0, gaussian, weight)
+
+    def lift(self, values: Tensor, eps: float = 1e-8) -> Tensor:
+        """Weighted mean per Gaussian of ``values  # [V, H, W, K]`` (at the views' pixels); 0 where no weight.
+        Returns Tensor  # [N, K]"""
+        flat = values.reshape(-1, values.shape[-1]).to(self.weight.device)
+        out = torch.zeros(self.num_gaussians, flat.shape[1], device=self.weight.device)
+        out.index_add_(0, self.gaussian, flat[self.pixel] * self.weight[:, None])
+        return out / self.weight_sum[:, None].clamp_min(eps)
+
+
+@torch.no_grad()
+def compositing_weights(model, cameras: Cameras, min_weight: float = 1e-3, camera_batch: int = 4,
+                        progress: bool = False) -> CompositingWeights:
+    """The weights :func:`lift_features` sums (torch backend, every pixel weight 1), kept sparse: lifting a map
+    through them equals :func:`lift_features` up to the dropped weights below ``min_weight``."""
+    device = model.device
+    cams = cameras.to(device)
+    means, quats = model.get_means().detach(), model.get_quats().detach()
+    scales, opacities = model.get_scales().detach(), model.get_opacities().detach()
+    parts = []
+    for s in tqdm(range(0, len(cams), camera_batch), desc="compositing weights", disable=not progress, leave=False):
+        ids = list(range(s, min(s + camera_batch, len(cams))))
+        sub = cams[ids]
+        lists = tile_lists(means, quats, scales, opacities, sub.viewmats, sub.Ks, sub.width, sub.height, 8, "torch")
+        pix, gid, w = cuda_ext.compositing_weights_reference(lists.means2d, lists.conics, lists.opacities,
+                                                             lists.tile_offsets, lists.flatten_ids, sub.width,
+                                                             sub.height, 8, min_weight=min_weight)
+        parts.append((pix + s * sub.height * sub.width, gid, w))
+    pix, gid, w = (torch.cat([p[i] for p in parts]) for i in range(3))
+    return CompositingWeights(pix, gid, w, model.num_gaussians)
