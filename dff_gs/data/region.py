@@ -110,10 +110,11 @@ def content_region(cameras: Cameras, alphas: Optional[Tensor] = None, res: int =
     box = torch.stack([centers.amin(0) - cell, centers.amax(0) + cell])
     fine, fine_cell = _keep_cells(cameras, box, res, use, core=use is None)
     if len(fine) == 0 and use is not None:  # silhouettes that agree on nothing: the cameras alone
+        use = None
         fine, fine_cell = _keep_cells(cameras, box, res, None, core=True)
     if len(fine):
         centers, cell = fine, fine_cell
-    return Region(centers, cell, hull=use is not None and len(fine) > 0)
+    return Region(centers, cell, hull=use is not None)
 
 
 def mean_colors(cameras: Cameras, images: Tensor, points: Tensor, chunk: int = 16384) -> Tensor:
