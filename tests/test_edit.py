@@ -479,9 +479,9 @@ def test_lifted_selection_takes_gaussians_drawn_inside_the_object(tmp_path):
     for mode in ("lifted", "combined"):
         assert got[mode][odd].float().mean() > 0.8, mode
         assert not got[mode][labels != 0].any(), mode
-    # without a scene (a bare PLY) the combined default falls back to each Gaussian's own feature
+    # without a scene (a bare PLY) the combined mode falls back to each Gaussian's own feature
     bare = QueryContext(m, {k: v for k, v in meta.items() if k != "scene"}, source=str(ply))
-    sel = select_gaussians(bare, [QuerySpec("text", "sofa")])
+    sel = select_gaussians(bare, [QuerySpec("text", "sofa")], SelectionConfig(mode="combined"))
     assert torch.equal(sel.mask, got["gaussian"]) and "no scene" in sel.stats["mode"]
 
 
