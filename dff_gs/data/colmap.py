@@ -18,8 +18,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from dff_gs.data.frames import Frame, assemble
-from dff_gs.data.image_io import image_stem, resolve_image
+from dff_gs.data.frames import Frame, assemble, check_missing
+from dff_gs.data.image_io import image_size, image_stem, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
@@ -330,19 +330,14 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
             found.append((im, resolve_image(image_dir / im.name)))
         except DataError:
             missing.append(im.name)
-    if missing and (not skip_missing or not found):
-        raise DataError(f"{image_dir}: {len(missing)} of the {len(images)} images the COLMAP model names are missing "
-                        f"(first: {', '.join(missing[:3])}); data.skip_missing=true trains on the rest")
-    if missing:
-        print(f"{image_dir}: {len(missing)} of the {len(images)} images the COLMAP model names are missing "
-              f"(first: {', '.join(missing[:3])}); training on the other {len(found)} (data.skip_missing=true)")
+    check_missing(missing, len(images), skip_missing, image_dir)
     frames = []
     for im, file in found:
         cam = model.cameras[im.camera_id]
         K, dist = camera_intrinsics(cam, str(model_dir))
         w, h = cam.width, cam.height
         if pre > 1:  # images_N: intrinsics scaled to the folder's own image size (the 3DGS convention)
-            w, h = _image_size(file)
+            w, h = image_size(file)
             K = K.clone()
             K[0] *= w / cam.width
             K[1] *= h / cam.height
@@ -356,16 +351,6 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
     return assemble(frames, source=root, convention="opencv", downscale=1 if pre > 1 else factor,
                     test_every=test_every, background=background, points=points, point_colors=colors,
                     prescaled=pre, progress=progress)
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except OSError as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
 
 
 register_loader("colmap", detect, load)

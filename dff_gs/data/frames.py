@@ -46,6 +46,17 @@ def resolve_downscale(width: int, height: int, downscale: int, max_side: int) ->
     return max(1, -(-longest // max_side)) if max_side > 0 else 1
 
 
+def check_missing(missing: Sequence[str], total: int, skip_missing: bool, where: Path) -> None:
+    """Images a scene names but that are not on disk: a ``DataError`` with the count and the first names, or with
+    ``skip_missing`` (and some left) one printed line saying how many are skipped."""
+    if not missing:
+        return
+    msg = f"{where}: {len(missing)} of the {total} images named are missing (first: {', '.join(missing[:3])})"
+    if not skip_missing or len(missing) == total:
+        raise DataError(msg + "; data.skip_missing=true trains on the rest")
+    print(msg + f"; training on the other {total - len(missing)} (data.skip_missing=true)")
+
+
 def announce_downscale(source: Path, w0: int, h0: int, factor: int, max_side: int, via: str = "") -> None:
     """The one line printed when the resolution budget (not the user) chose to downscale."""
     w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))

@@ -46,6 +46,15 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: not a readable image ({err})") from None
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header; a ``DataError`` naming the file otherwise."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError as err:
+        raise DataError(f"{path}: not a readable image ({err})") from None
+
+
 def _resize(img: Image.Image, size: Optional[tuple[int, int]], resample) -> Image.Image:
     if size is not None and img.size != size:
         img = img.resize(size, resample)

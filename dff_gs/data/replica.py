@@ -18,7 +18,7 @@ import torch
 
 from dff_gs.cameras import check_rigid
 from dff_gs.data.frames import Frame, assemble
-from dff_gs.data.image_io import load_labels
+from dff_gs.data.image_io import image_size, load_labels
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.transforms import read_json
@@ -82,13 +82,7 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
         raise DataError(f"{traj_path}: {len(traj)} poses but image rgb_{ids[-1]} needs pose {ids[-1]}")
     depth = _numbered(root / "depth", "depth")
     sem = _numbered(root / "semantic_class", "semantic_class")
-    from PIL import Image
-
-    try:
-        with Image.open(rgb[ids[0]]) as im:
-            w, h = im.size
-    except OSError as err:
-        raise DataError(f"{rgb[ids[0]]}: not a readable image ({err})") from None
+    w, h = image_size(rgb[ids[0]])
     if (root / "intrinsics.json").is_file():
         k = read_json(root / "intrinsics.json")
         try:

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from dff_gs.data.frames import Frame, assemble
-from dff_gs.data.image_io import image_stem, resolve_image
+from dff_gs.data.frames import Frame, assemble, check_missing
+from dff_gs.data.image_io import image_size, image_stem, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
@@ -49,13 +49,7 @@ def _intrinsics(meta: dict, frame: dict, path: Path, image: Path) -> tuple[torch
     get = lambda k: frame.get(k, meta.get(k))  # noqa: E731  per-frame values override the global ones
     w, h = get("w"), get("h")
     if w is None or h is None:
-        from PIL import Image
-
-        try:
-            with Image.open(image) as im:
-                w, h = im.size
-        except OSError as err:
-            raise DataError(f"{image}: not a readable image ({err})") from None
+        w, h = image_size(image)
     w, h = int(w), int(h)
     fx, fy = get("fl_x"), get("fl_y")
     if fx is None:
@@ -127,15 +121,6 @@ def _frames(path: Path, meta: dict, skipped: list[str]) -> list[Frame]:
     return out
 
 
-def _check_missing(skipped: list[str], total: int, skip_missing: bool, where: Path) -> None:
-    if not skipped:
-        return
-    msg = f"{where}: {len(skipped)} of the {total} images named are missing (first: {', '.join(skipped[:3])})"
-    if not skip_missing or len(skipped) == total:
-        raise DataError(msg + "; data.skip_missing=true trains on the rest")
-    print(msg + f"; training on the other {total - len(skipped)} (data.skip_missing=true)")
-
-
 def _ply_points(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """nerfstudio's ``ply_file_path``: vertex ``x y z`` (and ``red green blue`` 0..255) as initial points."""
     import numpy as np
@@ -186,7 +171,7 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
         frames = _frames(json_path, meta, skipped)
         _check_rigid_each(frames, json_path)
         split = None
-    _check_missing(skipped, len(frames) + len(skipped), skip_missing, json_path)
+    check_missing(skipped, len(frames) + len(skipped), skip_missing, json_path)
     class_names = None
     classes_path = root / "classes.json"
     if classes_path.is_file():
