@@ -11,6 +11,7 @@ from torch import Tensor
 
 from dff_gs.cameras import Cameras
 from dff_gs.data.image_io import check_size, load_depth, load_labels, load_mask, load_rgba
+from dff_gs.data.region import content_region
 from dff_gs.data.scene import SceneData, estimate_bounds, split_every
 from dff_gs.data.undistort import Distortion, undistort_frame_paths
 from dff_gs.errors import DataError
@@ -136,14 +137,17 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
     alpha_t = None  # RGBA views' alpha (an opaque view among them counts as all 1)
     if any(a is not None for a in alphas):
         alpha_t = torch.stack([a if a is not None else torch.ones(h, w) for a in alphas])
-    if bounds is None:  # without depth or points: the region the training views see (held-out views untouched)
+    region = None
+    if bounds is None and depth_t is None and points is None:  # the region the training views see (test untouched)
         tr = torch.as_tensor(list(train_ids) or list(range(len(frames))), dtype=torch.long)
-        bounds = estimate_bounds(cams, depth_t, points, alpha_t) if depth_t is not None or points is not None else \
-            estimate_bounds(cams[tr], None, None, None if alpha_t is None else alpha_t[tr])
+        region = content_region(cams[tr], None if alpha_t is None else alpha_t[tr])
+        bounds = region.bounds if region is not None else estimate_bounds(cams[tr])
+    elif bounds is None:
+        bounds = estimate_bounds(cams, depth_t, points)
     return SceneData(images=torch.stack(images), cameras=cams, image_names=[f.name for f in frames],
                      train_ids=list(train_ids), test_ids=list(test_ids), bounds=torch.as_tensor(bounds).float(),
                      depths=depth_t, semantics=torch.stack(sems) if with_sem else None,
                      class_names=list(class_names) if class_names is not None else None,
                      points=points, point_colors=point_colors, source=str(source), alphas=alpha_t,
                      masks=torch.stack(masks) if with_mask else None, downscale=factor * prescaled,
-                     background=tuple(float(c) for c in background))
+                     background=tuple(float(c) for c in background), region=region)

@@ -63,6 +63,15 @@ def _search_box(cameras: Cameras) -> Tensor:
     return torch.stack([lo, hi])
 
 
+def _pixels(cameras: Cameras, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Where ``points  # [P, 3]`` fall in each view: ``inside  # [V, P]`` (in front of the camera and in the
+    image) and the pixel they fall in, ``x, y  # [V, P]`` (clamped to the image for points outside it)."""
+    uv, z = cameras.project(points)  # [V, P, 2], [V, P]
+    inside = (z > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < cameras.width) & (uv[..., 1] >= 0) & \
+             (uv[..., 1] < cameras.height)
+    return inside, uv[..., 0].long().clamp(0, cameras.width - 1), uv[..., 1].long().clamp(0, cameras.height - 1)
+
+
 def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor], core: bool = False,
                 chunk: int = 32768) -> tuple[Tensor, Tensor]:
     """Centres ``[M, 3]`` of the cells of a ``res``-per-longest-side grid over ``box`` that count as content
@@ -76,16 +85,11 @@ def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor
     V = len(cameras)
     keep, seen_all = [], []
     for s in range(0, len(centers), chunk):
-        pts = centers[s:s + chunk]
-        uv, z = cameras.project(pts)  # [V, P, 2], [V, P]
-        inside = (z > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < cameras.width) & (uv[..., 1] >= 0) & \
-                 (uv[..., 1] < cameras.height)
+        inside, x, y = _pixels(cameras, centers[s:s + chunk])
         seen = inside.sum(0)
         ok = seen >= SEEN_FRACTION * V
         seen_all.append(seen)
         if alphas is not None:
-            x = uv[..., 0].long().clamp(0, cameras.width - 1)
-            y = uv[..., 1].long().clamp(0, cameras.height - 1)
             a = alphas[torch.arange(V)[:, None], y, x]  # [V, P]
             in_sil = ((a > 0.5) & inside).sum(0)
             ok &= in_sil >= HULL_FRACTION * seen
@@ -124,11 +128,7 @@ def mean_colors(cameras: Cameras, images: Tensor, points: Tensor, chunk: int = 1
     V = len(cameras)
     out = []
     for s in range(0, len(points), chunk):
-        uv, z = cameras.project(points[s:s + chunk])
-        inside = (z > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < cameras.width) & (uv[..., 1] >= 0) & \
-                 (uv[..., 1] < cameras.height)
-        x = uv[..., 0].long().clamp(0, cameras.width - 1)
-        y = uv[..., 1].long().clamp(0, cameras.height - 1)
+        inside, x, y = _pixels(cameras, points[s:s + chunk])
         rgb = images[torch.arange(V)[:, None], y, x]  # [V, P, 3]
         w = inside.float()[..., None]
         out.append((rgb * w).sum(0) / w.sum(0).clamp_min(1.0) + 0.5 * (w.sum(0) == 0))

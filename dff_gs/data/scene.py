@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.cameras import Cameras
+from dff_gs.data.region import Region
 
 
 @dataclass
@@ -27,6 +28,7 @@ class SceneData:
     downscale: int                 # factor the images were shrunk by from the capture's own size
     background: tuple              # RGB the images were composited on, and that rendering uses
     format: str                    # the loader that read it (transforms | colmap | replica)
+    region: Optional[Region]       # without depth or points: the region the training views see (its box = bounds)
     """
 
     images: Tensor
@@ -46,6 +48,7 @@ class SceneData:
     downscale: int = 1
     background: tuple = (1.0, 1.0, 1.0)
     format: str = ""
+    region: Optional["Region"] = None
 
     @property
     def num_views(self) -> int:
@@ -87,11 +90,10 @@ def split_every(num_views: int, test_every: int) -> tuple[list[int], list[int]]:
     return train, test
 
 
-def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: Optional[Tensor] = None,
-                    alphas: Optional[Tensor] = None) -> Tensor:
+def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: Optional[Tensor] = None) -> Tensor:
     """Scene AABB ``[2, 3]`` from depth back-projection, else sparse points (2-98th percentile), with the camera
-    centres; else the region the cameras look at (:func:`dff_gs.data.region.content_region`, the visual hull of
-    RGBA silhouettes), else the camera centres padded by their spread."""
+    centres; else the camera centres padded by their spread. (Scenes without depth or points take the box of
+    :func:`dff_gs.data.region.content_region` when it finds one.)"""
     centers = cameras.centers
     if depths is not None:
         pts = cameras.backproject(depths)[depths > 0]
@@ -104,11 +106,6 @@ def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: O
         hi = torch.quantile(points, 0.98, dim=0)
         cloud = torch.cat([torch.stack([lo, hi]), centers])
         return torch.stack([cloud.amin(0), cloud.amax(0)])
-    from dff_gs.data.region import content_region
-
-    region = content_region(cameras, alphas)
-    if region is not None:
-        return region.bounds
     lo, hi = centers.amin(0), centers.amax(0)
     pad = (hi - lo).max().clamp_min(1.0) * 0.5
     return torch.stack([lo - pad, hi + pad])

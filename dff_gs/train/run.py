@@ -121,7 +121,7 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     if method == "region":
         from dff_gs.data.region import content_region, mean_colors
 
-        region = content_region(scene.cameras, scene.alphas)
+        region = scene.region or content_region(scene.cameras, scene.alphas)  # computed at load when it could be
         if region is None:
             raise ConfigError(f"model.init=region: the cameras of {scene.source} share no view; give points or depth")
         pts = region.sample(m.init_points, seed=cfg.train.seed)
