@@ -112,8 +112,7 @@ def fill_deleted(before: GaussianModel, removed: Tensor, after: GaussianModel, s
     model was trained on (its cameras and background).  Returns (model, info)."""
     from dff_gs.edit.ops import with_params
     from dff_gs.edit.selection import query_cameras
-    from dff_gs.render import rasterize
-    from dff_gs.render.sh import eval_sh
+    from dff_gs.render import rasterize, view_colors
 
     cfg = cfg or FillConfig()
     if scene is None:
@@ -134,10 +133,8 @@ def fill_deleted(before: GaussianModel, removed: Tensor, after: GaussianModel, s
     lrs = {"means": 0.1 * float(scales.mean()), "log_scales": cfg.lr * 0.5, "quats": cfg.lr * 0.1,
            "logit_opacity": cfg.lr * 5, "sh0": cfg.lr}
     opt = torch.optim.Adam([{"params": [new[k]], "lr": lr} for k, lr in lrs.items()], eps=1e-15)
-    with torch.no_grad():  # the frozen Gaussians' colours per view (their SH seen from each camera)
-        dirs = after.get_means()[None] - cams.centers[:, None]
-        sh = after.get_sh()
-        frozen_rgb = torch.clamp_min(eval_sh(after.sh_degree, sh[None].expand(len(cams), *sh.shape), dirs) + 0.5, 0)
+    with torch.no_grad():  # the frozen Gaussians: their colours seen from each view, their geometry
+        frozen_rgb = view_colors(after, cams)
         frozen = (after.get_means(), after.get_quats(), after.get_scales(), after.get_opacities())
     g = torch.Generator().manual_seed(0)
     for _ in tqdm(range(cfg.steps), desc="fill", disable=not progress, leave=False):

@@ -92,9 +92,9 @@ class Delete(Operation):
             raise ConfigError("delete with fill needs the scene's cameras: pass --data SCENE (the model names no scene)")
         filled, info = fill_deleted(model, mask.to(model.device), result.model, env.scene(), backend=env.backend)
         added = filled.num_gaussians - result.model.num_gaussians
+        notes = [f"fill: {added} Gaussians fitted to {info['hole_pixels']} revealed pixels"]
         return OpResult(filled, torch.zeros(filled.num_gaussians, dtype=torch.bool, device=filled.device),
-                            {**result.info, "fill": info, "notes": [f"fill: {added} Gaussians fitted to "
-                                                                   f"{info['hole_pixels']} revealed pixels"]})
+                        {**result.info, "fill": info, "notes": notes})
 
 
 @dataclass

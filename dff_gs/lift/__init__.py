@@ -11,5 +11,5 @@ from dff_gs.lift.core import (LIFT_BACKENDS, RESOLUTIONS, CompositingWeights, co
                               resolve_lift_backend)
 from dff_gs.lift.model import LiftResult, finetune_features, lift_model, with_features
 
-__all__ = ["LIFT_BACKENDS", "RESOLUTIONS", "CompositingWeights", "compositing_weights", "lift_features", "resolve_lift_backend", "LiftResult",
-           "finetune_features", "lift_model", "with_features"]
+__all__ = ["LIFT_BACKENDS", "RESOLUTIONS", "CompositingWeights", "compositing_weights", "lift_features",
+           "resolve_lift_backend", "LiftResult", "finetune_features", "lift_model", "with_features"]

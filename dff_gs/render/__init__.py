@@ -12,7 +12,7 @@ from torch import Tensor
 from dff_gs.render.rasterize import BACKENDS, rasterize, resolve_backend
 from dff_gs.render.sh import eval_sh
 
-__all__ = ["render", "RenderOutput", "rasterize", "resolve_backend", "BACKENDS", "eval_sh"]
+__all__ = ["render", "view_colors", "RenderOutput", "rasterize", "resolve_backend", "BACKENDS", "eval_sh"]
 
 
 @dataclass
@@ -30,6 +30,15 @@ class RenderOutput:
     info: dict
 
 
+def view_colors(model, cameras, sh_degree: Optional[int] = None) -> Tensor:
+    """The colour of every Gaussian seen from each camera: SH (up to ``sh_degree``, default the model's) evaluated
+    along the camera-to-Gaussian direction, + 0.5 and clamped at 0 (gsplat's convention).  Returns Tensor  # [C, N, 3]"""
+    degree = model.sh_degree if sh_degree is None else min(sh_degree, model.sh_degree)
+    dirs = model.get_means()[None] - cameras.centers[:, None]  # [C, N, 3]
+    sh = model.get_sh()[:, : (degree + 1) ** 2]
+    return torch.clamp_min(eval_sh(degree, sh[None].expand(len(cameras), *sh.shape), dirs) + 0.5, 0.0)
+
+
 def render(model, cameras, *, backgrounds: Optional[Tensor] = None, with_features: bool = True,
            backend: str = "auto", sh_degree: Optional[int] = None, render_depth: bool = True,
            tile_size: int = 8) -> RenderOutput:
@@ -39,11 +48,8 @@ def render(model, cameras, *, backgrounds: Optional[Tensor] = None, with_feature
     sh_degree: active SH degree (default: the model's)
     """
     C = len(cameras)
-    degree = model.sh_degree if sh_degree is None else min(sh_degree, model.sh_degree)
     means = model.get_means()
-    dirs = means[None] - cameras.centers[:, None]  # [C, N, 3]
-    sh = model.get_sh()[:, : (degree + 1) ** 2]
-    rgb = torch.clamp_min(eval_sh(degree, sh[None].expand(C, *sh.shape), dirs) + 0.5, 0.0)  # [C, N, 3]
+    rgb = view_colors(model, cameras, sh_degree)  # [C, N, 3]
     feats = with_features and model.feature_dim > 0
     colors = torch.cat([rgb, model.params["features"][None].expand(C, -1, -1)], -1) if feats else rgb
     bg = None
