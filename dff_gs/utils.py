@@ -40,3 +40,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def fit_side(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """``(height, width)`` shrunk, aspect kept, so the longer side is at most ``max_side`` (``max_side <= 0`` or a
+    smaller image: unchanged)."""
+    longest = max(height, width)
+    if max_side <= 0 or longest <= max_side:
+        return height, width
+    return max(1, round(height * max_side / longest)), max(1, round(width * max_side / longest))

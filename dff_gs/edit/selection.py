@@ -40,6 +40,7 @@ from dff_gs.neighbors import connected_components, knn
 from dff_gs.edit.transforms import quat_to_matrix
 from dff_gs.errors import ConfigError, DffError
 from dff_gs.gaussians import GaussianModel
+from dff_gs.utils import fit_side
 from dff_gs.query import (QueryContext, QuerySpec, cluster_probabilities, gaussian_features, label_probabilities,
                           query_label_embeddings)
 
@@ -190,10 +191,8 @@ def query_cameras(scene, count: int, side: int):
     if count and len(ids) > count:
         ids = [ids[round(i * (len(ids) - 1) / (count - 1))] for i in range(count)] if count > 1 else ids[:1]
     cams = scene.cameras[ids]
-    longest = max(cams.width, cams.height)
-    if side and longest > side:
-        cams = cams.resized(max(1, round(cams.width * side / longest)), max(1, round(cams.height * side / longest)))
-    return cams
+    h, w = fit_side(cams.height, cams.width, side)
+    return cams if (h, w) == (cams.height, cams.width) else cams.resized(w, h)
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dff_gs.eval.metrics import ssim_map
+from dff_gs.utils import fit_side
 
 
 def photometric_loss(pred: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:
@@ -39,10 +40,7 @@ def upsample_features(maps: Tensor, height: int, width: int) -> Tensor:
 def feature_grid(height: int, width: int, max_side: int) -> tuple[int, int]:
     """The ``(h, w)`` the distillation loss is computed at: the render's size, shrunk to at most ``max_side`` on
     the longer side (``max_side <= 0``: the render's size)."""
-    longest = max(height, width)
-    if max_side <= 0 or longest <= max_side:
-        return height, width
-    return max(1, round(height * max_side / longest)), max(1, round(width * max_side / longest))
+    return fit_side(height, width, max_side)
 
 
 def pool_features(features: Tensor, height: int, width: int) -> Tensor:
