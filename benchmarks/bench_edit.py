@@ -26,7 +26,14 @@ Also saves, per object, GT | unedited | deleted | extracted | moved for the test
 Selection modes (``--modes gaussian,lifted,combined``, :class:`dff_gs.edit.SelectionConfig`): each Gaussian's own
 p, the 2D query rendered over training views and lifted onto the Gaussians, or both; one table per mode.
 Objects (``--objects auto``): every class of the scene covering less than a quarter of the test pixels.
-Usage: ``python benchmarks/bench_edit.py RUN [--data SCENE] [--objects sofa,table,...] [--modes ...] [--out DIR]``.
+``--query click``: each object is selected by a click instead of its name (the training view where its true
+mask is largest, at the mask's most interior pixel, as ``bench_click.py``), as ``edit.py --click V X Y``
+does. On a run whose teacher has no text encoder (a scene trained without labels) the segmentation above is
+not available: a GT object pixel then counts as *still there* when the edited render shows there what the
+unedited one did (depth within 1% and colour within 0.1: the object's surface, not what it hid), and *kept
+of segmented* divides by the GT pixels the unedited render covers.
+Usage: ``python benchmarks/bench_edit.py RUN [--data SCENE] [--objects sofa,table,...] [--modes ...]
+[--query text|click] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -117,9 +126,11 @@ class Truth:
     images: torch.Tensor  # [C, H, W, 3]
     semantics: torch.Tensor  # [C, H, W]
     depths: torch.Tensor  # [C, H, W] (None: the scene has no depth maps; leak then counts occluded pixels too)
-    class_emb: torch.Tensor  # [K, D]
+    class_emb: torch.Tensor  # [K, D] (None: the teacher has no text encoder)
     base_rgb: torch.Tensor  # [C, H, W, 3]
-    base_lab: torch.Tensor  # [C, H, W]
+    base_lab: torch.Tensor  # [C, H, W] (None without class_emb)
+    base_alpha: torch.Tensor  # [C, H, W]
+    base_depth: torch.Tensor  # [C, H, W]
 
 
 def evaluate_object(model, mask, k: int, truth: Truth, offset, scene=None) -> tuple[dict, dict]:
@@ -130,11 +141,17 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset, scene=None) -> tu
     t = truth
     gt = t.semantics == k  # [C, H, W]
     seen = [i for i in range(len(t.cams)) if gt[i].any()]
-    segmented = gt & (t.base_lab == k)  # GT object pixels the unedited model renders as the object
+    # GT object pixels the unedited model renders as the object (without labels: that it covers)
+    segmented = gt & (t.base_lab == k) if t.base_lab is not None else gt & (t.base_alpha >= 0.5)
     # delete
     deleted = ops.delete(model, mask).model
-    d_rgb, d_alpha, _, d_lab = render_all(deleted, t.cams, t.class_emb)
-    still = gt & (d_alpha >= 0.5) & (d_lab == k)
+    d_rgb, d_alpha, d_depth, d_lab = render_all(deleted, t.cams, t.class_emb)
+    if d_lab is not None:  # the edited render still segments it as the object
+        same = d_lab == k
+    else:  # without labels: the edited render still shows the unedited surface there (same depth, same colour)
+        same = (((d_depth - t.base_depth).abs() <= 0.01 * t.base_depth)
+                & ((d_rgb - t.base_rgb).abs().amax(-1) <= 0.1))
+    still = gt & (d_alpha >= 0.5) & same
     holes = (gt & (d_alpha < 0.5)).sum().item() / gt.sum().item()
     removed = [1 - still[i].sum().item() / gt[i].sum().item() for i in seen]
     dps = [psnr(d_rgb[i], t.images[i], ~gt[i]) - psnr(t.base_rgb[i], t.images[i], ~gt[i]) for i in range(len(t.cams))]
@@ -159,7 +176,8 @@ def evaluate_object(model, mask, k: int, truth: Truth, offset, scene=None) -> tu
            "move_err_max": max(errs, default=float("nan")), "move_expected": sum(exp) / max(len(exp), 1)}
     v = max(seen, key=lambda i: gt[i].sum().item())
     m_rgb = render_all(ops.translate(model, mask, offset).model, t.cams[[v]])[0][0]  # the shown view only
-    shots = {"view": v, "deleted": d_rgb[v], "deleted_labels": d_lab[v], "extracted": e_rgb[v], "moved": m_rgb}
+    shots = {"view": v, "deleted": d_rgb[v], "deleted_labels": None if d_lab is None else d_lab[v],
+             "extracted": e_rgb[v], "moved": m_rgb}
     if scene is not None:
         from dff_gs.edit.fill import fill_deleted
 
@@ -180,9 +198,30 @@ def passes(r: dict) -> bool:
 
 def load_truth(ctx) -> Truth:
     scene = ctx.scene().split("test")
-    class_emb = F.normalize(ctx.teacher.encode_text(scene.class_names).float(), dim=-1)
-    base_rgb, _, _, base_lab = render_all(ctx.model, scene.cameras, class_emb)
-    return Truth(scene.cameras, scene.images, scene.semantics, scene.depths, class_emb, base_rgb, base_lab)
+    teacher = ctx.teacher if (ctx.meta.get("teacher") or {}).get("name") not in (None, "none") else None
+    class_emb = (F.normalize(teacher.encode_text(scene.class_names).float(), dim=-1)
+                 if getattr(teacher, "supports_text", False) else None)
+    base_rgb, base_alpha, base_depth, base_lab = render_all(ctx.model, scene.cameras, class_emb)
+    return Truth(scene.cameras, scene.images, scene.semantics, scene.depths, class_emb, base_rgb, base_lab,
+                 base_alpha, base_depth)
+
+
+def interior_pixel(mask: np.ndarray) -> tuple[int, int]:
+    """``(x, y)`` of the pixel of ``mask  # [H, W] bool`` farthest from its border (the image edge counts)."""
+    dist = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(x), int(y)
+
+
+def object_clicks(scene, objects: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Per object: ``(view, x, y)``, the training view where its true mask is largest, at its interior pixel."""
+    out = {}
+    for name in objects:
+        c = scene.class_names.index(name)
+        areas = [int((scene.semantics[i] == c).sum()) for i in scene.train_ids]
+        v = scene.train_ids[int(np.argmax(areas))]
+        out[name] = (v, *interior_pixel((scene.semantics[v] == c).numpy()))
+    return out
 
 
 def scene_objects(scene, max_share: float = 0.25) -> list[str]:
@@ -204,6 +243,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for the PNGs and bench_edit.json (default RUN/bench_edit)")
     ap.add_argument("--no-cleanup", action="store_true", help="thresholded selection only (for comparison)")
     ap.add_argument("--fill", action="store_true", help="also delete with fill and measure the holes left")
+    ap.add_argument("--query", default="text", choices=["text", "click"],
+                    help="select each object by its name (text) or by a click on it (see the docstring)")
     args = ap.parse_args()
     from dff_gs.io.images import colorize_labels, save_png, side_by_side
 
@@ -215,33 +256,38 @@ def main() -> None:
     truth = load_truth(ctx)
     out_dir = Path(args.out) if args.out else Path(args.run) / "bench_edit"
     objects = scene_objects(scene) if args.objects == "auto" else [o.strip() for o in args.objects.split(",") if o.strip()]
+    clicks = object_clicks(ctx.scene(), objects) if args.query == "click" else {}
     results = {}
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         cfg = SelectionConfig(cleanup=not args.no_cleanup, mode=mode)
         rows = results[mode] = []
         for obj in objects:
             t0 = time.perf_counter()
-            sel = select_gaussians(ctx, [Q.QuerySpec("text", obj)], cfg)
+            spec = Q.QuerySpec("click", clicks[obj]) if args.query == "click" else Q.QuerySpec("text", obj)
+            sel = select_gaussians(ctx, [spec], cfg)
             sel_s = time.perf_counter() - t0
             row, shots = evaluate_object(model, sel.mask, names.index(obj), truth, offset,
                                          ctx.scene() if args.fill else None)
             rows.append({"object": obj, "selected": sel.count, "select_s": sel_s,
                          **{f"sel_{k}": v for k, v in sel.stats.items()}, **row})
             v = shots["view"]
-            seg = torch.from_numpy(colorize_labels(shots["deleted_labels"], len(names))).float() / 255
+            seg = (torch.from_numpy(colorize_labels(shots["deleted_labels"], len(names))).float() / 255
+                   if shots["deleted_labels"] is not None else shots["deleted"])
             save_png(out_dir / f"{mode}_{obj.replace(' ', '_')}_{scene.image_names[v].replace('/', '_')}.png",
                      side_by_side(truth.images[v], truth.base_rgb[v], shots["deleted"],
                                   *([shots["filled"]] if "filled" in shots else []), seg, shots["extracted"],
                                   shots["moved"]))
-        print_table(args.run, model, truth, cfg, offset, rows)
+        print_table(args.run, model, truth, cfg, offset, rows, args.query)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench_edit.json").write_text(json.dumps(results, indent=2))
     print(f"PNGs (GT | unedited | deleted | [filled |] deleted segmentation | extracted | moved) and JSON in {out_dir}")
 
 
-def print_table(run, model, truth, cfg, offset, rows) -> None:
-    print(f"\nRun {run}: {model.num_gaussians} Gaussians, {len(truth.cams)} test views; selection = text query, "
-          f"mode {cfg.mode}, p > {cfg.threshold}" + (", 3D cleanup" if cfg.cleanup else ", no cleanup")
+def print_table(run, model, truth, cfg, offset, rows, query="text") -> None:
+    how = ("click grouped in 3D" if cfg.click_grouping else f"click, p > {cfg.threshold}") if query == "click" else \
+        f"text query, mode {cfg.mode}, p > {cfg.threshold}"
+    print(f"\nRun {run}: {model.num_gaussians} Gaussians, {len(truth.cams)} test views; selection = {how}"
+          + (", 3D cleanup" if cfg.cleanup else ", no cleanup")
           + f"; move offset {offset} m\n")
     print("| object | #sel (thresholded / -vote / -pieces / +grown) | views | seg. recall before | removed worst (all) | "
           "dPSNR out worst (mean) | kept worst (all) | kept of segmented worst (all) | leak | move err px mean (max) "

@@ -51,3 +51,28 @@ def connected_components(num_nodes: int, src: Tensor, dst: Tensor, max_iters: in
             break
         labels = new
     return torch.unique(labels, return_inverse=True)[1]
+
+
+def typical_spacing(points: Tensor, probes: int = 4096, seed: int = 0) -> Tensor:
+    """Median nearest-neighbour distance of ``points  # [P, 3]`` (over a seeded sample of ``probes`` of them)."""
+    g = torch.Generator().manual_seed(seed)
+    probe = points[torch.randperm(len(points), generator=g)[:probes].to(points.device)]
+    return knn(probe, points, 1, exclude_self=True)[0].median().clamp_min(1e-8)
+
+
+def linked_neighbors(points: Tensor, sizes: Tensor, k: int, link: float, link_sigma: float,
+                     spacing: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Edges from each point to those of its ``k`` nearest closer than ``link`` x ``spacing`` (default: the
+    typical spacing of ``points``) plus ``link_sigma`` x the sum of the two points' ``sizes``.
+
+    points: Tensor  # [P, 3];  sizes: Tensor  # [P] (a Gaussian's largest standard deviation)
+    Returns (src: Tensor  # [E] int64, dst: Tensor  # [E] int64)
+    """
+    if len(points) < 2:
+        empty = torch.zeros(0, dtype=torch.long, device=points.device)
+        return empty, empty
+    spacing = typical_spacing(points) if spacing is None else spacing
+    d, nbr = knn(points, points, k, exclude_self=True)
+    close = d < link * spacing + link_sigma * (sizes[:, None] + sizes[nbr])
+    src = torch.arange(len(points), device=points.device)[:, None].expand_as(nbr)
+    return src[close], nbr[close]

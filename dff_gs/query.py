@@ -17,6 +17,7 @@ from torch import Tensor
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
+from dff_gs.utils import fit_side
 
 DEFAULT_TEMPERATURE = 0.1
 """Softmax temperature of Eq. 5 on cosine similarities (the paper's CLIP setting uses a logit scale)."""
@@ -375,6 +376,17 @@ class QueryContext:
         return self._cache["scene"]
 
 
+def query_cameras(scene, count: int, side: int):
+    """The training cameras the 2D query is rendered from: ``count`` evenly spaced (0 = all), resized so the
+    longer side is at most ``side`` pixels (0 = as they are)."""
+    ids = list(scene.train_ids) or list(range(scene.num_views))
+    if count and len(ids) > count:
+        ids = [ids[round(i * (len(ids) - 1) / (count - 1))] for i in range(count)] if count > 1 else ids[:1]
+    cams = scene.cameras[ids]
+    h, w = fit_side(cams.height, cams.width, side)
+    return cams if (h, w) == (cams.height, cams.width) else cams.resized(w, h)
+
+
 def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional[Tensor], dict]:
     """Eq. 5's labels for one query on ``ctx.model``: the query's embedding followed by its competitors (text
     negatives, or the scene's feature clusters for a patch or click), and what was asked, for a summary. A
@@ -406,11 +418,19 @@ def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional
     return reference_query_embeddings(gaussian_features(model), reference), info
 
 
-def query_probabilities(ctx: QueryContext, spec: QuerySpec) -> tuple[Tensor, dict]:
+def query_probabilities(ctx: QueryContext, spec: QuerySpec, grouping=None) -> tuple[Tensor, dict]:
     """Resolve one query on ``ctx.model``: ``p(query | x)`` for every Gaussian and what was asked, for a summary.
+    With ``grouping`` (a :class:`dff_gs.grouping.GroupingSettings`) a click on a model whose scene is known is
+    resolved by 3D grouping instead (:func:`dff_gs.grouping.group_click`): ``p`` is 1 on the object's group, 0
+    elsewhere.
 
     Returns (probs: Tensor  # [N], info: dict)
     """
+    if grouping is not None and spec.kind == "click" and ctx.scene_path:
+        from dff_gs.grouping import group_click
+
+        mask, info = group_click(ctx, spec.value, grouping)
+        return mask.float(), {"click": list(spec.value), **info}
     labels, info = query_label_embeddings(ctx, spec)
     if labels is None:
         k, cid = spec.value

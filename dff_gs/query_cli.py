@@ -46,6 +46,8 @@ def add_query_arguments(p: argparse.ArgumentParser, multiple: bool = False) -> N
                    help="k-means over Gaussian features (K:ID selects cluster ID)", **kw)
     p.add_argument("--negatives", default="", help="comma-separated extra competing labels for --text")
     p.add_argument("--threshold", type=float, default=0.5, help="select Gaussians with p(query|x) above this")
+    p.add_argument("--no-grouping", action="store_true", help="--click: Eq. 5 on the click's feature instead of "
+                                                              "the object grouped in 3D under it")
     p.add_argument("--data", help="scene for --click and renders (default: the scene the run was trained on)")
     p.add_argument("--backend", default="auto", help="renderer: auto | torch | gsplat")
 
@@ -67,6 +69,13 @@ def _as_list(value, nested: bool = False) -> list:
     if nested:  # click [v, x, y] / cluster (k, id) vs a list of them
         return list(value) if value and isinstance(value[0], (list, tuple)) else ([value] if value else [])
     return list(value) if isinstance(value, list) else [value]
+
+
+def click_grouping(args):
+    """The grouping a click is resolved with (``None``: Eq. 5 alone, ``--no-grouping``)."""
+    from dff_gs.grouping import GroupingSettings
+
+    return None if args.no_grouping else GroupingSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +106,7 @@ def run_query(args) -> dict:
     else:
         if args.text is not None and not args.text.strip():
             raise ConfigError("the query text is empty")
-        probs, info = Q.query_probabilities(ctx, query_specs(args)[0])
+        probs, info = Q.query_probabilities(ctx, query_specs(args)[0], grouping=click_grouping(args))
         summary.update(info)
         sel = Q.select(probs, args.threshold)
         summary["selected"] = sel.count

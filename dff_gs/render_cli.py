@@ -44,7 +44,7 @@ def output_names(image_names: list[str]) -> list[str]:
 def run_render(args) -> list[Path]:
     from dff_gs import query as Q
     from dff_gs.io.images import save_png
-    from dff_gs.query_cli import query_specs
+    from dff_gs.query_cli import click_grouping, query_specs
     from dff_gs.render import render
 
     ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
@@ -62,7 +62,7 @@ def run_render(args) -> list[Path]:
         raise ConfigError(f"{clash[0]}: exists; pass --force to overwrite, or choose another --out")
     values = None
     if specs:
-        probs = torch.stack([Q.query_probabilities(ctx, s)[0] for s in specs]).amax(0)
+        probs = torch.stack([Q.query_probabilities(ctx, s, click_grouping(args))[0] for s in specs]).amax(0)
         values = torch.stack([probs, 1 - probs], -1)
     threshold = 0.5 if args.threshold is None else args.threshold
     cams = scene.cameras.to(model.device)

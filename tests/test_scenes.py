@@ -263,3 +263,18 @@ def test_feature_loss_pooling():
     pooled = pool_features(f, 4, 3)
     assert torch.allclose(dec(pooled), pool_features(dec(f), 4, 3), atol=1e-6)  # linear: pool, then decode
     assert torch.allclose(pooled[0, 0, 0], f[0, :2, :2].mean((0, 1)))
+
+
+def test_labels_can_be_withheld(capsys):
+    """data.labels=false trains a scene with label maps as one without: no semantics reach the trainer."""
+    from dff_gs.train.config import Config
+    from dff_gs.train.run import load_run_scene
+
+    cfg = Config()
+    _, scene, train, _ = load_run_scene(cfg)
+    assert scene.semantics is not None and train.semantics is not None
+    capsys.readouterr()
+    cfg.data.labels = False
+    _, scene, train, test = load_run_scene(cfg)
+    assert scene.semantics is None and train.semantics is None and test.semantics is None
+    assert scene.class_names is None and "withheld" in capsys.readouterr().out

@@ -110,12 +110,15 @@ def test_efficientnet_features(effnet):
     ramp, board = _images()
     h, w = effnet.grid_hw(96, 128)
     assert (h, w) == (28, 36)  # short side 96 -> 224, long side 298.7 -> 288 (multiple of 32); stride 8
-    fa, fb = effnet.features(ramp), effnet.features(board)
+    fa, fb = effnet.grid_features(ramp), effnet.grid_features(board)
     _assert_unit_map(fa, (h, w, effnet.dim))
     assert effnet.dim == 152
+    pooled = effnet.features(board)  # segment-pooled (the default) at the image's size, map_side 128 > 128 px
+    _assert_unit_map(pooled, (96, 128, effnet.dim))
     cos = (fa * fb).sum(-1).mean()
     assert float(cos) < 0.95
-    torch.testing.assert_close(effnet.features(ramp), fa)  # deterministic
+    torch.testing.assert_close(effnet.grid_features(ramp), fa)  # deterministic
+    torch.testing.assert_close(effnet.features(board), pooled)
     patch = effnet.encode_image_patch(board[20:60, 30:90])
     assert patch.shape == (152,) and torch.isfinite(patch).all()
     assert not effnet.supports_text
@@ -275,3 +278,32 @@ def test_degrade_labels_grid_seed_and_noise():
     changed = (noisy != clean).float().mean()
     assert 0.0 < float(changed) < 0.4
     assert ((noisy == IGNORE_LABEL) == (clean == IGNORE_LABEL)).all()  # unlabeled cells stay unlabeled
+
+
+def test_segment_pool_puts_the_map_edges_on_the_image_edges():
+    """A map blurred across an image edge becomes two flat regions split exactly on that edge."""
+    from dff_gs.teachers.segments import segment_pool
+
+    image = torch.zeros(40, 60, 3)
+    image[:, 27:] = torch.tensor([0.9, 0.2, 0.1])  # an edge at x = 27, off the coarse map's grid
+    coarse = torch.zeros(5, 6, 2)
+    coarse[..., 0] = torch.linspace(1, 0, 6)  # a smooth ramp: the edge blurred over the whole map
+    coarse[..., 1] = torch.linspace(0, 1, 6)
+    out = segment_pool(coarse, image, side=60)
+    assert out.shape == (40, 60, 2)
+    left, right = out[:, :24].reshape(-1, 2), out[:, 30:].reshape(-1, 2)  # (the segmenter's smoothing: a
+    assert torch.allclose(left, left[0].expand_as(left), atol=1e-5)  # pixel or two at the edge) constant each side
+    assert torch.allclose(right, right[0].expand_as(right), atol=1e-5)
+    assert float(left[0] @ right[0]) < 0.9  # and different across the edge
+    assert segment_pool(coarse, image, side=30).shape == (20, 30, 2)  # map_side bounds the size
+
+
+def test_efficientnet_segments_option_is_validated_and_keyed(effnet):
+    from dff_gs.teachers.efficientnet import EfficientNetTeacher
+
+    with pytest.raises(ConfigError, match="segments"):
+        EfficientNetTeacher(segments="watershed")
+    raw = EfficientNetTeacher(segments="none")
+    assert raw.cache_key() != effnet.cache_key()  # pooled and raw maps never share a cache entry
+    ramp, _ = _images()
+    torch.testing.assert_close(raw.features(ramp), effnet.grid_features(ramp))

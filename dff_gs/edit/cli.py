@@ -91,6 +91,8 @@ def script_from_args(args):
     apply_dict(script.selection, {k: v for k, v in sel.items() if v is not None})
     if args.no_cleanup:
         script.selection.cleanup = False
+    if args.no_grouping:
+        script.selection.click_grouping = False
     for name in args.op:
         op = OPERATIONS[name]()
         for flag, fld in _OP_FLAGS.get(name, {}).items():

@@ -13,6 +13,9 @@
    Cluster queries, which have no embedding to render, always use their own membership, and a model without a
    scene (a bare PLY, no ``--data``) the ``gaussian`` mode. The probability the mode picks is the ``p`` the
    cleanup below uses too.
+   A click (``click_grouping``, on a model whose scene is known) is not thresholded: it selects the object
+   under it, grouped in 3D from the Gaussians the clicked pixel shows (:mod:`dff_gs.grouping`); its ``p`` is 1
+   on that group and 0 elsewhere.
 3. Cleanup in 3D, so that an edit leaves no floaters behind and takes no stray Gaussians along:
    - *vote*: a selected Gaussian whose ``knn`` nearest Gaussians (all of the model's) are less than
      ``min_vote`` selected is isolated among unselected ones: dropped, unless it is confident
@@ -36,13 +39,13 @@ import torch
 from torch import Tensor
 
 from dff_gs.config import option
-from dff_gs.neighbors import connected_components, knn
+from dff_gs.neighbors import connected_components, knn, linked_neighbors, typical_spacing
 from dff_gs.edit.transforms import quat_to_matrix
 from dff_gs.errors import ConfigError, DffError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.utils import fit_side
+from dff_gs.grouping import GroupingSettings
 from dff_gs.query import (QueryContext, QuerySpec, cluster_probabilities, gaussian_features, label_probabilities,
-                          query_label_embeddings)
+                          query_cameras, query_label_embeddings, query_probabilities)
 
 
 class EmptySelectionError(DffError):
@@ -53,8 +56,8 @@ SELECTION_MODES = ("gaussian", "lifted", "combined")
 
 
 @dataclass
-class SelectionConfig:
-    """How queries become a selection (threshold, then the 3D cleanup)."""
+class SelectionConfig(GroupingSettings):
+    """How queries become a selection (a click: its 3D group; other queries: threshold, then the 3D cleanup)."""
 
     threshold: float = option(0.5, "select Gaussians with p(query|x) above this")
     mode: str = option("gaussian", "gaussian (own feature) | lifted (rendered 2D query lifted onto the Gaussians) | "
@@ -91,6 +94,7 @@ class SelectionConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"selection: {msg}")
+        self.validate_grouping()
         return self
 
 
@@ -149,13 +153,9 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
     # components of the remaining selection, linked within link x the typical spacing
     sel = mask.nonzero()[:, 0]
     if len(sel) > 1:
-        probe = means[torch.randperm(N, generator=torch.Generator().manual_seed(0))[:4096].to(means.device)]
-        spacing = knn(probe, means, 1, exclude_self=True)[0].median().clamp_min(1e-8)
-        d, nbr = knn(means[sel], means[sel], cfg.knn, exclude_self=True)
         size = model.get_scales().detach().amax(1)[sel]  # largest standard deviation of each selected Gaussian
-        close = d < cfg.link * spacing + cfg.link_sigma * (size[:, None] + size[nbr])
-        src = torch.arange(len(sel), device=means.device)[:, None].expand_as(nbr)[close]
-        comp = connected_components(len(sel), src, nbr[close])
+        src, dst = linked_neighbors(means[sel], size, cfg.knn, cfg.link, cfg.link_sigma, typical_spacing(means))
+        comp = connected_components(len(sel), src, dst)
         sizes = torch.bincount(comp)
         small = (sizes < cfg.min_component * len(sel)) & (sizes < cfg.keep_component)
         drop = sel[small[comp]]
@@ -182,17 +182,6 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
         stats["grown"] += len(new)
     stats["selected"] = int(mask.sum())
     return mask, stats
-
-
-def query_cameras(scene, count: int, side: int):
-    """The training cameras the 2D query is rendered from: ``count`` evenly spaced (0 = all), resized so the
-    longer side is at most ``side`` pixels (0 = as they are)."""
-    ids = list(scene.train_ids) or list(range(scene.num_views))
-    if count and len(ids) > count:
-        ids = [ids[round(i * (len(ids) - 1) / (count - 1))] for i in range(count)] if count > 1 else ids[:1]
-    cams = scene.cameras[ids]
-    h, w = fit_side(cams.height, cams.width, side)
-    return cams if (h, w) == (cams.height, cams.width) else cams.resized(w, h)
 
 
 @torch.no_grad()
@@ -232,6 +221,11 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec], cfg: Optiona
     mode = cfg.mode if ctx.scene_path else "gaussian"  # no cameras to render the 2D query from
     probs, infos = None, []
     for spec in specs:
+        if spec.kind == "click" and cfg.click_grouping and ctx.scene_path:  # the object under the click
+            p, info = query_probabilities(ctx, spec, grouping=cfg)
+            infos.append({"kind": spec.kind, **info})
+            probs = p if probs is None else torch.maximum(probs, p)
+            continue
         labels, info = query_label_embeddings(ctx, spec)
         if labels is None:
             p = cluster_probabilities(ctx.model, *spec.value)

@@ -7,7 +7,9 @@ padding, BN eps 1e-3, inputs normalised with mean = std = 0.5, as the TF Lite mo
 Features: the stride-8 stage (40 channels) and the stride-16 stage (112 channels, bilinearly upsampled to
 the stride-8 grid), each L2-normalised per pixel, concatenated and L2-normalised again: ``C = 152``.
 The input is resized so its short side is ``input_size`` and both sides are multiples of 32, so the map
-is exactly ``[H' / 8, W' / 8]`` of the resized input.
+is exactly ``[H' / 8, W' / 8]`` of the resized input. With ``segments="felzenszwalb"`` (the default) that map is
+then averaged within the image's own segments at ``map_side`` pixels (:mod:`dff_gs.teachers.segments`): same
+features, edges where the image has them (object click IoU 0.43 -> see benchmarks/RESULTS.md, bench_click).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor
 from dff_gs.errors import ConfigError
 from dff_gs.teachers.base import Teacher, normalize, register_teacher, weights_error
 from dff_gs.teachers.images import check_image, fit_short_side, image_to_batch
+from dff_gs.teachers.segments import SEGMENTERS, segment_pool
 
 ARCH = "tf_efficientnet_lite0"
 MEAN = (0.5, 0.5, 0.5)
@@ -112,12 +115,19 @@ class EfficientNetTeacher(Teacher):
     name = "efficientnet"
     supports_patch = True
 
-    def __init__(self, weights: str = "", model: str = "", input_size: int = 224, device: str = ""):
+    def __init__(self, weights: str = "", model: str = "", input_size: int = 224, device: str = "",
+                 segments: str = "felzenszwalb", segment_scale: float = 25.0, map_side: int = 128):
         if model and model != ARCH:
             raise ConfigError(f"efficientnet teacher: model={model!r}; only {ARCH!r} is supported")
         if int(input_size) < 32:
             raise ConfigError(f"efficientnet teacher: input_size={input_size} (need >= 32)")
+        if segments not in SEGMENTERS:
+            raise ConfigError(f"efficientnet teacher: segments={segments!r} (known: {', '.join(SEGMENTERS)})")
+        if segments != "none" and (float(segment_scale) <= 0 or int(map_side) < 8):
+            raise ConfigError(f"efficientnet teacher: segment_scale={segment_scale} must be > 0 and "
+                              f"map_side={map_side} >= 8")
         self.input_size = int(input_size)
+        self.segments, self.segment_scale, self.map_side = segments, float(segment_scale), int(map_side)
         self.weights = self._resolve_weights(weights)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._model = None
@@ -142,8 +152,10 @@ class EfficientNetTeacher(Teacher):
         return 40 + 112
 
     def settings(self) -> dict:
+        seg = {} if self.segments == "none" else {"segments": self.segments, "segment_scale": self.segment_scale,
+                                                  "map_side": self.map_side}
         return {"arch": ARCH, "weights": f"{self.weights.name}:{self.weights.stat().st_size}",
-                "input_size": self.input_size, "strides": list(STRIDES)}
+                "input_size": self.input_size, "strides": list(STRIDES), **seg}
 
     @property
     def model(self):
@@ -182,7 +194,14 @@ class EfficientNetTeacher(Teacher):
 
     @torch.no_grad()
     def features(self, image: Tensor) -> Tensor:
-        """image: Tensor  # [H, W, 3] in [0, 1]  ->  feats: Tensor  # [H'/8, W'/8, 152], unit norm per pixel."""
+        """image: Tensor  # [H, W, 3] in [0, 1]  ->  feats: Tensor  # [h, w, 152], unit norm per pixel: the stride-8
+        map ``[H'/8, W'/8]`` of the resized input, or with segments its segment average at ``map_side``."""
+        feats = self.grid_features(image)
+        return feats if self.segments == "none" else segment_pool(feats, image, self.map_side, self.segment_scale)
+
+    @torch.no_grad()
+    def grid_features(self, image: Tensor) -> Tensor:
+        """The network's own map: image ``[H, W, 3]`` -> Tensor  # [H'/8, W'/8, 152], unit norm per pixel."""
         H, W = check_image(image, "efficientnet")
         batch = image_to_batch(image, self.input_hw(H, W), MEAN, STD, self.device)
         maps = self.stage_maps(batch)

@@ -20,6 +20,8 @@ class DataConfig:
     background: list[float] = option([1.0, 1.0, 1.0], "RGB that RGBA images are composited on and renders use "
                                                       "(white, as 3DGS / NeRF for Blender scenes)")
     skip_missing: bool = option(False, "train on the images that exist when the scene names missing ones (else an error)")
+    labels: bool = option(True, "read the scene's ground-truth label maps (false: withhold them, as on a scene without "
+                                "labels; the label-free teacher is used and no mIoU is reported)")
 
 
 @dataclass
@@ -69,6 +71,8 @@ class TeacherSettings:
     weights: str = option("", "local weights path for clip / dino (else the hub)")
     model: str = option("", "teacher architecture override (e.g. ViT-B-16 for clip)")
     cache_dir: str = option("", "feature-map cache (empty = <cache>/teachers)")
+    segments: str = option("felzenszwalb", "efficientnet: average the feature map within the image's own segments "
+                                           "(felzenszwalb, no learned weights) so its edges follow the image | none")
     seed: int = option(0, "seed of the labels teacher's degradation")
     patch: int = option(4, "labels teacher: majority-pool labels to a grid of patch x patch pixel cells")
     noise: float = option(0.08, "labels teacher: fraction of each view relabeled in random blobs")

