@@ -159,7 +159,6 @@ class ClickGrouper:
         sizes = model.get_scales().detach().amax(1)
         self.src, self.dst = linked_neighbors(model.get_means().detach(), sizes, knn, link, link_sigma)
         self.sim = (feats[self.src] * feats[self.dst]).sum(-1)
-        self.features = feats
 
     def group(self, seeds: Tensor, min_share: float = 0.001, max_share: float = 0.5) -> tuple[Tensor, dict]:
         """The group grown from ``seeds  # [S]`` (see the module docstring).
@@ -199,14 +198,11 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
     """
     import time
 
-    from dff_gs.query import query_cameras
+    from dff_gs.query import check_click, query_cameras
 
     model, (v, x, y) = ctx.model, click
     cameras = ctx.scene().cameras
-    if not (0 <= v < len(cameras)):
-        raise ConfigError(f"click view {v} is out of range (0..{len(cameras) - 1})")
-    if not (0 <= x < cameras.width and 0 <= y < cameras.height):
-        raise ConfigError(f"click ({x}, {y}) is outside the {cameras.width}x{cameras.height} image")
+    check_click(cameras, v, x, y)
     key = ("grouper", settings.group_knn, settings.group_views, settings.group_side)
     built = 0.0
     if key not in ctx._cache or ctx._cache[key].model is not model:  # one model's grouper kept (edits make new ones)

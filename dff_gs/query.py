@@ -199,6 +199,14 @@ def kmeans(x: Tensor, k: int, iters: int = 30, seed: int = 0) -> tuple[Tensor, T
     return torch.cdist(x, centroids).argmin(dim=1), centroids
 
 
+def check_click(cameras: Cameras, view: int, x: int, y: int) -> None:
+    """A ``ConfigError`` unless pixel ``(x, y)`` of camera ``view`` exists."""
+    if not (0 <= view < len(cameras)):
+        raise ConfigError(f"click view {view} is out of range (0..{len(cameras) - 1})")
+    if not (0 <= x < cameras.width and 0 <= y < cameras.height):
+        raise ConfigError(f"click ({x}, {y}) is outside the {cameras.width}x{cameras.height} image")
+
+
 def click_feature(model: GaussianModel, cameras: Cameras, view: int, x: int, y: int, backend: str = "auto") -> Tensor:
     """The decoded rendered feature at pixel (x, y) of camera ``view``: a click query.  Returns Tensor  # [C]"""
     from dff_gs.render import render
@@ -206,10 +214,7 @@ def click_feature(model: GaussianModel, cameras: Cameras, view: int, x: int, y: 
     if model.feature_dim == 0:
         raise ConfigError("a click query needs per-Gaussian features and this model carries none (a plain 3DGS "
                           "PLY?): lift or distil features onto it first (train.py --init-ply PLY --lift)")
-    if not (0 <= view < len(cameras)):
-        raise ConfigError(f"click view {view} is out of range (0..{len(cameras) - 1})")
-    if not (0 <= x < cameras.width and 0 <= y < cameras.height):
-        raise ConfigError(f"click ({x}, {y}) is outside the {cameras.width}x{cameras.height} image")
+    check_click(cameras, view, x, y)
     with torch.no_grad():
         out = render(model, cameras[[view]], with_features=True, backend=backend)
         return model.decode(out.features[0, y, x])

@@ -450,6 +450,13 @@ def test_cluster_and_click_queries_select_through_the_edit_api(saved, tmp_path, 
     x, y = (int(v) for v in uv[0, 0])
     both = select_gaussians(ctx, [QuerySpec("cluster", (3, cid)), QuerySpec("click", (0, x, y))])
     assert torch.equal(both.mask, labels != 2) and len(both.queries) == 2
+    # edit.py --click: the object grouped in 3D; --no-grouping: Eq. 5 on the click's feature. Both take the sofa
+    for extra in ([], ["--no-grouping"]):
+        out = tmp_path / f"click{len(extra)}.ply"
+        assert run_edit(ply, "--click", 0, x, y, *extra, "--op", "delete", "--out", out) == 0
+        summary = json.loads(out.with_suffix(".edit.json").read_text())
+        assert ("grouped" in json.dumps(summary)) == (not extra)
+        assert load_ply(out)[0].num_gaussians == int((labels != 0).sum())
     # the labels teacher encodes no image patches: a clear error, nothing written
     crop = tmp_path / "crop.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(crop)
