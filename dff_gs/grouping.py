@@ -76,23 +76,14 @@ def front_seeds(ids: Tensor, weights: Tensor, share: float = 0.8) -> Tensor:
 
 
 @torch.no_grad()
-def smoothed_features(model: GaussianModel, cameras: Cameras, backend: str = "auto", own_weight: float = 0.5
-                      ) -> Tensor:
-    """Each Gaussian's decoded feature as the model shows it: the rendered (stored-space) features of
-    ``cameras`` averaged over the pixels it draws, by its compositing weights, with its own feature counted as
-    ``own_weight`` of such weight (a Gaussian hidden behind others, drawing little, keeps mostly its own instead
-    of taking the feature of what hides it). Returns Tensor  # [N, C]"""
-    from dff_gs.lift import compositing_weights
-    from dff_gs.render import render
-
-    if model.feature_dim == 0:
-        raise ConfigError("grouping needs per-Gaussian features and this model carries none")
-    cams = cameras.to(model.device)
-    feats = torch.cat([render(model, cams[[i]], with_features=True, backend=backend).features
-                       for i in range(len(cams))])  # [V, h, w, D]
-    weights = compositing_weights(model, cams, min_weight=0.01)
+def smoothed_features(model: GaussianModel, features: Tensor, weights, own_weight: float = 0.5) -> Tensor:
+    """Each Gaussian's decoded feature as the model shows it: the rendered stored ``features  # [V, h, w, D]``
+    averaged over the pixels it draws, by its compositing ``weights`` there (both from
+    :func:`dff_gs.query.render_views`), with its own feature counted as ``own_weight`` of such weight (a Gaussian
+    hidden behind others, drawing little, keeps mostly its own instead of taking the feature of what hides it).
+    Returns Tensor  # [N, C]"""
     total = weights.weight_sum[:, None]
-    lifted = weights.lift(feats) * total  # the weighted sum
+    lifted = weights.lift(features) * total  # the weighted sum
     own = model.params["features"].detach()
     return model.decode((lifted + own_weight * own) / (total + own_weight)).detach()
 
@@ -151,11 +142,11 @@ def sharpest_group(reach: Tensor, min_size: int, max_size: int) -> Tensor:
 class ClickGrouper:
     """The per-model part of grouping (smoothed features, neighbour graph, edge similarities), built once."""
 
-    def __init__(self, model: GaussianModel, cameras: Cameras, knn: int = 12, link: float = 4.0,
-                 link_sigma: float = 2.0, backend: str = "auto"):
+    def __init__(self, model: GaussianModel, features: Tensor, knn: int = 12, link: float = 4.0,
+                 link_sigma: float = 2.0):
+        """features: Tensor  # [N, C] the Gaussians' :func:`smoothed_features`"""
         self.model = model
-        feats = smoothed_features(model, cameras, backend)
-        feats = F.normalize(feats - feats.mean(0), dim=-1)
+        feats = F.normalize(features - features.mean(0), dim=-1)
         sizes = model.get_scales().detach().amax(1)
         self.src, self.dst = linked_neighbors(model.get_means().detach(), sizes, knn, link, link_sigma)
         self.sim = (feats[self.src] * feats[self.dst]).sum(-1)
@@ -198,7 +189,7 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
     """
     import time
 
-    from dff_gs.query import check_click, query_cameras
+    from dff_gs.query import check_click, rendered_query_views
 
     model, (v, x, y) = ctx.model, click
     cameras = ctx.scene().cameras
@@ -207,8 +198,8 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
     built = 0.0
     if key not in ctx._cache or ctx._cache[key].model is not model:  # one model's grouper kept (edits make new ones)
         t0 = time.perf_counter()
-        cams = query_cameras(ctx.scene(), settings.group_views, settings.group_side)
-        ctx._cache[key] = ClickGrouper(model, cams, settings.group_knn, backend=ctx.backend)
+        feats, weights = rendered_query_views(ctx, settings.group_views, settings.group_side)
+        ctx._cache[key] = ClickGrouper(model, smoothed_features(model, feats, weights), settings.group_knn)
         built = time.perf_counter() - t0
     seeds = front_seeds(*click_seeds(model, cameras, v, x, y))
     if len(seeds) == 0:

@@ -392,6 +392,36 @@ def query_cameras(scene, count: int, side: int):
     return cams if (h, w) == (cams.height, cams.width) else cams.resized(w, h)
 
 
+@torch.no_grad()
+def render_views(model: GaussianModel, cameras: Cameras, backend: str = "auto"):
+    """The model's stored (undecoded) features rendered from ``cameras`` and the sparse compositing weights of
+    those views (:func:`dff_gs.lift.compositing_weights`): what lifting a 2D result back onto the Gaussians needs.
+
+    Returns (features: Tensor  # [V, h, w, D], weights: CompositingWeights)
+    """
+    from dff_gs.lift import compositing_weights
+    from dff_gs.render import render
+
+    if model.feature_dim == 0:
+        raise ConfigError("rendering features needs per-Gaussian features and this model carries none")
+    cams = cameras.to(model.device)
+    feats = torch.cat([render(model, cams[[i]], with_features=True, backend=backend).features for i in range(len(cams))])
+    return feats, compositing_weights(model, cams, min_weight=0.01)
+
+
+def rendered_query_views(ctx: "QueryContext", count: int, side: int):
+    """:func:`render_views` of ``ctx.model`` from the views of :func:`query_cameras` (``count``, ``side``),
+    computed once per model and kept in ``ctx``'s cache (one model's: an edit makes a new model).
+
+    Returns (features: Tensor  # [V, h, w, D], weights: CompositingWeights)
+    """
+    key = ("query_views", count, side)
+    if key not in ctx._cache or ctx._cache[key][0] is not ctx.model:
+        cams = query_cameras(ctx.scene(), count, side)
+        ctx._cache[key] = (ctx.model, *render_views(ctx.model, cams, ctx.backend))
+    return ctx._cache[key][1:]
+
+
 def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional[Tensor], dict]:
     """Eq. 5's labels for one query on ``ctx.model``: the query's embedding followed by its competitors (text
     negatives, or the scene's feature clusters for a patch or click), and what was asked, for a summary. A

@@ -9,7 +9,8 @@ from dff_gs import query as Q
 from dff_gs.cameras import Cameras, intrinsics_from_fov
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.grouping import ClickGrouper, click_seeds, front_seeds, pixel_camera, sharpest_group, widest_path
+from dff_gs.grouping import (ClickGrouper, click_seeds, front_seeds, pixel_camera, sharpest_group,
+                             smoothed_features, widest_path)
 
 
 def test_widest_path_is_the_bottleneck_of_the_best_path():
@@ -80,7 +81,7 @@ def test_a_click_selects_its_object_where_eq5_takes_both_lookalikes():
     # grouping: the left blob only
     seeds, weights = click_seeds(model, cams, 1, x, y)
     assert len(seeds) and (labels[seeds] == 1).any() and float(weights.sum()) <= 1.0 + 1e-5
-    grouper = ClickGrouper(model, cams, knn=8, backend="torch")
+    grouper = ClickGrouper(model, smoothed_features(model, *Q.render_views(model, cams, "torch")), knn=8)
     mask, info = grouper.group(seeds, min_share=0.02, max_share=0.3)
     assert mask[labels == 1].all() and not mask[labels == 2].any()
     # of the backdrop, at most a few Gaussians hidden right behind the clicked blob (they take its feature)
@@ -113,5 +114,5 @@ def test_grouping_settings_are_validated():
 def test_feature_less_model_cannot_be_grouped():
     bare = GaussianModel.from_points(torch.rand(30, 3) + torch.tensor([0.0, 0.0, 3.0]), sh_degree=0)
     with pytest.raises(ConfigError, match="features"):
-        ClickGrouper(bare, cameras(), backend="torch")
+        ClickGrouper(bare, smoothed_features(bare, *Q.render_views(bare, cameras(), "torch")))
 

@@ -1,6 +1,6 @@
 """Fill what a deletion reveals: surfaces no training view saw, behind the deleted object.
 
-After ``delete``, the training views (:func:`dff_gs.edit.selection.query_cameras`: evenly spaced, small) are
+After ``delete``, the training views (:func:`dff_gs.query.query_cameras`: evenly spaced, small) are
 rendered without the object. Where the object was drawn (its own alpha >= 0.3, dilated a pixel) and the
 edited render is not opaque (alpha < ``opaque``), the view has a hole: its colour and depth are inpainted in 2D
 from the surroundings (OpenCV ``cv2.inpaint``, Telea). New Gaussians are seeded at the hole pixels,
@@ -111,7 +111,7 @@ def fill_deleted(before: GaussianModel, removed: Tensor, after: GaussianModel, s
     what the deletion revealed (see the module docstring). ``scene``: the :class:`~dff_gs.data.SceneData` the
     model was trained on (its cameras and background).  Returns (model, info)."""
     from dff_gs.edit.ops import with_params
-    from dff_gs.edit.selection import query_cameras
+    from dff_gs.query import query_cameras
     from dff_gs.render import rasterize, view_colors
 
     cfg = cfg or FillConfig()

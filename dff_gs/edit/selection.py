@@ -45,7 +45,7 @@ from dff_gs.errors import ConfigError, DffError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.grouping import GroupingSettings
 from dff_gs.query import (QueryContext, QuerySpec, cluster_probabilities, gaussian_features, label_probabilities,
-                          query_cameras, query_label_embeddings, query_probabilities)
+                          query_label_embeddings, query_probabilities, rendered_query_views)
 
 
 class EmptySelectionError(DffError):
@@ -187,23 +187,15 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
 @torch.no_grad()
 def lifted_probabilities(ctx: QueryContext, labels: Tensor, cfg: SelectionConfig) -> tuple[Tensor, Tensor]:
     """The 2D evidence of a query on the Gaussians: Eq. 5 on the decoded rendered features of the views of
-    :func:`query_cameras`, lifted onto the Gaussians by their compositing weights. The rendered features and the
-    weights are computed once per model and kept in ``ctx``'s cache, so further queries cost a scatter-add.
+    :func:`dff_gs.query.query_cameras`, lifted onto the Gaussians by their compositing weights. The rendered
+    features and the weights are computed once per model (:func:`dff_gs.query.rendered_query_views`), so further
+    queries cost a scatter-add.
 
     labels: Tensor  # [1 + M, C] the query and its competitors (:func:`dff_gs.query.query_label_embeddings`)
     Returns (lifted: Tensor  # [N] weighted mean pixel probability, weight: Tensor  # [N] summed weights)
     """
-    from dff_gs.lift import compositing_weights
-    from dff_gs.render import render
-
     model = ctx.model
-    key = ("query_views", cfg.lift_views, cfg.lift_side)
-    if key not in ctx._cache or ctx._cache[key][0] is not model:  # one model's views kept (edits make new models)
-        cams = query_cameras(ctx.scene(), cfg.lift_views, cfg.lift_side).to(model.device)
-        feats = torch.cat([render(model, cams[[i]], with_features=True, backend=ctx.backend).features
-                           for i in range(len(cams))])  # [V, h, w, D] stored features, decoded per query
-        ctx._cache[key] = (model, feats, compositing_weights(model, cams, min_weight=0.01))
-    _, feats, weights = ctx._cache[key]
+    feats, weights = rendered_query_views(ctx, cfg.lift_views, cfg.lift_side)  # stored features, decoded per query
     probs = torch.cat([label_probabilities(model.decode(f[None]), labels.to(f))[..., :1] for f in feats])
     return weights.lift(probs)[:, 0], weights.weight_sum
 

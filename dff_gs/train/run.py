@@ -6,10 +6,9 @@ A run folder holds ``config.yaml`` (resolved), ``checkpoint.pt``, ``point_cloud.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
