@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     cache = Path(args.cache or Path(os.environ.get("DFF_GS_CACHE", Path.home() / ".cache" / "dff_gs")) / "scenes")
     variants = [v for v in args.variants.split(",") if v]
-    for name, known in ((v, VARIANTS) for v in variants):
-        if name not in known:
-            ap.error(f"unknown variant {name!r} (known: {', '.join(known)})")
+    for name in variants:
+        if name not in VARIANTS:
+            ap.error(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})")
     results = {}
     for scene in [s for s in args.scenes.split(",") if s]:
         if scene not in SCENES:
