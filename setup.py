@@ -1,4 +1,6 @@
-"""Install dff_gs. Builds the ``cuda_ext`` kernels only where CUDA is present.
+"""Install dff_gs. Builds the compiled CPU rasterizer (``cuda_ext._cpu``, C++ with OpenMP) wherever a C++ compiler
+is found (a failed build is not fatal: it is JIT-built on first use, else the torch backend renders), and the
+``cuda_ext`` CUDA kernels only where CUDA is present.
 
 Install torch first, then: ``pip install --no-build-isolation -e .`` (``.[test]`` for the test tools).
 """
@@ -41,27 +43,33 @@ def _kernel_build_spec():
 
 
 def cuda_extensions():
-    """CUDAExtension for the sources listed in cuda_ext/build.py where CUDA is usable; otherwise say why in one line."""
+    """The CPU rasterizer's CppExtension (optional: a compiler failure is not fatal), plus the CUDAExtension for the
+    sources listed in cuda_ext/build.py where CUDA is usable; each one skipped says why in one line."""
     build = _kernel_build_spec()
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    except ImportError:
+        print("dff_gs setup: compiled kernels skipped (torch is not installed at build time)", file=sys.stderr)
+        return [], {}
+    exts = []
+    cpu_sources = build.source_paths(relative_to=ROOT, sources=build.CPU_SOURCES)
+    if all((ROOT / s).is_file() for s in cpu_sources):
+        exts.append(CppExtension(build.CPU_PREBUILT_NAME, cpu_sources, extra_compile_args=build.CPU_CXX_FLAGS,
+                                 extra_link_args=build.CPU_LINK_FLAGS, optional=True,
+                                 define_macros=[("DFF_SOURCE_HASH", f'"{build.cpu_source_hash()}"')]))
     sources = build.source_paths(relative_to=ROOT)
     missing = [s for s in sources if not (ROOT / s).is_file()]
     if missing:
         print(f"dff_gs setup: cuda_ext skipped (sources listed in cuda_ext/build.py are missing: {missing})",
               file=sys.stderr)
-        return [], {}
-    try:
-        import torch
-        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
-    except ImportError:
-        print("dff_gs setup: cuda_ext skipped (torch is not installed at build time)", file=sys.stderr)
-        return [], {}
-    if not (torch.cuda.is_available() or os.environ.get("FORCE_CUDA") == "1") or CUDA_HOME is None:
-        print("dff_gs setup: cuda_ext skipped (no CUDA device/toolkit; set FORCE_CUDA=1 CUDA_HOME=... to build)",
-              file=sys.stderr)
-        return [], {}
-    ext = CUDAExtension(build.PREBUILT_NAME, sources, include_dirs=build.include_dirs(),
-                        extra_compile_args={"cxx": build.CXX_FLAGS, "nvcc": build.NVCC_FLAGS})
-    return [ext], {"build_ext": BuildExtension}
+    elif not (torch.cuda.is_available() or os.environ.get("FORCE_CUDA") == "1") or CUDA_HOME is None:
+        print("dff_gs setup: cuda_ext CUDA kernels skipped (no CUDA device/toolkit; set FORCE_CUDA=1 CUDA_HOME=... "
+              "to build)", file=sys.stderr)
+    else:
+        exts.append(CUDAExtension(build.PREBUILT_NAME, sources, include_dirs=build.include_dirs(),
+                                  extra_compile_args={"cxx": build.CXX_FLAGS, "nvcc": build.NVCC_FLAGS}))
+    return exts, {"build_ext": BuildExtension} if exts else {}
 
 
 ext_modules, cmdclass = cuda_extensions()

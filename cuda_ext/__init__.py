@@ -1,75 +1,89 @@
-"""Our own CUDA kernels, with a pure-PyTorch twin of each (``cuda_ext.reference``) that tests compare against.
+"""Our own compiled kernels (CUDA, and C++ with OpenMP for the CPU), with a pure-PyTorch twin of each
+(``cuda_ext.reference``) that tests compare against.
 
-Loading follows gsplat: the extension ``setup.py`` prebuilt (``cuda_ext._C``), else a JIT build through
-``torch.utils.cpp_extension.load`` (cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``),
-else :class:`CudaExtUnavailable` saying why. Both builds take their sources and flags from
-:mod:`cuda_ext.build`.
+Loading follows gsplat: the extension ``setup.py`` prebuilt (``cuda_ext._C`` for CUDA where a toolkit is present,
+``cuda_ext._cpu`` everywhere a C++ compiler is), else a JIT build through ``torch.utils.cpp_extension.load``
+(cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``), else :class:`CudaExtUnavailable`
+saying why. Both builds take their sources and flags from :mod:`cuda_ext.build`.
 
 Kernels:
 
-- :func:`lift_accumulate`: per-Gaussian sums of alpha-compositing-weighted features over the rasterizer's
+- :func:`lift_accumulate` (CUDA): per-Gaussian sums of alpha-compositing-weighted features over the rasterizer's
   tiles, without rendering (twin: :func:`lift_accumulate_reference`);
-- :func:`lift_normalize`: the weighted mean from those sums (twin: :func:`lift_normalize_reference`).
+- :func:`lift_normalize` (CUDA): the weighted mean from those sums (twin: :func:`lift_normalize_reference`);
+- :func:`project_cpu` (CPU): EWA projection of 3D Gaussians, and its backward pass (twin:
+  :func:`project_reference`);
+- :func:`rasterize_cpu` (CPU): tile binning, depth sort and front-to-back compositing of projected Gaussians
+  with any number of channels, and its backward pass (twin: :func:`rasterize_reference`, the torch backend).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
 
 from cuda_ext import build
-from cuda_ext.reference import compositing_weights_reference, lift_accumulate_reference, lift_normalize_reference
+from cuda_ext.reference import (compositing_weights_reference, lift_accumulate_reference, lift_normalize_reference,
+                                project_reference, rasterize_reference)
 
-__all__ = ["load", "available", "CudaExtUnavailable", "lift_accumulate", "lift_normalize",
-           "lift_accumulate_reference", "lift_normalize_reference", "compositing_weights_reference", "MAX_TOP_K"]
+__all__ = ["load", "load_cpu", "available", "cpu_available", "CudaExtUnavailable", "lift_accumulate",
+           "lift_normalize", "project_cpu", "rasterize_cpu", "lift_accumulate_reference", "lift_normalize_reference",
+           "compositing_weights_reference", "project_reference", "rasterize_reference", "MAX_TOP_K"]
 
 MAX_TOP_K = 32
 """Largest ``top_k`` the lifting kernel supports (``kMaxTopK`` in csrc/lift.h)."""
-
-_lock = threading.Lock()
-_module = None
-_error: Optional[str] = None
-
 
 class CudaExtUnavailable(RuntimeError):
     """The kernels can neither be imported prebuilt nor built just in time; the message says why."""
 
 
-def load(verbose: bool = False, build_dir: Optional[str] = None):
-    """The compiled extension module: prebuilt ``cuda_ext._C``, else a JIT build (minutes the first time, then
-    cached). Needs a CUDA toolkit (``CUDA_HOME``) to build, not a GPU. Raises :class:`CudaExtUnavailable`.
+class _Extension:
+    """One compiled module: imported prebuilt (``setup.py``), else JIT-built once, else the reason, kept."""
 
-    build_dir: JIT build folder (default ``$DFF_GS_CUDA_BUILD_DIR``, else torch's extension cache).
-    """
-    global _module, _error
-    with _lock:
-        if _module is not None:
-            return _module
-        if _error is not None:
-            raise CudaExtUnavailable(_error)
-        reasons = []
-        try:
-            from cuda_ext import _C  # type: ignore[attr-defined]  # built by setup.py where CUDA was present
+    def __init__(self, prebuilt: str, jit: Callable[[bool, Optional[str]], Any], advice: str,
+                 source_hash: Optional[Callable[[], str]] = None, what: str = ""):
+        self.prebuilt, self.jit, self.advice, self.source_hash = prebuilt, jit, advice, source_hash
+        self.what = what or prebuilt
+        self.lock = threading.Lock()
+        self.module = None
+        self.error: Optional[str] = None
 
-            _module = _C
-            return _module
-        except ImportError as err:
-            reasons.append(f"no prebuilt extension ({err})")
-        try:
-            _module = _jit_build(verbose, build_dir)
-            return _module
-        except Exception as err:  # noqa: BLE001  compiler / toolkit errors come in many types: report them all
-            tail = " | ".join(str(err).strip().splitlines()[-3:])
-            reasons.append(f"JIT build failed ({type(err).__name__}: {tail}; cuda_ext.load(verbose=True) shows the "
-                           "compiler output)")
-        _error = ("cuda_ext kernels are not available: " + "; ".join(reasons)
-                  + ". Install with a CUDA toolkit present (FORCE_CUDA=1 pip install --no-build-isolation -e .) "
-                  "or set CUDA_HOME for the JIT build; meanwhile use backend='torch' or 'gsplat'")
-        raise CudaExtUnavailable(_error)
+    def load(self, verbose: bool = False, build_dir: Optional[str] = None):
+        with self.lock:
+            if self.module is not None:
+                return self.module
+            if self.error is not None:
+                raise CudaExtUnavailable(self.error)
+            reasons = []
+            try:
+                module = importlib.import_module(self.prebuilt)
+                if self.source_hash is None or getattr(module, "source_hash", None) == self.source_hash():
+                    self.module = module
+                    return module
+                reasons.append("the prebuilt extension is stale (its sources changed since it was built)")
+            except ImportError as err:
+                reasons.append(f"no prebuilt extension ({err})")
+            try:
+                self.module = self.jit(verbose, build_dir)
+                return self.module
+            except Exception as err:  # noqa: BLE001  compiler / toolkit errors come in many types: report them all
+                tail = " | ".join(str(err).strip().splitlines()[-3:])
+                reasons.append(f"JIT build failed ({type(err).__name__}: {tail}; load(verbose=True) shows the "
+                               "compiler output)")
+            self.error = f"{self.what} ({self.prebuilt}) not available: " + "; ".join(reasons) + ". " + self.advice
+            raise CudaExtUnavailable(self.error)
+
+
+def _build_folder(build_dir: Optional[str], env: str) -> Optional[str]:
+    build_dir = build_dir or os.environ.get(env) or None
+    if build_dir:
+        os.makedirs(build_dir, exist_ok=True)
+    return build_dir
 
 
 def _jit_build(verbose: bool, build_dir: Optional[str]):
@@ -78,12 +92,49 @@ def _jit_build(verbose: bool, build_dir: Optional[str]):
 
     if CUDA_HOME is None:
         raise RuntimeError("no CUDA toolkit found (set CUDA_HOME to the folder holding bin/nvcc)")
-    build_dir = build_dir or os.environ.get("DFF_GS_CUDA_BUILD_DIR") or None
-    if build_dir:
-        os.makedirs(build_dir, exist_ok=True)
     return jit_load(name=build.JIT_NAME, sources=build.source_paths(), extra_cflags=build.CXX_FLAGS,
                     extra_cuda_cflags=build.NVCC_FLAGS, extra_include_paths=build.include_dirs(),
-                    build_directory=build_dir, verbose=verbose)
+                    build_directory=_build_folder(build_dir, "DFF_GS_CUDA_BUILD_DIR"), verbose=verbose)
+
+
+def _jit_build_cpu(verbose: bool, build_dir: Optional[str]):
+    import sys
+
+    from torch.utils.cpp_extension import load as jit_load
+
+    print("dff_gs: building the compiled CPU rasterizer just in time (about a minute the first time, then cached)",
+          file=sys.stderr)
+    return jit_load(name=build.CPU_JIT_NAME, sources=build.source_paths(sources=build.CPU_SOURCES),
+                    extra_cflags=build.CPU_CXX_FLAGS, extra_ldflags=build.CPU_LINK_FLAGS,
+                    build_directory=_build_folder(build_dir, "DFF_GS_CPU_BUILD_DIR"), verbose=verbose)
+
+
+_CUDA = _Extension(build.PREBUILT_NAME, _jit_build,
+                   "Install with a CUDA toolkit present (FORCE_CUDA=1 pip install --no-build-isolation -e .) or set "
+                   "CUDA_HOME for the JIT build; meanwhile use backend='torch' or 'gsplat'",
+                   what="the cuda_ext CUDA kernels")
+_CPU = _Extension(build.CPU_PREBUILT_NAME, _jit_build_cpu,
+                  "It needs a C++ compiler with OpenMP (pip install --no-build-isolation -e . builds it); meanwhile "
+                  "the torch backend renders the same images", build.cpu_source_hash,
+                  what="the compiled CPU rasterizer")
+
+
+def load(verbose: bool = False, build_dir: Optional[str] = None):
+    """The compiled CUDA extension module: prebuilt ``cuda_ext._C``, else a JIT build (minutes the first time, then
+    cached). Needs a CUDA toolkit (``CUDA_HOME``) to build, not a GPU. Raises :class:`CudaExtUnavailable`.
+
+    build_dir: JIT build folder (default ``$DFF_GS_CUDA_BUILD_DIR``, else torch's extension cache).
+    """
+    return _CUDA.load(verbose, build_dir)
+
+
+def load_cpu(verbose: bool = False, build_dir: Optional[str] = None):
+    """The compiled CPU rasterizer: prebuilt ``cuda_ext._cpu``, else a JIT build (about a minute the first time,
+    then cached). Needs a C++ compiler with OpenMP. Raises :class:`CudaExtUnavailable`.
+
+    build_dir: JIT build folder (default ``$DFF_GS_CPU_BUILD_DIR``, else torch's extension cache).
+    """
+    return _CPU.load(verbose, build_dir)
 
 
 def available() -> tuple[bool, str]:
@@ -92,6 +143,15 @@ def available() -> tuple[bool, str]:
         return False, "cuda_ext kernels need a CUDA device and none is visible"
     try:
         load()
+    except CudaExtUnavailable as err:
+        return False, str(err)
+    return True, ""
+
+
+def cpu_available() -> tuple[bool, str]:
+    """(usable, reason) for the compiled CPU rasterizer (this may JIT-build it once)."""
+    try:
+        load_cpu()
     except CudaExtUnavailable as err:
         return False, str(err)
     return True, ""
@@ -152,3 +212,97 @@ def lift_normalize(feat_sum: Tensor, weight_sum: Tensor, eps: float = 1e-8, out:
     out = torch.empty_like(feat_sum, memory_format=torch.contiguous_format) if out is None else out
     ext.lift_normalize(feat_sum.contiguous(), weight_sum.contiguous(), float(eps), out)
     return out
+
+
+class _ProjectCPU(torch.autograd.Function):
+    """The compiled CPU projection as an autograd function (gradients for means, quats and scales)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, width, height, near_plane, far_plane, eps2d):
+        means2d, conics, depths, radii = load_cpu().project_forward(means, quats, scales, viewmats, Ks, width, height,
+                                                                    near_plane, far_plane, eps2d)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks)
+        ctx.args = (width, height, eps2d)
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, g_means2d, g_conics, g_depths, _g_radii):
+        means, quats, scales, viewmats, Ks = ctx.saved_tensors
+        width, height, eps2d = ctx.args
+        C, N = viewmats.shape[0], means.shape[0]  # outputs unused downstream arrive as None
+        g_means2d = means.new_zeros(C, N, 2) if g_means2d is None else g_means2d
+        g_conics = means.new_zeros(C, N, 3) if g_conics is None else g_conics
+        g_depths = means.new_zeros(C, N) if g_depths is None else g_depths
+        gm, gq, gs = load_cpu().project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d,
+                                                 g_means2d.contiguous(), g_conics.contiguous(), g_depths.contiguous())
+        return gm, gq, gs, None, None, None, None, None, None, None
+
+
+def project_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, Ks: Tensor, width: int, height: int,
+                near_plane: float = 0.01, far_plane: float = 1e10,
+                eps2d: float = 0.3) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Project Gaussians into each camera on the CPU (compiled, multi-threaded, differentiable in means, quats
+    and scales): the same contract and results as its twin :func:`project_reference`.
+
+    means: Tensor     # [N, 3]
+    quats: Tensor     # [N, 4] w x y z
+    scales: Tensor    # [N, 3] linear
+    viewmats: Tensor  # [C, 4, 4] world-to-camera, OpenCV (no gradient: use the twin to optimise cameras)
+    Ks: Tensor        # [C, 3, 3]
+    returns means2d [C, N, 2], conics [C, N, 3], depths [C, N], radii [C, N, 2] int32 (0 = culled)
+    """
+    dtype = means.dtype
+    args = [t.to(dtype).contiguous() for t in (means, quats, scales)]
+    cams = [t.detach().to(dtype).contiguous() for t in (viewmats, Ks)]
+    return _ProjectCPU.apply(*args, *cams, int(width), int(height), float(near_plane), float(far_plane), float(eps2d))
+
+
+class _RasterizeCPU(torch.autograd.Function):
+    """The compiled CPU compositor as an autograd function (the backward pass is the extension's own)."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, depths, radii, width, height, tile_size):
+        ext = load_cpu()
+        out, alpha, offsets, ids, trace = ext.rasterize_forward(means2d, conics, opacities, colors, depths, radii,
+                                                                width, height, tile_size, any(ctx.needs_input_grad))
+        ctx.save_for_backward(means2d, conics, opacities, colors, offsets, ids)
+        ctx.size = (width, height, tile_size)
+        ctx.trace = trace  # the contributions, so the backward pass need not composite again
+        return out, alpha
+
+    @staticmethod
+    def backward(ctx, g_out, g_alpha):
+        means2d, conics, opacities, colors, offsets, ids = ctx.saved_tensors
+        width, height, tile_size = ctx.size
+        g = load_cpu().rasterize_backward(means2d, conics, opacities, colors, offsets, ids, width, height, tile_size,
+                                          g_out.contiguous(), g_alpha.contiguous(), ctx.trace)
+        ctx.trace = None
+        return (*g, None, None, None, None, None)
+
+
+def rasterize_cpu(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, depths: Tensor, radii: Tensor,
+                  width: int, height: int, tile_size: int = 8,
+                  backgrounds: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """Composite projected Gaussians on the CPU (compiled, multi-threaded, differentiable): the same contract and
+    results as its twin :func:`rasterize_reference`.
+
+    means2d: Tensor    # [C, N, 2]
+    conics: Tensor     # [C, N, 3]
+    opacities: Tensor  # [N] or [C, N], in [0, 1]
+    colors: Tensor     # [C, N, D] float32 or float64
+    depths: Tensor     # [C, N]
+    radii: Tensor      # [C, N, 2]
+    backgrounds: Tensor | None  # [C, D]
+    returns render [C, H, W, D], alpha [C, H, W, 1]
+    """
+    C, N, D = colors.shape
+    if opacities.dim() == 1:
+        opacities = opacities[None].expand(C, N)
+    dtype = colors.dtype
+    args = [t.to(dtype).contiguous() for t in (means2d, conics, opacities, colors)]
+    img, alpha = _RasterizeCPU.apply(*args, depths.detach().to(dtype).contiguous(),
+                                     radii.to(torch.int32).contiguous(), int(width), int(height), int(tile_size))
+    if backgrounds is not None:
+        img = img + (1.0 - alpha) * backgrounds[:, None, None, :]
+    return img, alpha

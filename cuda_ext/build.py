@@ -1,4 +1,5 @@
-"""The one list of sources and compiler flags of the ``cuda_ext`` kernels.
+"""The one list of sources and compiler flags of the ``cuda_ext`` kernels (CUDA) and of the compiled CPU
+rasterizer.
 
 ``setup.py`` (prebuilt ``CUDAExtension``) and :func:`cuda_ext.load` (JIT through
 ``torch.utils.cpp_extension.load``) both read it, so the two builds cannot drift apart. This module imports
@@ -26,14 +27,39 @@ CXX_FLAGS = ["-O3"]
 NVCC_FLAGS = ["-O3", "-lineinfo"]  # no --use_fast_math: the kernels must match their PyTorch twins closely
 
 
+CPU_PREBUILT_NAME = "cuda_ext._cpu"
+"""Module name of the compiled CPU rasterizer ``setup.py`` builds everywhere a C++ compiler is found."""
+
+CPU_JIT_NAME = "dff_gs_cpu_raster"
+"""Module name of its JIT build."""
+
+CPU_SOURCES = ["csrc/raster_cpu.cpp", "csrc/project_cpu.cpp"]
+CPU_HEADERS = ["csrc/cpu.h"]
+
+CPU_CXX_FLAGS = ["-O3", "-fopenmp"]  # no -ffast-math: the rasterizer must match its PyTorch twin closely
+CPU_LINK_FLAGS = ["-fopenmp"]
+
+
+def cpu_source_hash() -> str:
+    """SHA-256 (16 hex digits) of the CPU rasterizer's sources: compiled into the prebuilt module so a stale build
+    (sources edited since ``pip install``) is noticed and JIT-rebuilt instead of loaded."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in CPU_SOURCES + CPU_HEADERS:
+        h.update((HERE / s).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def include_dirs() -> list[str]:
     """Header folders of the kernels (absolute)."""
     return [str(HERE / "csrc")]
 
 
-def source_paths(relative_to: Path | None = None) -> list[str]:
-    """Absolute source paths, or paths relative to ``relative_to`` (setup.py wants them relative to its root)."""
-    paths = [HERE / s for s in SOURCES]
+def source_paths(relative_to: Path | None = None, sources: list[str] | None = None) -> list[str]:
+    """Absolute paths of ``sources`` (default: the CUDA kernels' :data:`SOURCES`), or paths relative to
+    ``relative_to`` (setup.py wants them relative to its root)."""
+    paths = [HERE / s for s in (SOURCES if sources is None else sources)]
     if relative_to is None:
         return [str(p) for p in paths]
     return [str(p.relative_to(Path(relative_to).resolve())) for p in paths]

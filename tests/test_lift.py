@@ -251,7 +251,9 @@ def test_cuda_ext_refuses_cpu_tensors_without_building():
 def test_one_source_list_for_setup_and_jit():
     csrc = Path(build.HERE) / "csrc"
     on_disk = sorted(str(p.relative_to(build.HERE)) for p in csrc.iterdir() if p.suffix in (".cu", ".cpp"))
-    assert sorted(build.SOURCES) == on_disk
+    assert sorted(build.SOURCES + build.CPU_SOURCES) == on_disk  # every source is in one of the two builds
+    headers = sorted(str(p.relative_to(build.HERE)) for p in csrc.iterdir() if p.suffix == ".h")
+    assert sorted(build.HEADERS + build.CPU_HEADERS) == headers
     setup_py = (Path(build.HERE).parent / "setup.py").read_text()
     assert "\"build.py\"" in setup_py and "build.source_paths(" in setup_py  # the list comes from cuda_ext/build.py
 

@@ -1,10 +1,12 @@
 """The renderer against independent references.
 
 * ``project_gaussians`` against hand-computed EWA projections;
-* ``rasterize(backend="torch")`` against a naive per-pixel compositor written with plain Python loops over
-  depth-sorted Gaussians and gsplat's conventions (pixel centres +0.5, eps2d, alpha = min(0.999, o exp(-sigma)),
-  skip alpha < 1/255, stop before T <= 1e-4), for several tile sizes, with and without backgrounds;
-* its hand-written backward against central finite differences (float64 ``gradcheck``);
+* ``rasterize(backend="torch")`` and ``rasterize(backend="cpu")`` (the compiled twin) against a naive per-pixel
+  compositor written with plain Python loops over depth-sorted Gaussians and gsplat's conventions (pixel
+  centres +0.5, eps2d, alpha = min(0.999, o exp(-sigma)), skip alpha < 1/255, stop before T <= 1e-4), for
+  several tile sizes, with and without backgrounds;
+* their hand-written backward passes against central finite differences (float64 ``gradcheck``);
+* the compiled CPU backend against the torch backend in float32 (``tests/test_render_cpu.py``);
 * ``render()`` / ``eval_sh`` against an independent SH basis;
 * the gsplat backend against the torch backend (CUDA only).
 """
@@ -241,11 +243,15 @@ def test_scene_exercises_the_conventions(scene, naive_refs):
     assert alpha.max() > 1 - 1e-3  # opaque pixels, alpha clamped
 
 
+CPU_BACKENDS = ["torch", "cpu"]  # the reference and its compiled twin: every test below runs on both
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("tile_size", [4, 8, 16])
 @pytest.mark.parametrize("with_bg", [False, True])
-def test_torch_backend_matches_naive(scene, backgrounds, naive_refs, tile_size, with_bg):
+def test_backend_matches_naive(scene, backgrounds, naive_refs, tile_size, with_bg, backend):
     bg = backgrounds if with_bg else None
-    img, depth, alpha, info = rasterize(*scene_args(scene), backgrounds=bg, backend="torch", tile_size=tile_size)
+    img, depth, alpha, info = rasterize(*scene_args(scene), backgrounds=bg, backend=backend, tile_size=tile_size)
     ref_img, ref_depth, ref_alpha, _ = naive_refs[with_bg]
     C, N = scene["colors"].shape[:2]
     assert img.shape == (C, H, W, scene["colors"].shape[-1]) and img.dtype == F64
@@ -256,15 +262,16 @@ def test_torch_backend_matches_naive(scene, backgrounds, naive_refs, tile_size, 
     assert info["radii"].shape == (C, N, 2) and info["means2d"].shape == (C, N, 2)
     assert (info["radii"][0, scene["special"]["behind"]] == 0).all()
     # render_depth=False: same colours, no depth
-    img2, depth2, alpha2, _ = rasterize(*scene_args(scene), backgrounds=bg, backend="torch", tile_size=tile_size,
+    img2, depth2, alpha2, _ = rasterize(*scene_args(scene), backgrounds=bg, backend=backend, tile_size=tile_size,
                                         render_depth=False)
     assert depth2 is None
     torch.testing.assert_close(img2, img, rtol=0, atol=1e-12)
     torch.testing.assert_close(alpha2, alpha, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("tile_size", [4, 8, 16])
-def test_tile_bounds_cover_the_alpha_support(tile_size):
+def test_tile_bounds_cover_the_alpha_support(tile_size, backend):
     """Regression: a pixel in the tile after ``mean + radius`` whose alpha is >= 1/255 must be composited
     (gsplat's tile range ends at ceil((mean + radius) / tile), not floor((mean + radius + tile - 1) / tile)).
     2D sigma 1.1 px -> radius ceil(3.33 * 1.1) = 4; mean at x = tile - 3.1 so pixel x = tile (centre
@@ -278,7 +285,7 @@ def test_tile_bounds_cover_the_alpha_support(tile_size):
     quats = torch.tensor([[1.0, 0, 0, 0]], dtype=F64)
     width = 2 * tile_size + 8
     img, _, alpha, info = rasterize(means, quats, scales, torch.tensor([op], dtype=F64), torch.ones(1, 1, 1, dtype=F64),
-                                    torch.eye(4, dtype=F64)[None], K, width, 8, backend="torch",
+                                    torch.eye(4, dtype=F64)[None], K, width, 8, backend=backend,
                                     tile_size=tile_size)
     assert info["radii"][0, 0].tolist() == [4, 4]
     expect = op * math.exp(-0.5 * ((tile_size + 0.5 - mx) / sigma) ** 2)
@@ -289,14 +296,15 @@ def test_tile_bounds_cover_the_alpha_support(tile_size):
     torch.testing.assert_close(alpha, ref[2], rtol=0, atol=1e-12)
 
 
-def test_empty_and_all_culled():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_empty_and_all_culled(backend):
     means = torch.tensor([[0.0, 0.0, -1.0]], dtype=F64, requires_grad=True)
     img, depth, alpha, info = rasterize(means, torch.tensor([[1.0, 0, 0, 0]], dtype=F64),
                                         torch.full((1, 3), 0.1, dtype=F64), torch.tensor([0.9], dtype=F64),
                                         torch.ones(1, 1, 3, dtype=F64), torch.eye(4, dtype=F64)[None],
                                         intrinsics()[None], W, H, backgrounds=torch.tensor([[0.2, 0.3, 0.4]],
                                                                                            dtype=F64),
-                                        backend="torch")
+                                        backend=backend)
     assert (alpha == 0).all() and (depth == 0).all()
     torch.testing.assert_close(img, torch.tensor([0.2, 0.3, 0.4], dtype=F64).expand(1, H, W, 3))
     img.sum().backward()
@@ -361,8 +369,9 @@ def _grad_problem(seed: int, with_stop: bool):
                 w_depth=0.1 * torch.randn(2, H, W, 1, generator=g, dtype=F64))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("with_stop", [False, True])
-def test_torch_backend_gradcheck(with_stop):
+def test_backend_gradcheck(with_stop, backend):
     p = _grad_problem(seed=11 if with_stop else 3, with_stop=with_stop)
     skip, clamp, stop, n_clamped = _threshold_margins(p["means"], p["quats"], p["scales"], p["opacities"],
                                                       p["viewmats"], p["Ks"])
@@ -374,14 +383,15 @@ def test_torch_backend_gradcheck(with_stop):
 
     def loss(means, quats, scales, opacities, colors):
         img, depth, alpha, _ = rasterize(means, quats, scales, opacities, colors, p["viewmats"], p["Ks"], W, H,
-                                         backgrounds=p["bg"], backend="torch", tile_size=8)
+                                         backgrounds=p["bg"], backend=backend, tile_size=8)
         return (img * p["w_img"]).sum() + (alpha * p["w_alpha"]).sum() + (depth * p["w_depth"]).sum()
 
     inputs = tuple(p[k].clone().requires_grad_(True) for k in ("means", "quats", "scales", "opacities", "colors"))
     assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
-def test_means2d_grad_and_radii_in_info():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_means2d_grad_and_radii_in_info(backend):
     p = _grad_problem(seed=3, with_stop=False)
     means = p["means"].clone().requires_grad_(True)
     means = torch.cat([means, torch.tensor([[0.0, 0.0, -2.0]], dtype=F64)])  # + one behind the cameras
@@ -391,7 +401,7 @@ def test_means2d_grad_and_radii_in_info():
     opac = torch.cat([p["opacities"], torch.tensor([0.9], dtype=F64)])
     colors = torch.cat([p["colors"], torch.ones(2, 1, 3, dtype=F64)], 1)
     img, depth, alpha, info = rasterize(means, quats, scales, opac, colors, p["viewmats"], p["Ks"], W, H,
-                                        backend="torch")
+                                        backend=backend)
     (img.sum() + alpha.sum()).backward()
     g2d = info["means2d"].grad
     assert g2d is not None and g2d.shape == (2, N, 2)
@@ -539,7 +549,10 @@ def test_unknown_backend_is_config_error():
         rasterize(*scene_args(s), backend="nope")
     with pytest.raises(ConfigError):
         resolve_backend("nope", torch.device("cpu"))
-    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert resolve_backend("auto", torch.device("cpu")) == "cpu"  # the compiled rasterizer is built here
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="gsplat.*unavailable"):
+            resolve_backend("gsplat", torch.device("cpu"))
 
 
 # ----------------------------------------------------------------------------------------------- gsplat (CUDA)

@@ -23,6 +23,7 @@ from dff_gs.train.config import Config
 from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features, upsample_features
 from dff_gs.train.loop import fit_loop
 
+# Adam's fused kernels (CPU and CUDA): one pass per parameter instead of a dozen tensor ops, ~5x less optimiser time
 PARAM_LR_KEYS = {
     "means": "means_lr",
     "quats": "quats_lr",
@@ -88,10 +89,12 @@ class Trainer:
         self.use_features = data.teacher_maps is not None and model.feature_dim > 0
         self.optimizers = self._make_optimizers()
         self.decoder_opt = (
-            torch.optim.Adam(model.decoder.parameters(), lr=cfg.optim.decoder_lr) if model.decoder is not None else None
+            torch.optim.Adam(model.decoder.parameters(), lr=cfg.optim.decoder_lr, fused=True)
+            if model.decoder is not None else None
         )
         self.strategy, self.strategy_state = self._make_strategy()
         self._interrupted = False
+        self.feature_side = self._feature_side()
 
     # ------------------------------------------------------------------ setup
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -101,7 +104,7 @@ class Trainer:
             lr = getattr(o, PARAM_LR_KEYS[key])
             if key == "means":
                 lr *= self.data.scene_scale
-            opts[key] = torch.optim.Adam([{"params": [p], "lr": lr, "name": key}], eps=1e-15)
+            opts[key] = torch.optim.Adam([{"params": [p], "lr": lr, "name": key}], eps=1e-15, fused=True)
         return opts
 
     def _make_strategy(self):
@@ -123,6 +126,15 @@ class Trainer:
         )
         strategy.check_sanity(self.model.params, self.optimizers)
         return strategy, strategy.initialize_state(scene_scale=self.data.scene_scale)
+
+    def _feature_side(self) -> int:
+        """Longer side of the distillation loss's grid: ``train.feature_max_side``, and with
+        ``train.feature_teacher_grid`` at most the teacher maps' own longer side (0 = the render's size)."""
+        side = self.cfg.train.feature_max_side
+        if self.cfg.train.feature_teacher_grid and self.data.teacher_maps is not None:
+            teacher_side = max(self.data.teacher_maps.shape[1:3])
+            side = teacher_side if side <= 0 else min(side, teacher_side)
+        return side
 
     def _means_lr(self, step: int) -> float:
         """Exponential decay of the means learning rate to ``means_lr_final`` of its start."""
@@ -158,7 +170,7 @@ class Trainer:
         loss = loss_rgb
         loss_feat = torch.zeros(())
         if feat_on:
-            h, w = feature_grid(cams.height, cams.width, cfg.feature_max_side)
+            h, w = feature_grid(cams.height, cams.width, self.feature_side)
             target = upsample_features(self.data.teacher_maps[vid : vid + 1].to(self.device), h, w)
             loss_feat = feature_loss(self.model.decode(pool_features(out.features, h, w)), target)
             loss = loss + cfg.feature_lambda * loss_feat

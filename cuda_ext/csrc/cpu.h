@@ -1,0 +1,36 @@
+// The compiled CPU rasterizer (cuda_ext._cpu): projection (project_cpu.cpp) and tile compositing (raster_cpu.cpp),
+// each with its backward pass. Twins: dff_gs/render/projection.py and dff_gs/render/backend_torch.py.
+#pragma once
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace dff_raster {
+
+// OpenMP threads: torch's setting (torch.set_num_threads), so one knob governs both
+inline int num_threads() {
+#ifdef _OPENMP
+    return std::max(1, at::get_num_threads());
+#else
+    return 1;
+#endif
+}
+
+// returns means2d [C, N, 2], conics [C, N, 3], depths [C, N], radii [C, N, 2] int32
+std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                           torch::Tensor viewmats, torch::Tensor Ks, int64_t width, int64_t height,
+                                           double near_plane, double far_plane, double eps2d);
+
+// returns grad means [N, 3], quats [N, 4], scales [N, 3]
+std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                            torch::Tensor viewmats, torch::Tensor Ks, int64_t width, int64_t height,
+                                            double eps2d, torch::Tensor g_means2d, torch::Tensor g_conics,
+                                            torch::Tensor g_depths);
+
+}  // namespace dff_raster
