@@ -22,6 +22,15 @@ inline int num_threads() {
 #endif
 }
 
+// this thread's number inside a parallel region (0 without OpenMP)
+inline int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 // returns means2d [C, N, 2], conics [C, N, 3], depths [C, N], radii [C, N, 2] int32
 std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
                                            torch::Tensor viewmats, torch::Tensor Ks, int64_t width, int64_t height,

@@ -86,10 +86,7 @@ static Bins bin_tiles(const scalar_t* means2d, const int32_t* radii, const scala
     };
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         const int64_t lo = R * tid / nt, hi = R * (tid + 1) / nt;
         int64_t* cnt = counts.data() + static_cast<size_t>(tid) * C * T;
         for (int64_t r = lo; r < hi; ++r) boxes(order[r], [cnt](int64_t k) { ++cnt[k]; });
@@ -109,10 +106,7 @@ static Bins bin_tiles(const scalar_t* means2d, const int32_t* radii, const scala
     b.ids.resize(total);
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         const int64_t lo = R * tid / nt, hi = R * (tid + 1) / nt;
         int64_t* pos = start.data() + static_cast<size_t>(tid) * C * T;
         int32_t* ids = b.ids.data();
@@ -133,15 +127,18 @@ template <typename scalar_t>
 struct TileData {
     std::vector<scalar_t> x, y, a, b, c, logop, ex, ey;
     std::vector<const scalar_t*> col;
+    std::vector<scalar_t> colbuf;  // colours gathered with a stride of Dp (D rounded up to 8, zero-padded)
     const int32_t* ids = nullptr;
     const scalar_t *means2d = nullptr, *conics = nullptr, *opac = nullptr, *colors = nullptr;
-    int64_t n = 0, D = 0, ready = 0;
+    int64_t n = 0, D = 0, Dp = 0, ready = 0;
 
     void start(const int32_t* ids_, int64_t n_, const scalar_t* means2d_, const scalar_t* conics_,
                const scalar_t* opac_, const scalar_t* colors_, int64_t D_) {
         ids = ids_; n = n_; means2d = means2d_; conics = conics_; opac = opac_; colors = colors_; D = D_; ready = 0;
         for (auto* v : {&x, &y, &a, &b, &c, &logop, &ex, &ey}) v->resize(n);
         col.resize(n);
+        Dp = (D + 7) & ~int64_t(7);
+        colbuf.resize(n * Dp);
     }
     // make entries [0, k] available
     inline void need(int64_t k) {
@@ -155,7 +152,10 @@ struct TileData {
         x[k] = means2d[2 * g]; y[k] = means2d[2 * g + 1];
         a[k] = conics[3 * g]; b[k] = conics[3 * g + 1]; c[k] = conics[3 * g + 2];
         logop[k] = std::log(std::max(opac[g], static_cast<scalar_t>(1e-30)));
-        col[k] = colors + g * D;
+        scalar_t* dst = colbuf.data() + k * Dp;
+        std::copy(colors + g * D, colors + (g + 1) * D, dst);
+        std::fill(dst + D, dst + Dp, static_cast<scalar_t>(0));
+        col[k] = dst;
         const double L = static_cast<double>(logop[k]) - std::log(kAlphaMin);  // sigma bound
         const double det = static_cast<double>(a[k]) * c[k] - static_cast<double>(b[k]) * b[k];
         if (L < -1e-6) {
@@ -272,6 +272,27 @@ static inline void row_alphas(const TileData<scalar_t>& g, int64_t k, int64_t ox
     }
 }
 
+// The inputs of a compositing pass, and the (camera, tile) lists to walk.
+template <typename scalar_t>
+struct Pass {
+    const Bins& bins;
+    const scalar_t *means2d, *conics, *opac, *colors;
+    int64_t C, N, D, W, H, tile, tw, T;
+    Pass(const Bins& b, const scalar_t* m, const scalar_t* c, const scalar_t* o, const scalar_t* col, int64_t C_,
+         int64_t N_, int64_t D_, int64_t W_, int64_t H_, int64_t tile_)
+        : bins(b), means2d(m), conics(c), opac(o), colors(col), C(C_), N(N_), D(D_), W(W_), H(H_), tile(tile_),
+          tw((W_ + tile_ - 1) / tile_), T(tw * ((H_ + tile_ - 1) / tile_)) {}
+    // set up (camera, tile) ct: its pixels and its list's Gaussians; false when the list is empty
+    bool open(int64_t ct, TileGeom& geo, TileData<scalar_t>& g) const {
+        const int64_t o = (ct / T) * N, t = ct % T;
+        const int64_t s = bins.offsets[ct], n = bins.offsets[ct + 1] - s;
+        if (n == 0) return false;
+        geo.set(t % tw, t / tw, tile, W, H);
+        g.start(bins.ids.data() + s, n, means2d + 2 * o, conics + 3 * o, opac + o, colors + o * D, D);
+        return true;
+    }
+};
+
 // Composite one tile front to back into acc [P, D] (when given) and wsum [P] (accumulated alpha). With `trace`,
 // every contribution is appended in order, a mark appended to kstart where each list entry's begin (and one at
 // the end). Returns the number of list
@@ -312,8 +333,11 @@ static int64_t composite_tile(TileData<scalar_t>& g, int64_t n, int64_t D, const
                 if (trace) trace->push_back({static_cast<int32_t>(p), al, T});
                 wsum[p] += w;
                 if (acc) {
-                    scalar_t* ap = acc + p * D;
-                    for (int64_t d = 0; d < D; ++d) ap[d] += w * ck[d];
+                    scalar_t* ap = acc + p * g.Dp;
+                    for (int64_t d0 = 0; d0 < g.Dp; d0 += 8) {
+#pragma omp simd
+                        for (int d = 0; d < 8; ++d) ap[d0 + d] += w * ck[d0 + d];
+                    }
                 }
                 Tr[p] = nt;
             }
@@ -324,10 +348,8 @@ static int64_t composite_tile(TileData<scalar_t>& g, int64_t n, int64_t D, const
 }
 
 template <typename scalar_t>
-static void forward_impl(const Bins& bins, const scalar_t* means2d, const scalar_t* conics, const scalar_t* opac,
-                         const scalar_t* colors, int64_t C, int64_t N, int64_t D, int64_t W, int64_t H, int64_t tile,
-                         scalar_t* out, scalar_t* out_alpha, Trace* trace) {
-    const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile, T = tw * th;
+static void forward_impl(const Pass<scalar_t>& ps, scalar_t* out, scalar_t* out_alpha, Trace* trace) {
+    const int64_t C = ps.C, D = ps.D, W = ps.W, H = ps.H, T = ps.T;
     const int nt = num_threads();
     if (trace) {
         trace->tiles.assign(C * T, TileRef());
@@ -335,29 +357,23 @@ static void forward_impl(const Bins& bins, const scalar_t* means2d, const scalar
     }
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         ThreadTrace<scalar_t>* mine = trace ? &trace->threads<scalar_t>()[tid] : nullptr;
         TileData<scalar_t> g;
         TileGeom geo;
         std::vector<scalar_t> Tr, wsum, acc;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * T; ++ct) {
-            const int64_t cam = ct / T, t = ct % T, o = cam * N;
-            const int64_t s = bins.offsets[ct], n = bins.offsets[ct + 1] - s;
-            if (n == 0) continue;
-            geo.set(t % tw, t / tw, tile, W, H);
-            g.start(bins.ids.data() + s, n, means2d + 2 * o, conics + 3 * o, opac + o, colors + o * D, D);
-            acc.assign(geo.P * D, 0);
+            if (!ps.open(ct, geo, g)) continue;
+            const int64_t cam = ct / T, n = g.n;
+            acc.assign(geo.P * g.Dp, 0);
             const int64_t k0 = mine ? static_cast<int64_t>(mine->kstart.size()) : 0;
             composite_tile<scalar_t>(g, n, D, geo, Tr, wsum, acc.data(), mine ? &mine->items : nullptr,
                                      mine ? &mine->kstart : nullptr);
             if (mine) trace->tiles[ct] = {tid, k0, static_cast<int64_t>(mine->kstart.size())};
             for (int64_t p = 0; p < geo.P; ++p) {
                 if (geo.pix[p] < 0) continue;
-                std::copy(acc.begin() + p * D, acc.begin() + (p + 1) * D, out + (cam * H * W + geo.pix[p]) * D);
+                std::copy(acc.begin() + p * g.Dp, acc.begin() + p * g.Dp + D, out + (cam * H * W + geo.pix[p]) * D);
                 out_alpha[cam * H * W + geo.pix[p]] = wsum[p];
             }
         }
@@ -366,33 +382,27 @@ static void forward_impl(const Bins& bins, const scalar_t* means2d, const scalar
 
 // Gradients of the tile lists' Gaussians: grad [C * N, 6 + D] = (means2d x y, conic a b c, opacity, colors).
 template <typename scalar_t>
-static void backward_impl(const Bins& bins, const scalar_t* means2d, const scalar_t* conics, const scalar_t* opac,
-                          const scalar_t* colors, const scalar_t* g_out, const scalar_t* g_alpha, int64_t C, int64_t N,
-                          int64_t D, int64_t W, int64_t H, int64_t tile, scalar_t* grad, Trace* kept) {
-    const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile, T = tw * th;
+static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const scalar_t* g_alpha, scalar_t* grad,
+                          Trace* kept) {
+    const int64_t C = ps.C, N = ps.N, D = ps.D, W = ps.W, H = ps.H, T = ps.T;
+    const scalar_t* opac = ps.opac;
     const int64_t K = 6 + D;
     const int nt = num_threads();
     std::vector<scalar_t> partial(static_cast<size_t>(nt > 1 ? nt - 1 : 0) * C * N * K, 0);
     const scalar_t amax = static_cast<scalar_t>(kAlphaMax);
 #pragma omp parallel num_threads(nt)
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         scalar_t* mine = tid == 0 ? grad : partial.data() + static_cast<size_t>(tid - 1) * C * N * K;
         TileData<scalar_t> g;
         TileGeom geo;
-        std::vector<scalar_t> Tr, wsum, S, go, ga, gk(K);
+        std::vector<scalar_t> Tr, wsum, S, go, ga, gk(6 + ((D + 7) & ~int64_t(7)));
         std::vector<Contribution<scalar_t>> own_items;
         std::vector<int64_t> own_kstart;
 #pragma omp for schedule(static, 1)
         for (int64_t ct = 0; ct < C * T; ++ct) {
-            const int64_t cam = ct / T, t = ct % T, o = cam * N;
-            const int64_t s = bins.offsets[ct], n = bins.offsets[ct + 1] - s;
-            if (n == 0) continue;
-            geo.set(t % tw, t / tw, tile, W, H);
-            g.start(bins.ids.data() + s, n, means2d + 2 * o, conics + 3 * o, opac + o, colors + o * D, D);
+            if (!ps.open(ct, geo, g)) continue;
+            const int64_t cam = ct / T, o = cam * N, s = ps.bins.offsets[ct], n = g.n;
             // the forward's record of this tile, or composite it again to make one
             const Contribution<scalar_t>* trace;
             const int64_t* kstart;
@@ -412,12 +422,13 @@ static void backward_impl(const Bins& bins, const scalar_t* means2d, const scala
                 kstart = own_kstart.data();
             }
             const int64_t P = geo.P;
-            go.assign(P * D, 0);
+            const int64_t Dp = g.Dp;
+            go.assign(P * Dp, 0);
             ga.assign(P, 0);
             for (int64_t p = 0; p < P; ++p) {
                 if (geo.pix[p] < 0) continue;
                 const int64_t q = cam * H * W + geo.pix[p];
-                std::copy(g_out + q * D, g_out + (q + 1) * D, go.begin() + p * D);
+                std::copy(g_out + q * D, g_out + (q + 1) * D, go.begin() + p * Dp);
                 ga[p] = g_alpha[q];
             }
             S.assign(P, 0);  // per pixel: sum over the later Gaussians of dL/dw_j w_j
@@ -431,11 +442,15 @@ static void backward_impl(const Bins& bins, const scalar_t* means2d, const scala
                     const Contribution<scalar_t>& q = trace[e];
                     const int64_t p = q.p;
                     const scalar_t al = q.alpha, w = al * q.T;
-                    const scalar_t* gp = go.data() + p * D;
+                    const scalar_t* gp = go.data() + p * Dp;
                     scalar_t gw = ga[p];
-                    for (int64_t d = 0; d < D; ++d) {
-                        gw += gp[d] * ck[d];
-                        gk[6 + d] += w * gp[d];
+                    scalar_t* gc = gk.data() + 6;
+                    for (int64_t d0 = 0; d0 < Dp; d0 += 8) {  // padded to 8: no remainder loop
+#pragma omp simd reduction(+ : gw)
+                        for (int d = 0; d < 8; ++d) {
+                            gw += gp[d0 + d] * ck[d0 + d];
+                            gc[d0 + d] += w * gp[d0 + d];
+                        }
                     }
                     const scalar_t g_al = gw * q.T - S[p] / (1 - al);
                     S[p] += gw * w;
@@ -450,7 +465,7 @@ static void backward_impl(const Bins& bins, const scalar_t* means2d, const scala
                     gk[4] -= static_cast<scalar_t>(0.5) * gl * dy * dy;
                     gk[5] += gl;  // d logit / d log(opacity); divided by the opacity below
                 }
-                const int64_t gid = bins.ids[s + k];
+                const int64_t gid = ps.bins.ids[s + k];
                 const scalar_t op = opac[o + gid];
                 gk[5] = op > static_cast<scalar_t>(1e-30) ? gk[5] / op : static_cast<scalar_t>(0);
                 scalar_t* dst = mine + (o + gid) * K;
@@ -510,9 +525,9 @@ ForwardResult rasterize_forward(torch::Tensor means2d, torch::Tensor conics, tor
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_forward", [&] {
         Bins b = bin_tiles<scalar_t>(means2d.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
                                      depths.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), C, N, tw, th, tile);
-        forward_impl<scalar_t>(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
-                               colors.data_ptr<scalar_t>(), C, N, D, width, height, tile, out.data_ptr<scalar_t>(),
-                               alpha.data_ptr<scalar_t>(), trace.get());
+        const Pass<scalar_t> ps(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
+                                colors.data_ptr<scalar_t>(), C, N, D, width, height, tile);
+        forward_impl<scalar_t>(ps, out.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(), trace.get());
         offsets = torch::from_blob(b.offsets.data(), {static_cast<int64_t>(b.offsets.size())}, torch::kInt64).clone();
         ids = torch::from_blob(b.ids.data(), {static_cast<int64_t>(b.ids.size())}, torch::kInt32).clone();
     });
@@ -534,9 +549,9 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
     auto grad = torch::zeros({C, N, 6 + D}, colors.options());
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_backward", [&] {
         const Bins b = bins_from(offsets, ids);
-        backward_impl<scalar_t>(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
-                                opac.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(), g_out.data_ptr<scalar_t>(),
-                                g_alpha.data_ptr<scalar_t>(), C, N, D, width, height, tile, grad.data_ptr<scalar_t>(),
+        const Pass<scalar_t> ps(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
+                                colors.data_ptr<scalar_t>(), C, N, D, width, height, tile);
+        backward_impl<scalar_t>(ps, g_out.data_ptr<scalar_t>(), g_alpha.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
                                 trace.get());
     });
     return {grad.narrow(2, 0, 2).contiguous(), grad.narrow(2, 2, 3).contiguous(), grad.select(2, 5).contiguous(),

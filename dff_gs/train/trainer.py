@@ -159,6 +159,7 @@ class Trainer:
             with_features=feat_on,
             backend=cfg.backend,
             sh_degree=active_sh,
+            render_depth=False,  # no loss reads it: one channel less to composite
         )
         if self.strategy is not None:
             self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step, out.info)
