@@ -6,9 +6,10 @@
 //   (tile, Gaussian) pairs listed by gsplat's tile bounds, each box shrunk to where alpha can reach 1/255,
 //   sorted by depth within a tile (ties: Gaussian index).
 // Work is split over (camera, tile) pairs. A tile composites its Gaussians one at a time, each only over the
-// pixels of its 1/255 ellipse's bounding box; the backward pass re-runs a tile's forward keeping each
-// contribution's alpha and transmittance (exact, no division), then walks them back to front. Gradients are summed per thread, tiles dealt round-robin, and
-// the per-thread sums added in thread order, so results are deterministic for a given thread count.
+// pixels of its 1/255 ellipse's bounding box. A forward pass that will be differentiated keeps each contribution's
+// pixel, alpha and transmittance; the backward pass walks them back to front (exact: no division by 1 - alpha),
+// or composites the tile again to make them when they were not kept. Gradients are summed per thread, tiles
+// dealt round-robin, and the per-thread sums added in thread order: deterministic for a given thread count.
 #include "cpu.h"
 
 #include <algorithm>
@@ -16,8 +17,8 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <tuple>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 namespace dff_raster {
@@ -293,12 +294,12 @@ struct Pass {
     }
 };
 
-// Composite one tile front to back into acc [P, D] (when given) and wsum [P] (accumulated alpha). With `trace`,
-// every contribution is appended in order, a mark appended to kstart where each list entry's begin (and one at
-// the end). Returns the number of list
-// entries walked (the tile stops once all its pixels are done).
+// Composite one tile front to back into acc [P, Dp] (when given) and wsum [P] (accumulated alpha). With `trace`,
+// every contribution is appended in order, and a mark appended to kstart where each list entry's contributions
+// begin (and one at the end). Returns the number of list entries walked (the tile stops once all its pixels are
+// done).
 template <typename scalar_t>
-static int64_t composite_tile(TileData<scalar_t>& g, int64_t n, int64_t D, const TileGeom& geo,
+static int64_t composite_tile(TileData<scalar_t>& g, int64_t n, const TileGeom& geo,
                               std::vector<scalar_t>& Tr, std::vector<scalar_t>& wsum, scalar_t* acc,
                               std::vector<Contribution<scalar_t>>* trace, std::vector<int64_t>* kstart) {
     const int64_t P = geo.P, ts = geo.size;
@@ -368,7 +369,7 @@ static void forward_impl(const Pass<scalar_t>& ps, scalar_t* out, scalar_t* out_
             const int64_t cam = ct / T, n = g.n;
             acc.assign(geo.P * g.Dp, 0);
             const int64_t k0 = mine ? static_cast<int64_t>(mine->kstart.size()) : 0;
-            composite_tile<scalar_t>(g, n, D, geo, Tr, wsum, acc.data(), mine ? &mine->items : nullptr,
+            composite_tile<scalar_t>(g, n, geo, Tr, wsum, acc.data(), mine ? &mine->items : nullptr,
                                      mine ? &mine->kstart : nullptr);
             if (mine) trace->tiles[ct] = {tid, k0, static_cast<int64_t>(mine->kstart.size())};
             for (int64_t p = 0; p < geo.P; ++p) {
@@ -417,7 +418,7 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
             } else {
                 own_items.clear();
                 own_kstart.clear();
-                walked = composite_tile<scalar_t>(g, n, D, geo, Tr, wsum, nullptr, &own_items, &own_kstart);
+                walked = composite_tile<scalar_t>(g, n, geo, Tr, wsum, nullptr, &own_items, &own_kstart);
                 trace = own_items.data();
                 kstart = own_kstart.data();
             }
