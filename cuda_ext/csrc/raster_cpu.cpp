@@ -28,6 +28,10 @@ constexpr double kAlphaMax = 0.999;
 constexpr double kTMin = 1e-4;
 constexpr int64_t kMaxTile = 64;  // largest tile side
 
+// channels rounded up to a multiple of 8: colours and their gradients are laid out with this stride, zero-padded,
+// so the per-channel loops have no remainder
+inline int64_t padded_channels(int64_t D) { return (D + 7) & ~int64_t(7); }
+
 struct Bins {
     std::vector<int64_t> offsets;  // [C * tiles + 1] start of each (camera, tile) list in ids
     std::vector<int32_t> ids;      // Gaussian index (within its camera) of each entry
@@ -123,12 +127,12 @@ static Bins bin_tiles(const scalar_t* means2d, const int32_t* radii, const scala
 // One tile's Gaussians, gathered contiguously as the walk reaches them (most walks stop long before the end of
 // the list), each with the half-extents (pixels) of the ellipse outside which its alpha is below 1/255:
 // sigma <= log(255 opacity) there, so |dx| <= sqrt(2 log(255 o) Sigma_xx) (Sigma = the conic's inverse), widened
-// slightly so rounding cannot drop a pixel the reference keeps. Colours are read in place.
+// slightly so rounding cannot drop a pixel the reference keeps. Colours are copied with a stride of Dp
+// (padded_channels(D), zero-padded).
 template <typename scalar_t>
 struct TileData {
     std::vector<scalar_t> x, y, a, b, c, logop, ex, ey;
-    std::vector<const scalar_t*> col;
-    std::vector<scalar_t> colbuf;  // colours gathered with a stride of Dp (D rounded up to 8, zero-padded)
+    std::vector<scalar_t> colbuf;  // [n, Dp]
     const int32_t* ids = nullptr;
     const scalar_t *means2d = nullptr, *conics = nullptr, *opac = nullptr, *colors = nullptr;
     int64_t n = 0, D = 0, Dp = 0, ready = 0;
@@ -137,10 +141,10 @@ struct TileData {
                const scalar_t* opac_, const scalar_t* colors_, int64_t D_) {
         ids = ids_; n = n_; means2d = means2d_; conics = conics_; opac = opac_; colors = colors_; D = D_; ready = 0;
         for (auto* v : {&x, &y, &a, &b, &c, &logop, &ex, &ey}) v->resize(n);
-        col.resize(n);
-        Dp = (D + 7) & ~int64_t(7);
+        Dp = padded_channels(D);
         colbuf.resize(n * Dp);
     }
+    const scalar_t* color(int64_t k) const { return colbuf.data() + k * Dp; }
     // make entries [0, k] available
     inline void need(int64_t k) {
         if (k < ready) return;
@@ -156,7 +160,6 @@ struct TileData {
         scalar_t* dst = colbuf.data() + k * Dp;
         std::copy(colors + g * D, colors + (g + 1) * D, dst);
         std::fill(dst + D, dst + Dp, static_cast<scalar_t>(0));
-        col[k] = dst;
         const double L = static_cast<double>(logop[k]) - std::log(kAlphaMin);  // sigma bound
         const double det = static_cast<double>(a[k]) * c[k] - static_cast<double>(b[k]) * b[k];
         if (L < -1e-6) {
@@ -299,7 +302,7 @@ struct Pass {
 // begin (and one at the end). Returns the number of list entries walked (the tile stops once all its pixels are
 // done).
 template <typename scalar_t>
-static int64_t composite_tile(TileData<scalar_t>& g, int64_t n, const TileGeom& geo,
+static int64_t composite_tile(TileData<scalar_t>& g, const TileGeom& geo,
                               std::vector<scalar_t>& Tr, std::vector<scalar_t>& wsum, scalar_t* acc,
                               std::vector<Contribution<scalar_t>>* trace, std::vector<int64_t>* kstart) {
     const int64_t P = geo.P, ts = geo.size;
@@ -313,14 +316,14 @@ static int64_t composite_tile(TileData<scalar_t>& g, int64_t n, const TileGeom& 
         else ++live;
     }
     int64_t k = 0;
-    for (; k < n && live > 0; ++k) {
+    for (; k < g.n && live > 0; ++k) {
         if (trace) kstart->push_back(static_cast<int64_t>(trace->size()));
         g.need(k);
         int64_t x0, x1, y0, y1;
         geo.range(g.x[k], g.ex[k], geo.ox, x0, x1);
         geo.range(g.y[k], g.ey[k], geo.oy, y0, y1);
         if (x0 >= x1 || y0 >= y1) continue;
-        const scalar_t* ck = g.col[k];
+        const scalar_t* ck = g.color(k);
         for (int64_t ly = y0; ly < y1; ++ly) {
             const scalar_t dy = static_cast<scalar_t>(geo.oy + ly) + static_cast<scalar_t>(0.5) - g.y[k];
             row_alphas(g, k, geo.ox, x0, x1, dy, row);
@@ -366,10 +369,10 @@ static void forward_impl(const Pass<scalar_t>& ps, scalar_t* out, scalar_t* out_
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * T; ++ct) {
             if (!ps.open(ct, geo, g)) continue;
-            const int64_t cam = ct / T, n = g.n;
+            const int64_t cam = ct / T;
             acc.assign(geo.P * g.Dp, 0);
             const int64_t k0 = mine ? static_cast<int64_t>(mine->kstart.size()) : 0;
-            composite_tile<scalar_t>(g, n, geo, Tr, wsum, acc.data(), mine ? &mine->items : nullptr,
+            composite_tile<scalar_t>(g, geo, Tr, wsum, acc.data(), mine ? &mine->items : nullptr,
                                      mine ? &mine->kstart : nullptr);
             if (mine) trace->tiles[ct] = {tid, k0, static_cast<int64_t>(mine->kstart.size())};
             for (int64_t p = 0; p < geo.P; ++p) {
@@ -397,13 +400,13 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
         scalar_t* mine = tid == 0 ? grad : partial.data() + static_cast<size_t>(tid - 1) * C * N * K;
         TileData<scalar_t> g;
         TileGeom geo;
-        std::vector<scalar_t> Tr, wsum, S, go, ga, gk(6 + ((D + 7) & ~int64_t(7)));
+        std::vector<scalar_t> Tr, wsum, S, go, ga, gk(6 + padded_channels(D));
         std::vector<Contribution<scalar_t>> own_items;
         std::vector<int64_t> own_kstart;
 #pragma omp for schedule(static, 1)
         for (int64_t ct = 0; ct < C * T; ++ct) {
             if (!ps.open(ct, geo, g)) continue;
-            const int64_t cam = ct / T, o = cam * N, s = ps.bins.offsets[ct], n = g.n;
+            const int64_t cam = ct / T, o = cam * N, s = ps.bins.offsets[ct];
             // the forward's record of this tile, or composite it again to make one
             const Contribution<scalar_t>* trace;
             const int64_t* kstart;
@@ -418,7 +421,7 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
             } else {
                 own_items.clear();
                 own_kstart.clear();
-                walked = composite_tile<scalar_t>(g, n, geo, Tr, wsum, nullptr, &own_items, &own_kstart);
+                walked = composite_tile<scalar_t>(g, geo, Tr, wsum, nullptr, &own_items, &own_kstart);
                 trace = own_items.data();
                 kstart = own_kstart.data();
             }
@@ -436,7 +439,7 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
             for (int64_t k = walked - 1; k >= 0; --k) {
                 const int64_t e0 = kstart[k], e1 = kstart[k + 1];
                 if (e0 == e1) continue;
-                const scalar_t* ck = g.col[k];
+                const scalar_t* ck = g.color(k);
                 const scalar_t x = g.x[k], y = g.y[k], a = g.a[k], b = g.b[k], c = g.c[k];
                 std::fill(gk.begin(), gk.end(), static_cast<scalar_t>(0));
                 for (int64_t e = e1 - 1; e >= e0; --e) {
