@@ -29,7 +29,7 @@ REQUIRES = [
     "pyyaml>=6.0",
     "tqdm>=4.60",
 ]
-EXTRAS = {"test": ["pytest>=7.0"], "bench": ["pybullet>=3.2"]}  # bench: benchmarks/scenes/pybullet_scene.py
+EXTRAS = {"test": ["pytest>=7.0", "hypothesis"], "bench": ["pybullet>=3.2"]}  # bench: benchmarks/scenes/pybullet_scene.py
 
 
 def _kernel_build_spec():

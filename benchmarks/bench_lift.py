@@ -198,7 +198,8 @@ def cuda_time(fn, repeats: int = 3) -> float:
 def gpu_table(args) -> None:
     import cuda_ext
     from dff_gs.lift import lift_features
-    from dff_gs.lift.model import finetune_features, with_features
+    from dff_gs.lift.model import with_features
+    from dff_gs.lift.tuner import finetune_features
     from dff_gs.lift.tiles import tile_lists
 
     if not torch.cuda.is_available():

@@ -340,11 +340,14 @@ class QueryContext:
 
     @classmethod
     def open(cls, path, *, data: Optional[str] = None, backend: str = "auto") -> "QueryContext":
-        """The context of a run folder or PLY: its model and sidecar, and the scene options it was trained with."""
+        """The context of a run folder or PLY: its model and sidecar, and the scene options it was trained with.
+        A renderer this machine cannot run is refused here, before any work."""
+        from dff_gs.render.rasterize import resolve_backend
         from dff_gs.runs import load_model, resolve_ply, run_scene_options
 
         ply = resolve_ply(path)
         model, meta = load_model(ply)
+        resolve_backend(backend, model.device)
         return cls(model, meta, source=str(ply), data=data, backend=backend, scene_options=run_scene_options(path))
 
     def with_model(self, model: GaussianModel) -> "QueryContext":

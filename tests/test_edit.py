@@ -330,6 +330,34 @@ def test_edit_cli_refuses_to_overwrite(saved, tmp_path, capsys):
     assert "refusing to overwrite the input" in capsys.readouterr().err and digest(ply) == before
 
 
+def test_edit_outputs_are_one_set_with_one_writer(saved, tmp_path, capsys):
+    import os
+
+    from dff_gs.errors import DataError
+
+    ply, _ = saved
+    out = tmp_path / "e.ply"
+    args = [ply, "--text", "sofa", "--op", "delete", "--views", 2, "--split", "all", "--out", out]
+    (tmp_path / ".e.ply.lock").write_text(json.dumps({"pid": 1, "host": os.uname().nodename}))  # pid 1: alive
+    assert run_edit(*args) == 2
+    assert "process 1 is writing it now" in capsys.readouterr().err and not out.exists()
+    (tmp_path / ".e.ply.lock").unlink()
+    assert run_edit(*args) == 0 and not (tmp_path / ".e.ply.lock").exists()
+    first_sidecar = out.with_name("e.dff.json").read_text()
+    summary = json.loads(out.with_name("e.edit.json").read_text())
+    assert summary["write_id"] == json.loads(first_sidecar)["write_id"]
+    assert len(list((tmp_path / "e_renders").iterdir())) == 2
+    assert run_edit(*args[:-5], 1, "--split", "all", "--out", out, "--force") == 0
+    assert len(list((tmp_path / "e_renders").iterdir())) == 1  # no PNG of the first edit left among the new
+    load_ply(out)
+    out.with_name("e.dff.json").write_text(first_sidecar)  # a write cut short: new PLY, old sidecar
+    with pytest.raises(DataError, match="e.dff.json.*another write"):
+        load_ply(out)
+    (tmp_path / "dir.ply").mkdir()
+    assert run_edit(*args[:-1], tmp_path / "dir.ply", "--force") == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
 def test_edit_cli_bad_input(saved, tmp_path, capsys):
     ply, _ = saved
     before = digest(ply)

@@ -275,7 +275,7 @@ def test_nerf_resume_continues_exactly(tiny_scene, tmp_path, monkeypatch):
     a = torch.load(tmp_path / "full" / "nerf_model.pt", weights_only=False)["state"]
     b = torch.load(tmp_path / "half" / "nerf_model.pt", weights_only=False)["state"]
     for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+        assert torch.equal(a[k], b[k]), k  # bit-identical
 
 
 # ----------------------------------------------------------------------------------------------- queries, edits

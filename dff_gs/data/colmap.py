@@ -10,6 +10,7 @@ other models refused by name. The sparse points initialise the Gaussians.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from dff_gs.data.image_io import image_size, image_stem, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
+from dff_gs.data.validate import check_finite_points
 from dff_gs.errors import DataError
 
 # model id -> (name, number of params)
@@ -30,6 +32,8 @@ CAMERA_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL
                  4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
                  8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12)}
 MODEL_IDS = {name: (i, n) for i, (name, n) in CAMERA_MODELS.items()}
+ONE_FOCAL = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")  # f, cx, cy, ..
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # intrinsics are kept as float32
 
 
 @dataclass
@@ -61,7 +65,9 @@ class ColmapModel:
 
 
 def qvec_to_rotmat(q) -> np.ndarray:
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.abs(q).max()  # first to at most 1, so that the norm of a huge quaternion does not overflow
+    w, x, y, z = q / np.linalg.norm(q)
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
                      [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
@@ -83,18 +89,42 @@ def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
 
 
 class _Reader:
+    """Little-endian reads from a binary model file; running past its end is a ``DataError`` naming the file."""
+
     def __init__(self, path: Path):
         self.path = path
         self.data = path.read_bytes()
         self.pos = 0
 
+    def _need(self, size: int, what: str) -> None:
+        if size > len(self.data) - self.pos:
+            raise DataError(f"{self.path}: truncated or corrupt binary file ({what} needs {size} bytes at offset "
+                            f"{self.pos}, {len(self.data) - self.pos} are left)")
+
     def read(self, fmt: str):
         size = struct.calcsize("<" + fmt)
-        if self.pos + size > len(self.data):
-            raise DataError(f"{self.path}: truncated binary file (needed {size} bytes at offset {self.pos}, "
-                            f"file has {len(self.data)})")
+        self._need(size, f"a {fmt!r} record")
         out = struct.unpack_from("<" + fmt, self.data, self.pos)
         self.pos += size
+        return out
+
+    def count(self, item_size: int, what: str) -> int:
+        """A uint64 count of items of at least ``item_size`` bytes each, checked against the bytes left (a corrupt
+        count is an error here, not a huge allocation)."""
+        (n,) = self.read("Q")
+        self._need(n * item_size, f"{n} {what}")
+        return n
+
+    def skip(self, size: int, what: str) -> None:
+        self._need(size, what)
+        self.pos += size
+
+    def array(self, dtype: np.dtype, n: int) -> np.ndarray:
+        """``n`` records of ``dtype`` (a copy)."""
+        dtype = np.dtype(dtype)
+        self._need(n * dtype.itemsize, f"{n} records of {dtype.itemsize} bytes")
+        out = np.frombuffer(self.data, dtype=dtype, count=n, offset=self.pos).copy()
+        self.pos += n * dtype.itemsize
         return out
 
     def read_string(self) -> str:
@@ -106,24 +136,51 @@ class _Reader:
         return s
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+
+
 def _text_lines(path: Path):
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
             yield n, line
+
+
+def check_camera(cam: ColmapCamera, where: str) -> None:
+    """A camera's size is positive, its parameters finite and its focal length(s) (the first one or two
+    parameters) positive; a ``DataError`` naming ``where`` and the camera otherwise."""
+    if cam.width < 1 or cam.height < 1:
+        raise DataError(f"{where}: camera {cam.id} has size {cam.width}x{cam.height}")
+    if not all(math.isfinite(v) and abs(v) < FLOAT32_MAX for v in cam.params):
+        raise DataError(f"{where}: camera {cam.id} has parameters that are not finite float32 numbers {cam.params}")
+    n_focal = 1 if cam.model in ONE_FOCAL else 2
+    if not all(v > 0 for v in cam.params[:n_focal]):
+        raise DataError(f"{where}: camera {cam.id} has a focal length <= 0 ({cam.params[:n_focal]})")
+
+
+def check_pose(qvec, tvec, where: str) -> None:
+    """A finite, non-zero rotation quaternion and a finite translation."""
+    if not all(math.isfinite(v) for v in (*qvec, *tvec)):
+        raise DataError(f"{where}: the pose is not finite (q {list(qvec)}, t {list(tvec)})")
+    if math.hypot(*qvec) < 1e-12:
+        raise DataError(f"{where}: the rotation quaternion is all zero")
 
 
 def read_cameras(path: Path) -> dict[int, ColmapCamera]:
     cams = {}
     if path.suffix == ".bin":
         r = _Reader(path)
-        (num,) = r.read("Q")
-        for _ in range(num):
+        for _ in range(r.count(24, "cameras")):
             cid, mid, w, h = r.read("iiQQ")
             if mid not in CAMERA_MODELS:
                 raise DataError(f"{path}: camera {cid} has unknown model id {mid}")
             name, n = CAMERA_MODELS[mid]
             cams[cid] = ColmapCamera(cid, name, int(w), int(h), list(r.read("d" * n)))
+            check_camera(cams[cid], str(path))
         return cams
     for n, line in _text_lines(path):
         tok = line.split()
@@ -131,10 +188,11 @@ def read_cameras(path: Path) -> dict[int, ColmapCamera]:
             cid, model, w, h = int(tok[0]), tok[1], int(tok[2]), int(tok[3])
             params = [float(x) for x in tok[4:]]
         except (IndexError, ValueError):
-            raise DataError(f"{path}:{n}: malformed camera line {line!r}") from None
+            raise DataError(f"{path}:{n}: malformed camera line {line[:80]!r}") from None
         if model not in MODEL_IDS or len(params) != MODEL_IDS[model][1]:
-            raise DataError(f"{path}:{n}: camera model {model!r} with {len(params)} params is not valid")
+            raise DataError(f"{path}:{n}: camera model {model[:40]!r} with {len(params)} params is not valid")
         cams[cid] = ColmapCamera(cid, model, w, h, params)
+        check_camera(cams[cid], f"{path}:{n}")
     return cams
 
 
@@ -142,16 +200,16 @@ def read_images(path: Path) -> dict[int, ColmapImage]:
     images = {}
     if path.suffix == ".bin":
         r = _Reader(path)
-        (num,) = r.read("Q")
-        for _ in range(num):
+        for _ in range(r.count(73, "images")):
             iid, qw, qx, qy, qz, tx, ty, tz, cid = r.read("idddddddi")
             name = r.read_string()
-            (m,) = r.read("Q")
-            pts = np.array(r.read("ddq" * m), dtype=np.float64).reshape(m, 3) if m else np.zeros((0, 3))
+            pts = r.array(np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")]), r.count(24, "2D points"))
+            pts = np.stack([pts["x"], pts["y"], pts["id"].astype(np.float64)], 1) if len(pts) else np.zeros((0, 3))
+            check_pose([qw, qx, qy, qz], [tx, ty, tz], f"{path}: image {iid} ({name})")
             images[iid] = ColmapImage(iid, [qw, qx, qy, qz], [tx, ty, tz], cid, name, pts)
         return images
     # two lines per image (the second, the 2D points, may be empty): pair them up, comments dropped
-    raw = [(n, ln.strip()) for n, ln in enumerate(path.read_text().splitlines(), 1) if not ln.startswith("#")]
+    raw = [(n, ln.strip()) for n, ln in enumerate(_read_text(path).splitlines(), 1) if not ln.startswith("#")]
     while raw and not raw[-1][1]:
         raw.pop()
     for k in range(0, len(raw), 2):
@@ -166,7 +224,8 @@ def read_images(path: Path) -> dict[int, ColmapImage]:
             if not name:
                 raise ValueError
         except (IndexError, ValueError):
-            raise DataError(f"{path}:{n}: malformed image line {line!r}") from None
+            raise DataError(f"{path}:{n}: malformed image line {line[:80]!r}") from None
+        check_pose(q, t, f"{path}:{n}: image {iid} ({name})")
         pts_line = raw[k + 1][1] if k + 1 < len(raw) else ""
         try:
             pts = np.array([float(x) for x in pts_line.split()], dtype=np.float64).reshape(-1, 3)
@@ -176,30 +235,43 @@ def read_images(path: Path) -> dict[int, ColmapImage]:
     return images
 
 
+def _point_line(path: Path, n: int, line: str) -> tuple[int, list[float], list[int]]:
+    """``POINT3D_ID X Y Z R G B ERROR TRACK[]`` of points3D.txt: the id, the position and the colour."""
+    tok = line.split()
+    try:
+        if len(tok) < 7:
+            raise ValueError
+        pid, xyz, rgb = int(tok[0]), [float(v) for v in tok[1:4]], [int(v) for v in tok[4:7]]
+    except ValueError:
+        raise DataError(f"{path}:{n}: malformed point line (expected POINT3D_ID X Y Z R G B ...)") from None
+    if not 0 <= pid < 2 ** 63 or not all(0 <= c <= 255 for c in rgb):
+        raise DataError(f"{path}:{n}: point id {pid} or colour {rgb} out of range")
+    return pid, xyz, rgb
+
+
 def read_points3d(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not path.is_file():
         return np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0, np.int64)
     xyz, rgb, ids = [], [], []
     if path.suffix == ".bin":
         r = _Reader(path)
-        (num,) = r.read("Q")
-        for _ in range(num):
+        for _ in range(r.count(51, "points")):
             pid, x, y, z, cr, cg, cb, _err, tl = r.read("QdddBBBdQ")
-            r.read("ii" * tl)
+            r.skip(8 * tl, f"a track of {tl} (image id, point index) pairs")
+            if pid >= 2 ** 63:
+                raise DataError(f"{path}: point id {pid} out of range")
             ids.append(pid)
             xyz.append((x, y, z))
             rgb.append((cr, cg, cb))
     else:
         for n, line in _text_lines(path):
-            tok = line.split()
-            try:
-                ids.append(int(tok[0]))
-                xyz.append([float(v) for v in tok[1:4]])
-                rgb.append([int(v) for v in tok[4:7]])
-            except (IndexError, ValueError):
-                raise DataError(f"{path}:{n}: malformed point line") from None
-    return (np.asarray(xyz, np.float64).reshape(-1, 3), np.asarray(rgb, np.uint8).reshape(-1, 3),
-            np.asarray(ids, np.int64))
+            pid, p, c = _point_line(path, n, line)
+            ids.append(pid)
+            xyz.append(p)
+            rgb.append(c)
+    xyz_a = np.asarray(xyz, np.float64).reshape(-1, 3)
+    check_finite_points(xyz_a, str(path))
+    return xyz_a, np.asarray(rgb, np.uint8).reshape(-1, 3), np.asarray(ids, np.int64)
 
 
 def find_model_dir(root: Path) -> Path | None:
@@ -264,7 +336,7 @@ def camera_intrinsics(cam: ColmapCamera, where: str) -> tuple[torch.Tensor, Opti
     models OpenCV cannot undistort are refused by name."""
     p = cam.params
     m = cam.model
-    if m in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"):
+    if m in ONE_FOCAL:
         fx = fy = p[0]
         cx, cy, k = p[1], p[2], list(p[3:])
     elif m in ("PINHOLE", "OPENCV", "OPENCV_FISHEYE", "FULL_OPENCV"):
@@ -312,6 +384,7 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
     if model_dir is None:
         raise DataError(f"{root}: no COLMAP model (cameras.bin/txt and images.bin/txt in sparse/0, sparse or here)")
     model = read_model(model_dir)
+    ext = ".bin" if (model_dir / "cameras.bin").is_file() else ".txt"  # as read_model picks
     images = sorted(model.images.values(), key=lambda im: im.name)
     if not images:
         raise DataError(f"{model_dir}: the model has no images")
@@ -341,6 +414,9 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
             K = K.clone()
             K[0] *= w / cam.width
             K[1] *= h / cam.height
+        elif image_size(file) != (w, h):
+            raise DataError(f"{file}: the image is {'x'.join(map(str, image_size(file)))} but camera {cam.id} in "
+                            f"{model_dir / ('cameras' + ext)} says {w}x{h}")
         w2c = np.eye(4)
         w2c[:3, :3] = qvec_to_rotmat(im.qvec)
         w2c[:3, 3] = im.tvec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -10,10 +11,11 @@ import torch
 from torch import Tensor
 
 from dff_gs.cameras import Cameras
-from dff_gs.data.image_io import check_size, load_depth, load_labels, load_mask, load_rgba
+from dff_gs.data.image_io import check_size, image_size, load_depth, load_labels, load_mask, load_rgba
 from dff_gs.data.region import content_region
 from dff_gs.data.scene import SceneData, estimate_bounds, split_every
 from dff_gs.data.undistort import Distortion, undistort_frame_paths
+from dff_gs.data.validate import check_intrinsics
 from dff_gs.errors import DataError
 from dff_gs.utils import IGNORE_LABEL
 
@@ -58,11 +60,55 @@ def check_missing(missing: Sequence[str], total: int, skip_missing: bool, where:
     print(msg + f"; training on the other {total - len(missing)} (data.skip_missing=true)")
 
 
+def check_frame(f: Frame) -> None:
+    """A frame a loader built is usable: finite intrinsics with positive focal lengths, a positive integer size that
+    is the image file's own (read from its header, so a wrong size fails before any undistortion map is made),
+    finite distortion coefficients; a ``DataError`` naming the image otherwise. (Poses are checked by
+    :func:`dff_gs.cameras.check_rigid`.)"""
+    check_intrinsics(f.K, f.width, f.height, f"{f.image}: the camera")
+    if f.distortion is not None and not all(math.isfinite(c) for c in f.distortion.coeffs):
+        raise DataError(f"{f.image}: the camera's distortion coefficients are not finite ({f.distortion.describe()})")
+    w, h = image_size(f.image)
+    if (w, h) != (f.width, f.height):
+        raise DataError(f"{f.image}: the image is {w}x{h} but the camera says {f.width}x{f.height}")
+
+
 def announce_downscale(source: Path, w0: int, h0: int, factor: int, max_side: int, via: str = "") -> None:
     """The one line printed when the resolution budget (not the user) chose to downscale."""
     w, h = max(1, round(w0 / factor)), max(1, round(h0 / factor))
     print(f"{source}: {w0}x{h0} images downscaled {factor}x to {w}x{h}{via} for the CPU budget "
           f"data.max_side={max_side} (set data.downscale=1 for full size, or raise data.max_side)")
+
+
+def _undistorted(frames: Sequence[Frame], source: Path, depth_png_scale: float, progress: bool) -> list[Frame]:
+    """The frames with lens distortion removed; a distortion so strong that the pinhole camera it leaves is not
+    valid (a focal length <= 0, an empty crop) is a ``DataError`` naming the image."""
+    try:
+        out = undistort_frame_paths(frames, source, depth_png_scale, progress=progress)
+    except DataError as err:  # some of its messages name no file
+        raise err if str(source) in str(err) else DataError(f"{source}: {err}") from None
+    for f, u in zip(frames, out, strict=True):
+        if f.distortion is not None and not f.distortion.is_zero:
+            check_intrinsics(u.K, u.width, u.height, f"{f.image}: undistorted ({f.distortion.describe()})")
+    return out
+
+
+def _labels(path: Path, hw0: tuple[int, int], size: tuple[int, int], ignore_label: int | None,
+            class_names: list[str] | None) -> Tensor:
+    """A semantic map ``[H, W]`` int64 at ``size = (W, H)`` (checked to be ``hw0`` natively): ``ignore_label``
+    mapped to ``IGNORE_LABEL``, every other id named in ``class_names``."""
+    lab = load_labels(path)
+    check_size(path, lab, hw0, "the semantic map")
+    if size != (hw0[1], hw0[0]):
+        lab = load_labels(path, size)
+    if ignore_label is not None:
+        lab = torch.where(lab == ignore_label, torch.full_like(lab, IGNORE_LABEL), lab)
+    if class_names is None:
+        raise DataError(f"{path}: semantic maps given but no class names (classes.json)")
+    valid = lab[lab != IGNORE_LABEL]
+    if valid.numel() and int(valid.max()) >= len(class_names):
+        raise DataError(f"{path}: class id {int(valid.max())} has no name (only {len(class_names)} classes are named)")
+    return lab
 
 
 def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscale: int = 1, test_every: int = 8,
@@ -77,10 +123,12 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
     (a COLMAP ``images_N`` folder), recorded in ``SceneData.downscale`` with the rest."""
     if not frames:
         raise DataError(f"{source}: the scene has no frames")
+    for f in frames:
+        check_frame(f)
     factor = resolve_downscale(frames[0].width, frames[0].height, downscale, max_side)
     if downscale == 0 and factor > 1:
         announce_downscale(source, frames[0].width, frames[0].height, factor, max_side)
-    frames = undistort_frame_paths(frames, source, depth_png_scale, progress=progress)
+    frames = _undistorted(frames, source, depth_png_scale, progress)
     w0, h0 = frames[0].width, frames[0].height
     for f in frames:
         if (f.width, f.height) != (w0, h0):
@@ -104,22 +152,8 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
         if with_mask:
             masks.append(load_mask(f.mask, (h0, w0), size) if f.mask is not None else torch.ones(h, w, dtype=torch.bool))
         if with_sem:
-            if f.semantic is None:
-                sems.append(torch.full((h, w), IGNORE_LABEL, dtype=torch.long))
-            else:
-                lab = load_labels(f.semantic)
-                check_size(f.semantic, lab, (h0, w0), "the semantic map")
-                if size != (w0, h0):
-                    lab = load_labels(f.semantic, size)
-                if ignore_label is not None:
-                    lab = torch.where(lab == ignore_label, torch.full_like(lab, IGNORE_LABEL), lab)
-                if class_names is None:
-                    raise DataError(f"{f.semantic}: semantic maps given but no class names (classes.json)")
-                valid = lab[lab != IGNORE_LABEL]
-                if valid.numel() and int(valid.max()) >= len(class_names):
-                    raise DataError(f"{f.semantic}: class id {int(valid.max())} has no name "
-                                    f"(only {len(class_names)} classes are named)")
-                sems.append(lab)
+            sems.append(torch.full((h, w), IGNORE_LABEL, dtype=torch.long) if f.semantic is None
+                        else _labels(f.semantic, (h0, w0), size, ignore_label, class_names))
         if with_depth:
             if f.depth is None:
                 depths.append(torch.zeros(h, w))

@@ -23,6 +23,8 @@ from dff_gs.data.image_io import image_size, image_stem, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
+from dff_gs.data.validate import (check_finite_points, check_intrinsics, number, optional_int, optional_str,
+                                  positive_int, real_array)
 from dff_gs.errors import DataError
 
 
@@ -38,55 +40,81 @@ def detect(path: Path) -> bool:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: malformed JSON ({err})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a JSON file") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
+        raise DataError(f"{path}: malformed JSON ({type(err).__name__}: {err})") from None
 
 
-def _intrinsics(meta: dict, frame: dict, path: Path, image: Path) -> tuple[torch.Tensor, int, int]:
-    get = lambda k: frame.get(k, meta.get(k))  # noqa: E731  per-frame values override the global ones
+def _focal_from_angle(value, size: int, where: str, name: str) -> float:
+    """The focal length of a field of view ``value`` (radians, in (0, pi)) over ``size`` pixels."""
+    a = number(value, where, name)
+    t = math.tan(0.5 * a) if 0.0 < a < math.pi else 0.0
+    if not t > 0.0:
+        raise DataError(f"{where}: {name} must be a field of view in radians in (0, pi), got {a!r}")
+    return 0.5 * size / t
+
+
+def _intrinsics(meta: dict, frame: dict, where: str, image: Path) -> tuple[torch.Tensor, int, int]:
+    """``K  # [3, 3]`` and the image size of one frame (per-frame values override the global ones): every value
+    a finite number, the focal lengths > 0, the size positive integers (read from the image when not given)."""
+    def get(k):
+        return frame.get(k, meta.get(k))
+
     w, h = get("w"), get("h")
     if w is None or h is None:
         w, h = image_size(image)
-    w, h = int(w), int(h)
+    w, h = positive_int(w, where, "w"), positive_int(h, where, "h")
     fx, fy = get("fl_x"), get("fl_y")
     if fx is None:
         ax = get("camera_angle_x")
         if ax is None:
-            raise DataError(f"{path}: no focal length: give camera_angle_x or fl_x (globally or per frame)")
-        fx = 0.5 * w / math.tan(0.5 * float(ax))
+            raise DataError(f"{where}: no focal length: give camera_angle_x or fl_x (globally or per frame)")
+        fx = _focal_from_angle(ax, w, where, "camera_angle_x")
+    fx = number(fx, where, "fl_x", positive=True)
     if fy is None:
         ay = get("camera_angle_y")
-        fy = 0.5 * h / math.tan(0.5 * float(ay)) if ay is not None else fx
+        fy = _focal_from_angle(ay, h, where, "camera_angle_y") if ay is not None else fx
+    fy = number(fy, where, "fl_y", positive=True)
     cx, cy = get("cx"), get("cy")
-    cx = w / 2.0 if cx is None else cx
-    cy = h / 2.0 if cy is None else cy
-    try:
-        K = torch.tensor([[float(fx), 0.0, float(cx)], [0.0, float(fy), float(cy)], [0.0, 0.0, 1.0]])
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: intrinsics must be numbers (fl_x, fl_y, cx, cy)") from None
+    cx = w / 2.0 if cx is None else number(cx, where, "cx")
+    cy = h / 2.0 if cy is None else number(cy, where, "cy")
+    K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    check_intrinsics(K, w, h, where)  # float32 can still overflow
     return K, w, h
 
 
-def _distortion(meta: dict, frame: dict, path: Path) -> Distortion | None:
+def _distortion(meta: dict, frame: dict, where: str) -> Distortion | None:
     """nerfstudio's ``k1 k2 k3 k4 p1 p2`` (per frame or global) as OpenCV coefficients, None when all are zero."""
-    get = lambda k: frame.get(k, meta.get(k))  # noqa: E731
-    model = str(get("camera_model") or "OPENCV").upper()
-    try:
-        k = [float(get(n) or 0.0) for n in ("k1", "k2", "k3", "k4", "p1", "p2")]
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: distortion parameters k1..k4, p1, p2 must be numbers") from None
+    def get(k):
+        return frame.get(k, meta.get(k))
+
+    model = get("camera_model") or "OPENCV"
+    if not isinstance(model, str):
+        raise DataError(f"{where}: camera_model must be a string (OPENCV, OPENCV_FISHEYE, PINHOLE), got {model!r:.40}")
+    model = model.upper()
+    k = [0.0 if get(n) is None else number(get(n), where, n) for n in ("k1", "k2", "k3", "k4", "p1", "p2")]
     if model == "OPENCV_FISHEYE":
         dist = Distortion("fisheye", tuple(k[:4]))
     elif model in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "PERSPECTIVE"):
         if abs(k[3]) > 1e-9:
-            raise DataError(f"{path}: k4 is only defined for camera_model OPENCV_FISHEYE (got {model})")
+            raise DataError(f"{where}: k4 is only defined for camera_model OPENCV_FISHEYE (got {model})")
         dist = Distortion("perspective", (k[0], k[1], k[4], k[5], k[2]))
     else:
-        raise DataError(f"{path}: camera_model {model!r} is not supported (OPENCV, OPENCV_FISHEYE, PINHOLE)")
+        raise DataError(f"{where}: camera_model {model[:40]!r} is not supported (OPENCV, OPENCV_FISHEYE, PINHOLE)")
     return None if dist.is_zero else dist
+
+
+def _pose(fr: dict, where: str) -> torch.Tensor:
+    """A frame's ``transform_matrix``: 4x4 (or 3x4, completed) numbers, as float64 ``[4, 4]``."""
+    m = real_array(fr["transform_matrix"], where, "transform_matrix", [(4, 4), (3, 4)])
+    c2w = torch.from_numpy(m)
+    if c2w.shape == (3, 4):
+        c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=c2w.dtype)])
+    return c2w
 
 
 def _frames(path: Path, meta: dict, skipped: list[str]) -> list[Frame]:
@@ -98,26 +126,20 @@ def _frames(path: Path, meta: dict, skipped: list[str]) -> list[Frame]:
     for i, fr in enumerate(meta["frames"]):
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise DataError(f"{path}: frame {i} needs 'file_path' and 'transform_matrix'")
+        file_path = fr["file_path"]
+        if not isinstance(file_path, str) or not file_path:
+            raise DataError(f"{path}: frame {i}: file_path must be a non-empty string, got {file_path!r:.40}")
+        where = f"{path}: frame {i} ({file_path})"
         try:
-            image = resolve_image(root / fr["file_path"])
+            image = resolve_image(root / file_path)
         except DataError:
-            skipped.append(str(fr["file_path"]))
+            skipped.append(file_path)
             continue
-        try:
-            c2w = torch.tensor(fr["transform_matrix"], dtype=torch.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: frame {i} ({fr['file_path']}): transform_matrix is not a 4x4 matrix") from None
-        if c2w.shape not in ((4, 4), (3, 4)):
-            raise DataError(f"{path}: frame {i} ({fr['file_path']}): transform_matrix has shape {list(c2w.shape)}, "
-                            f"expected 4x4")
-        if c2w.shape == (3, 4):
-            c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=c2w.dtype)])
-        K, w, h = _intrinsics(meta, fr, path, image)
-        sem = root / fr["semantic_path"] if fr.get("semantic_path") else None
-        dep = root / fr["depth_path"] if fr.get("depth_path") else None
-        mask = root / fr["mask_path"] if fr.get("mask_path") else None
-        out.append(Frame(image, c2w.float(), K, w, h, image_stem(fr["file_path"]), sem, dep, mask,
-                         _distortion(meta, fr, path)))
+        c2w = _pose(fr, where)
+        K, w, h = _intrinsics(meta, fr, where, image)
+        sem, dep, mask = (optional_str(fr.get(k), where, k) for k in ("semantic_path", "depth_path", "mask_path"))
+        out.append(Frame(image, c2w.float(), K, w, h, image_stem(file_path), root / sem if sem else None,
+                         root / dep if dep else None, root / mask if mask else None, _distortion(meta, fr, where)))
     return out
 
 
@@ -129,14 +151,17 @@ def _ply_points(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     try:
         v = PlyData.read(str(path))["vertex"]
         xyz = np.stack([v["x"], v["y"], v["z"]], -1).astype(np.float32)
+        names = v.data.dtype.names
+        rgb = None
+        if all(c in names for c in ("red", "green", "blue")):
+            rgb = torch.from_numpy(np.stack([v["red"], v["green"], v["blue"]], -1).astype(np.float32) / 255.0)
     except FileNotFoundError:
         raise DataError(f"{path}: ply_file_path names a file that does not exist") from None
-    except (KeyError, ValueError, OSError) as err:
-        raise DataError(f"{path}: not a point-cloud PLY with vertex x y z ({err})") from None
-    names = v.data.dtype.names
-    rgb = None
-    if all(c in names for c in ("red", "green", "blue")):
-        rgb = torch.from_numpy(np.stack([v["red"], v["green"], v["blue"]], -1).astype(np.float32) / 255.0)
+    except Exception as err:  # noqa: BLE001  plyfile raises many kinds for truncated/corrupt files
+        raise DataError(f"{path}: not a point-cloud PLY with vertex x y z ({type(err).__name__}: {err})") from None
+    check_finite_points(xyz, str(path))
+    if rgb is not None and not bool(torch.isfinite(rgb).all()):
+        raise DataError(f"{path}: point colours are not finite")
     return torch.from_numpy(xyz), rgb
 
 
@@ -180,19 +205,29 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
             raise DataError(f"{classes_path}: expected a JSON list of class names (index = class id)")
     elif any(f.semantic for f in frames):
         raise DataError(f"{classes_path}: not found, but frames name semantic_path maps (class names are needed)")
+    return assemble(frames, source=root, convention="opengl", downscale=downscale, test_every=test_every,
+                    background=background, class_names=class_names, split=split, max_side=max_side,
+                    progress=progress, **_scene_options(meta, json_path, root))
+
+
+def _scene_options(meta: dict, json_path: Path, root: Path) -> dict:
+    """The top-level keys ``aabb`` (or ``scene_bounds``), ``ply_file_path``, ``ignore_label`` and ``depth_scale``
+    as :func:`assemble` options, each checked."""
+    where = str(json_path)
     bounds = meta.get("aabb", meta.get("scene_bounds"))
     if bounds is not None:
-        try:
-            bounds = torch.tensor(bounds, dtype=torch.float32).reshape(2, 3)
-        except (TypeError, ValueError, RuntimeError):
-            raise DataError(f"{json_path}: 'aabb' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]") from None
+        bounds = torch.from_numpy(real_array(bounds, where, "aabb", [(2, 3), (6,)])).float().reshape(2, 3)
+        if not bool(torch.isfinite(bounds).all()) or bool((bounds[0] > bounds[1]).any()):
+            raise DataError(f"{where}: 'aabb' must be finite [[xmin, ymin, zmin], [xmax, ymax, zmax]] with min <= max")
     points = colors = None
-    if meta.get("ply_file_path"):
-        points, colors = _ply_points(root / meta["ply_file_path"])
-    return assemble(frames, source=root, convention="opengl", downscale=downscale, test_every=test_every,
-                    background=background, class_names=class_names, ignore_label=meta.get("ignore_label"),
-                    depth_png_scale=float(meta.get("depth_scale", 1000.0)), split=split, bounds=bounds,
-                    points=points, point_colors=colors, max_side=max_side, progress=progress)
+    ply = optional_str(meta.get("ply_file_path"), where, "ply_file_path")
+    if ply:
+        points, colors = _ply_points(root / ply)
+    depth_scale = meta.get("depth_scale")
+    return {"bounds": bounds, "points": points, "point_colors": colors,
+            "ignore_label": optional_int(meta.get("ignore_label"), where, "ignore_label"),
+            "depth_png_scale": 1000.0 if depth_scale is None else number(depth_scale, where, "depth_scale",
+                                                                          positive=True)}
 
 
 register_loader("transforms", detect, load)

@@ -21,7 +21,7 @@ from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import sidecar_path
 from dff_gs.utils import atomic_write_path
 
-_SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder")
+_SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder", "write_id")
 
 
 @dataclass
@@ -38,6 +38,11 @@ class OutputPaths:
             raise ConfigError(f"{out}: the output must be a .ply file")
         return cls(out, sidecar_path(out), out.with_name(out.stem + ".edit.json"), out.with_name(out.stem + "_renders"))
 
+    @property
+    def lock(self) -> Path:
+        """The lock file that keeps a second command from writing these outputs at the same time."""
+        return self.ply.with_name(f".{self.ply.name}.lock")
+
     def existing(self) -> list[Path]:
         return [p for p in (self.ply, self.sidecar, self.summary, self.renders) if p.exists()]
 
@@ -52,6 +57,9 @@ def check_outputs(input_ply: str | Path, out: str | Path, force: bool = False) -
     clash = paths.existing()
     if clash and not force:
         raise ConfigError(f"{clash[0]}: exists; pass --force to overwrite, or choose another --out")
+    for p in (paths.ply, paths.sidecar, paths.summary):
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a folder; --out names the edited .ply file")
     return paths
 
 
@@ -96,12 +104,41 @@ def sidecar_metadata(meta: dict, summary: dict) -> dict:
 
 def write_outputs(model: GaussianModel, meta: dict, paths: OutputPaths, summary: dict,
                   panels: dict[str, np.ndarray]) -> None:
-    """Write the PLY + sidecar, the before | after PNGs and the summary, each atomically."""
-    from dff_gs.io.images import save_png
-    from dff_gs.io.ply import save_ply
+    """Write the before | after PNGs (into a fresh folder swapped in whole), the summary, then the PLY + sidecar.
 
-    save_ply(model, paths.ply, metadata=sidecar_metadata(meta, summary))
-    for name, img in panels.items():
-        save_png(paths.renders / name, img)
+    The files of one edit carry one ``write_id`` (the PLY's header, its sidecar and the summary): a PLY beside
+    a sidecar of another write (a write cut short by a full disk) is refused on load instead of mixing."""
+    from dff_gs.io.ply import new_write_id, save_ply
+
+    write_id = new_write_id()
+    summary["write_id"] = write_id
+    write_renders(paths.renders, panels)
     with atomic_write_path(paths.summary) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
+    save_ply(model, paths.ply, metadata=sidecar_metadata(meta, summary), write_id=write_id)
+
+
+def write_renders(folder: Path, panels: dict[str, np.ndarray]) -> None:
+    """``folder/NAME`` for each panel, written into a temporary folder that then replaces ``folder`` whole (no
+    PNG of an earlier edit is left among the new ones)."""
+    import shutil
+    import tempfile
+
+    from dff_gs.io.images import save_png
+
+    if not panels and not folder.exists():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, img in panels.items():
+            save_png(tmp / name, img)
+        old = folder.with_name(f".{folder.name}.old") if folder.exists() else None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+        tmp.rename(folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,8 @@ all views, in one pass (seconds) instead of distillation by gradient descent (mi
 
 from dff_gs.lift.core import (LIFT_BACKENDS, RESOLUTIONS, CompositingWeights, compositing_weights, lift_features,
                               resolve_lift_backend)
-from dff_gs.lift.model import LiftResult, finetune_features, lift_model, with_features
+from dff_gs.lift.model import LiftResult, lift_model, with_features
+from dff_gs.lift.tuner import FeatureTuner, finetune_features
 
 __all__ = ["LIFT_BACKENDS", "RESOLUTIONS", "CompositingWeights", "compositing_weights", "lift_features",
-           "resolve_lift_backend", "LiftResult", "finetune_features", "lift_model", "with_features"]
+           "resolve_lift_backend", "LiftResult", "finetune_features", "FeatureTuner", "lift_model", "with_features"]

@@ -20,7 +20,6 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
@@ -117,46 +116,3 @@ def lift_model(model: GaussianModel, cameras: Cameras, maps: Tensor, *, feature_
     info = {"lifted_fraction": float((weight_sum > 0).float().mean()) if len(weight_sum) else 0.0,
             "feature_dim": lifted.feature_dim, "decoder": decoder is not None}
     return LiftResult(lifted, weight_sum, seconds, info)
-
-
-def finetune_features(model: GaussianModel, cameras: Cameras, maps: Tensor, *, steps: int, lr: float = 1e-2,
-                      decoder_lr: float = 1e-3, backend: str = "auto", seed: int = 0,
-                      progress: bool = False) -> dict:
-    """A short distillation of the features (and decoder) alone, geometry and colour frozen: ``steps`` steps of
-    the training's L1 feature loss on one view each (views in seeded permutations), in place on ``model``.
-
-    maps: Tensor  # [V, h, w, C] teacher maps of ``cameras``
-    returns {"seconds", "history": [{"step", "loss"}, ...]}
-    """
-    from dff_gs.render import rasterize
-    from dff_gs.train.losses import feature_loss, upsample_features
-    from dff_gs.train.trainer import view_for_step
-
-    if model.feature_dim == 0:
-        raise ConfigError("lift fine-tune: the model carries no features")
-    dev = model.device
-    cams = cameras.to(dev)
-    feats = model.params["features"]
-    groups = [{"params": [feats], "lr": lr}]
-    if model.decoder is not None:
-        groups.append({"params": list(model.decoder.parameters()), "lr": decoder_lr})
-    opt = torch.optim.Adam(groups, eps=1e-15)
-    with torch.no_grad():
-        means, quats = model.get_means().detach(), model.get_quats().detach()
-        scales, opacities = model.get_scales().detach(), model.get_opacities().detach()
-    history = []
-    t0 = time.perf_counter()
-    for step in tqdm(range(steps), desc="lift fine-tune", disable=not progress, leave=False):
-        v = view_for_step(step, len(cams), seed)
-        img, _, _, _ = rasterize(means, quats, scales, opacities, feats[None], cams.viewmats[v:v + 1],
-                                 cams.Ks[v:v + 1], cams.width, cams.height, render_depth=False, backend=backend)
-        target = upsample_features(maps[v:v + 1].to(dev).float(), cams.height, cams.width)
-        loss = feature_loss(model.decode(img), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 25 == 0 or step == steps - 1:
-            history.append({"step": step + 1, "loss": float(loss.detach())})
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    return {"seconds": time.perf_counter() - t0, "history": history}

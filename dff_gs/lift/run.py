@@ -2,10 +2,10 @@
 
 Loads a PLY from any 3DGS trainer (standard layout, features ignored), lifts the teacher's training-view maps
 onto it (:func:`~dff_gs.lift.model.lift_model`), optionally distils the features alone for ``lift.steps``
-steps, evaluates it on the held-out views like a training run and writes the same run folder:
-``config.yaml``, ``point_cloud.ply`` + sidecar (decoder, teacher, scene, lift settings), ``metrics.json``
-(``train_seconds`` = lift + fine-tune, plus ``lift_seconds`` / ``finetune_seconds``), ``history.json`` and
-``renders/``. There is no ``checkpoint.pt``: nothing here resumes.
+steps (:class:`~dff_gs.lift.tuner.FeatureTuner`: checkpointed, resumable), evaluates it on the held-out views
+like a training run and writes the same run folder: ``config.yaml``, ``checkpoint.pt`` (with a fine-tune),
+``point_cloud.ply`` + sidecar (decoder, teacher, scene, lift settings), ``metrics.json`` (``train_seconds`` =
+lift + fine-tune, plus ``lift_seconds`` / ``finetune_seconds``), ``history.json`` and ``renders/``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from dff_gs.config import save_yaml
 from dff_gs.errors import ConfigError
 from dff_gs.train.config import Config
 
@@ -27,63 +26,78 @@ def check_lift_config(cfg: Config) -> None:
         raise ConfigError("--lift needs --init-ply PLY: the trained Gaussians to lift teacher features onto")
     if cfg.teacher.name == "none":
         raise ConfigError("--lift needs a teacher (--teacher labels | efficientnet | clip | dino)")
-    if cfg.resume:
-        raise ConfigError("--resume does not apply to a --lift run (it trains nothing to resume)")
     if cfg.lift.steps < 0:
         raise ConfigError(f"lift.steps must be >= 0, got {cfg.lift.steps}")
 
 
-def run_lift(cfg: Config, progress: bool = True) -> dict:
-    """Lift (and optionally fine-tune) features onto ``cfg.model.init_ply``, evaluate, write the run folder.
-    Returns the metrics dict (also in metrics.json)."""
-    from dff_gs.io.ply import load_ply, save_ply
-    from dff_gs.lift.model import finetune_features, lift_model
+def lift_or_resume(cfg: Config, train_scene, teacher, device: torch.device, progress: bool):
+    """(model, lift seconds, lift info, checkpoint payload or None): the lifted model of ``cfg.model.init_ply``,
+    or, resuming, the one the checkpoint holds (the lift pass is not redone)."""
+    from dff_gs.io.ply import load_ply
+    from dff_gs.lift.model import lift_model
+    from dff_gs.lift.tuner import FeatureTuner
+
+    if cfg.resume:
+        model, payload = FeatureTuner.load_model(cfg.resume, device)
+        extra = payload.get("extra") or {}
+        return model, float(extra.get("lift_seconds", 0.0)), dict(extra.get("lift_info") or {}), payload
+    model, _ = load_ply(cfg.model.init_ply)
+    lifted = lift_model(model.to(device), train_scene.cameras, teacher.train_maps, feature_dim=cfg.model.feature_dim,
+                        use_decoder=cfg.model.decoder, backend=cfg.lift.backend, top_k=cfg.lift.top_k,
+                        resolution=cfg.lift.resolution, seed=cfg.train.seed, progress=progress)
+    return lifted.model, lifted.seconds, lifted.info, None
+
+
+def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
+    """Lift (and optionally fine-tune) features onto ``cfg.model.init_ply``, evaluate, write the claimed run folder
+    ``out_dir``. Returns the metrics dict (also in metrics.json)."""
+    from dff_gs.config import save_yaml, to_dict
+    from dff_gs.io.ply import save_ply
+    from dff_gs.lift.tuner import FeatureTuner
+    from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME, HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
     from dff_gs.train.distill import prepare_teacher
     from dff_gs.train.evaluate import evaluate
-    from dff_gs.train.run import eval_row, load_run_scene, make_run_dir, resolve_device, scene_options, write_json
+    from dff_gs.train.run import eval_row, load_run_scene, resolve_device, scene_options, write_json
     from dff_gs.utils import seed_everything
 
     check_lift_config(cfg)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device)
-    model, _ = load_ply(cfg.model.init_ply)
-    model = model.to(device)
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
-    out_dir = make_run_dir(cfg, scene_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.out = str(out_dir)
-    save_yaml(cfg, out_dir / "config.yaml")
+    model, lift_seconds, lift_info, payload = lift_or_resume(cfg, train_scene, teacher, device, progress)
+    save_yaml(cfg, out_dir / CONFIG_NAME)
 
-    lifted = lift_model(model, train_scene.cameras, teacher.train_maps, feature_dim=cfg.model.feature_dim,
-                        use_decoder=cfg.model.decoder, backend=cfg.lift.backend, top_k=cfg.lift.top_k,
-                        resolution=cfg.lift.resolution, seed=cfg.train.seed, progress=progress)
-    model = lifted.model
-    tuned = {"seconds": 0.0, "history": []}
+    tuner = None
     if cfg.lift.steps:
-        tuned = finetune_features(model, train_scene.cameras, teacher.train_maps, steps=cfg.lift.steps,
-                                  lr=cfg.optim.features_lr, decoder_lr=cfg.optim.decoder_lr,
-                                  backend=cfg.train.backend, seed=cfg.train.seed, progress=progress)
+        tuner = FeatureTuner(cfg, model, train_scene.cameras, teacher.train_maps)
+        if payload is not None:
+            tuner.restore(payload, cfg.resume)
+        extra = {"lift_seconds": lift_seconds, "lift_info": lift_info}
+        checkpoint = lambda: tuner.save(out_dir / CHECKPOINT_NAME, to_dict(cfg), extra)  # noqa: E731
+        tuner.fit(on_checkpoint=checkpoint, progress=progress)
+        checkpoint()
+    finetune_seconds = tuner.train_seconds if tuner is not None else 0.0
     metrics: dict = {
-        "train_seconds": lifted.seconds + tuned["seconds"],
-        "lift_seconds": lifted.seconds,
-        "finetune_seconds": tuned["seconds"],
+        "train_seconds": lift_seconds + finetune_seconds,
+        "lift_seconds": lift_seconds,
+        "finetune_seconds": finetune_seconds,
         "num_gaussians": model.num_gaussians,
-        "lifted_fraction": lifted.info["lifted_fraction"],
+        "lifted_fraction": lift_info.get("lifted_fraction"),
     }
     background = torch.tensor(scene.background, dtype=torch.float32)
     if test_scene is not None:
         metrics.update(evaluate(
             model, test_scene, device=device, backend=cfg.train.backend, background=background,
             class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
-            render_dir=out_dir / "renders", num_render_views=cfg.train.num_render_views, progress=progress))
+            render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views, progress=progress))
     lift_meta = {"init_ply": str(Path(cfg.model.init_ply).resolve()), "steps": cfg.lift.steps,
-                 "top_k": cfg.lift.top_k, "resolution": cfg.lift.resolution, **lifted.info}
-    save_ply(model, out_dir / "point_cloud.ply",
+                 "top_k": cfg.lift.top_k, "resolution": cfg.lift.resolution, **lift_info}
+    save_ply(model, out_dir / PLY_NAME,
              metadata={"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg),
                        "lift": lift_meta})
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / METRICS_NAME, metrics)
     final = eval_row(cfg.lift.steps, metrics["train_seconds"], metrics)
-    write_json(out_dir / "history.json", {"backbone": "gs", "lift": True, "history": tuned["history"],
-                                              "eval": [final] if final else []})
+    write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "lift": True, "history": tuner.history if tuner else [],
+                                        "eval": [final] if final else []})
     return metrics

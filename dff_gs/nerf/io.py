@@ -17,9 +17,8 @@ import torch
 from dff_gs.errors import CheckpointError, DataError
 from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.model import NerfModel
-from dff_gs.utils import atomic_write_path
+from dff_gs.run_dir import NERF_MODEL_NAME  # noqa: F401  (the run folder's file names live there)
 
-NERF_MODEL_NAME = "nerf_model.pt"
 NERF_FORMAT = "dff_gs-nerf"
 NERF_CHECKPOINT_FORMAT = "dff_gs-nerf-checkpoint"
 NERF_VERSION = 1
@@ -40,9 +39,10 @@ def model_payload(model: NerfModel, metadata: Optional[dict] = None) -> dict:
 
 def save_nerf(model: NerfModel, path: str | Path, metadata: Optional[dict] = None) -> Path:
     """Write ``model`` (+ ``metadata``: teacher, scene) to ``path`` atomically. Returns the path."""
+    from dff_gs.train.checkpoint import write_torch
+
     path = Path(path)
-    with atomic_write_path(path) as tmp:
-        torch.save(model_payload(model, metadata), tmp)
+    write_torch(model_payload(model, metadata), path)
     return path
 
 
@@ -120,13 +120,12 @@ def load_nerf(path: str | Path, map_location: str | torch.device = "cpu") -> tup
 def save_nerf_checkpoint(path: str | Path, model: NerfModel, trainer_state: dict, config: dict,
                          metadata: Optional[dict] = None) -> Path:
     """A resumable training checkpoint: the model payload, optimiser/step state, config and RNG states."""
-    from dff_gs.train.checkpoint import rng_state
+    from dff_gs.train.checkpoint import rng_state, write_torch
 
     payload = {"format": NERF_CHECKPOINT_FORMAT, "version": NERF_VERSION, "model": model_payload(model, metadata),
                "trainer": trainer_state, "config": config, "rng": rng_state()}
     path = Path(path)
-    with atomic_write_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_torch(payload, path)
     return path
 
 

@@ -9,18 +9,19 @@ Scene loading, teacher maps, losses and evaluation are the Gaussians' own code.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from dff_gs.config import save_yaml, to_dict
+from dff_gs.config import to_dict
 from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
 from dff_gs.nerf.io import NERF_MODEL_NAME, save_nerf
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
-from dff_gs.train.checkpoint import CHECKPOINT_NAME
+from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
 from dff_gs.train.distill import init_decoder_pca, prepare_teacher
 from dff_gs.train.evaluate import evaluate
@@ -73,21 +74,19 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
         model.occupancy.init_from_points(pts, 4.0 * model.occupancy_threshold(), cfg.nerf.occ_init_dilation)
 
 
-def run_nerf(cfg: Config, progress: bool = True) -> dict:
-    """Train and evaluate the NeRF backbone as ``cfg`` says; returns the metrics (also in metrics.json)."""
-    from dff_gs.train.run import (load_run_scene, make_run_dir, periodic_eval, record_final_eval, resolve_device,
+def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
+    """Train and evaluate the NeRF backbone as ``cfg`` says into the claimed run folder ``out_dir`` (the
+    pipeline :func:`dff_gs.train.run.run` picks for ``train.backbone=nerf``); returns the metrics (also in
+    metrics.json)."""
+    from dff_gs.train.run import (load_run_scene, periodic_eval, record_final_eval, resolve_device, start_trainer,
                                   write_json)
 
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device)
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
 
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
     cfg.nerf.occ_init = resolve_occ_init(train_scene, cfg.nerf.occ_init)
-    out_dir = make_run_dir(cfg, scene_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.out = str(out_dir)
-    save_yaml(cfg, out_dir / "config.yaml")
 
     seed_everything(cfg.train.seed)
     background = torch.tensor(scene.background, dtype=torch.float32)
@@ -99,21 +98,19 @@ def run_nerf(cfg: Config, progress: bool = True) -> dict:
     trainer = NerfTrainer(cfg, model, train_scene.images.to(device), train_scene.cameras.to(device),
                           teacher.train_maps, device)
     meta = {"teacher": teacher.meta, "scene": str(scene_path), "backbone": "nerf"}
-    if cfg.resume:
-        trainer.load(cfg.resume)
-    ckpt = out_dir / CHECKPOINT_NAME
-    trainer.fit(on_checkpoint=lambda: trainer.save(ckpt, to_dict(cfg), meta), progress=progress,
+    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg), meta)
+    trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, None, teacher))  # renders its own background
-    trainer.save(ckpt, to_dict(cfg), meta)
+    checkpoint()
 
     model = trainer.model.eval()
     metrics: dict = {"train_seconds": trainer.train_seconds, "num_parameters": model.num_parameters}
     if test_scene is not None:
         metrics.update(evaluate(model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
-                                teacher_labels=teacher.test_labels, render_dir=out_dir / "renders",
+                                teacher_labels=teacher.test_labels, render_dir=out_dir / RENDERS_NAME,
                                 num_render_views=cfg.train.num_render_views, progress=progress))
     record_final_eval(trainer, metrics)
     save_nerf(model, out_dir / NERF_MODEL_NAME, metadata=meta)
-    write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / "history.json", {"backbone": "nerf", "history": trainer.history, "eval": trainer.eval_history})
+    write_json(out_dir / METRICS_NAME, metrics)
+    write_json(out_dir / HISTORY_NAME, {"backbone": "nerf", "history": trainer.history, "eval": trainer.eval_history})
     return metrics

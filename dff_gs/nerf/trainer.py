@@ -42,6 +42,7 @@ class NerfTrainer:
         self.model = model.to(device)
         self.device = device
         self.step = 0
+        self.total_steps = cfg.train.steps
         self.train_seconds = 0.0
         self.history: list[dict] = []
         self.eval_history: list[dict] = []

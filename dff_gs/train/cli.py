@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from dff_gs.config import apply_dict, apply_overrides, describe, load_yaml
-from dff_gs.errors import DffError
+from dff_gs.config import apply_dict, apply_overrides, describe, load_yaml, to_dict
+from dff_gs.errors import ConfigError, run_cli
 from dff_gs.train.config import Config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -62,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (= out)")
     p.add_argument("--device", help="auto | cpu | cuda (= train.device)")
     p.add_argument("--backend", help="auto | torch | gsplat (= train.backend)")
-    p.add_argument("--resume", help="checkpoint or run folder to resume from (= resume)")
+    p.add_argument("--resume", help="run folder or checkpoint to continue, with the config it was trained with "
+                                    "(= resume)")
+    p.add_argument("--force", action="store_true", help="replace the run already in --out (= force)")
     p.add_argument("--init-ply", help="start from a 3DGS PLY of any trainer (= model.init_ply)")
     p.add_argument("--lift", action="store_true",
                    help="lift teacher features onto --init-ply in one pass instead of training (= lift.enabled)")
@@ -72,14 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
-    cfg = Config()
-    given = lambda key: next((o.split("=", 1)[1] for o in args.overrides if o.startswith(key + "=")), None)  # noqa: E731
-    preset = args.config or preset_for(args.data or given("data.path"), given("data.format"))
-    if preset:
-        if not args.config and Path(preset) != DEFAULT_PRESET:
-            print(f"preset: {Path(preset).relative_to(CONFIGS.parent)} (for this scene's format; --config to choose)")
-        apply_dict(cfg, load_yaml(preset))
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The command line's settings as ``key=value`` strings: the named flags, then the free overrides."""
     flags = {
         "data.path": args.data,
         "teacher.name": args.teacher,
@@ -89,28 +84,87 @@ def resolve_config(args: argparse.Namespace) -> Config:
         "train.device": args.device,
         "train.backend": args.backend,
         "resume": args.resume,
+        "force": True if args.force else None,
         "model.init_ply": args.init_ply,
         "lift.enabled": True if args.lift else None,
         "lift.steps": args.lift_steps,
     }
-    apply_overrides(cfg, [f"{k}={v}" for k, v in flags.items() if v is not None])
-    apply_overrides(cfg, args.overrides)
+    return [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
+
+
+RESUME_MAY_CHANGE = {"resume", "out", "force", "train.device", "train.backend", "train.log_every",
+                     "train.checkpoint_every", "train.checkpoint_minutes"}
+"""Keys a resumed run may set differently from the run it continues: where and how it runs, not what it trains."""
+
+
+def _leaves(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def resume_config(resume: str, settings: list[str]) -> Config:
+    """The config of the run ``resume`` continues (read from its checkpoint), with ``settings`` applied; a setting
+    that would change what the run trains is refused in one line."""
+    from dff_gs.errors import CheckpointError
+    from dff_gs.train.checkpoint import checkpoint_config
+
+    path, saved = checkpoint_config(resume)
+    cfg = Config()
+    try:
+        apply_dict(cfg, saved)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its saved config does not read ({e})") from None
+    before = _leaves(to_dict(cfg))
+    apply_overrides(cfg, settings)
+    after = _leaves(to_dict(cfg))
+    changed = [k for k in after if after[k] != before[k] and k not in RESUME_MAY_CHANGE]
+    if changed:
+        what = ", ".join(f"{k}={after[k]!r} (the run has {before[k]!r})" for k in changed)
+        raise ConfigError(f"--resume {resume} continues that run with its own config; refusing {what}: drop them, "
+                          "or start a new run with --out")
+    cfg.resume = str(resume)
+    if not any(s.startswith("out=") for s in settings):
+        cfg.out = ""  # continue in the checkpoint's own folder, wherever it is now
+    return cfg
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """The run's config: a resumed run's own, else the preset (by the scene's format) with the command line on it;
+    checked (:func:`~dff_gs.train.validate.validate_config`) before any work."""
+    from dff_gs.train.validate import validate_config
+
+    settings = flag_overrides(args)
+    given = lambda key: next((s.split("=", 1)[1] for s in reversed(settings) if s.startswith(key + "=")), None)  # noqa: E731
+    if given("resume"):
+        if args.config:
+            raise ConfigError("--resume continues a run with its own config; --config does not apply")
+        cfg = resume_config(given("resume"), settings)
+    else:
+        cfg = Config()
+        preset = args.config or preset_for(given("data.path"), given("data.format"))
+        if preset:
+            if not args.config and Path(preset) != DEFAULT_PRESET:
+                print(f"preset: {Path(preset).relative_to(CONFIGS.parent)} (for this scene's format; --config to choose)")
+            apply_dict(cfg, load_yaml(preset))
+        apply_overrides(cfg, settings)
+    validate_config(cfg)
     return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
+    args = build_parser().parse_intermixed_args(argv)
+
+    def job() -> tuple[Config, dict]:
         cfg = resolve_config(args)
         from dff_gs.train.run import run
 
-        metrics = run(cfg, progress=not args.quiet)
-    except DffError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: checkpoint written; resume with --resume RUN_DIR", file=sys.stderr)
-        return 130
-    print(f"run folder: {cfg.out}")
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=2))
-    return 0
+        return cfg, run(cfg, progress=not args.quiet)
+
+    def report(result: tuple[Config, dict]) -> str:
+        cfg, metrics = result
+        return f"run folder: {cfg.out}\n" + json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)},
+                                                       indent=2)
+
+    return run_cli(job, report)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from dff_gs.config import option
 from dff_gs.nerf.config import NerfConfig
@@ -96,7 +95,8 @@ class TrainConfig:
     sh_degree_interval: int = option(300, "raise the active SH degree every N steps")
     log_every: int = option(25, "progress-bar update interval")
     eval_every: int = option(0, "evaluate on test views every N steps (0 = only at the end)")
-    checkpoint_every: int = option(500, "write a checkpoint every N steps (and at the end / on Ctrl-C)")
+    checkpoint_every: int = option(500, "write a checkpoint every N steps (and at the end / on Ctrl-C, SIGTERM)")
+    checkpoint_minutes: float = option(5.0, "and whenever this many minutes passed since the last one (0 = off)")
     num_render_views: int = option(4, "test views written as PNG renders")
 
 
@@ -112,7 +112,9 @@ class LiftConfig:
 @dataclass
 class Config:
     out: str = option("", "run folder (empty = runs/<scene>-<time>)")
-    resume: str = option("", "checkpoint to resume from (a run folder or a .pt file)")
+    resume: str = option("", "checkpoint to resume from (a run folder or a .pt file); the run continues with the "
+                             "config it was trained with")
+    force: bool = option(False, "replace the run already in the run folder `out` (train.py --force)")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -1,62 +1,81 @@
-"""The optimisation loop both backbones share: steps, progress bar, log, periodic evaluation, checkpoints, Ctrl-C.
+"""The optimisation loop every trainer shares: steps, progress bar, log, evaluation, checkpoints, Ctrl-C / SIGTERM.
 
-A trainer brings ``cfg`` (the run :class:`~dff_gs.train.config.Config`), ``model``, ``step``,
+A trainer brings ``cfg`` (the run :class:`~dff_gs.train.config.Config`), ``model``, ``step``, ``total_steps``,
 ``train_seconds``, ``history``, ``eval_history``, ``train_step() -> dict`` (its stats; ``loss`` and ``psnr`` at
-least) and ``_interrupted`` (False; the SIGINT handler sets it, and so may a test); :func:`fit_loop` does the
-rest.
+least) and ``_interrupted`` (False; Ctrl-C / SIGTERM set it to the signal's name, and a test may set it True);
+:func:`fit_loop` does the rest.
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 from typing import Callable, Optional
+
+from dff_gs.errors import Interrupted
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop a run cleanly: the current step finishes, a checkpoint is written, then :class:`Interrupted`."""
+
+
+def _install_stop_handlers(trainer) -> dict:
+    """Route Ctrl-C and SIGTERM to ``trainer._interrupted`` (the signal's name); returns the previous handlers."""
+
+    def on_signal(signum, frame):  # finish the current step, then stop cleanly
+        trainer._interrupted = signal.Signals(signum).name
+
+    previous = {}
+    for sig in STOP_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not in the main thread
+            pass
+    return previous
 
 
 def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: bool = True,
-             on_checkpoint: Optional[Callable[[], None]] = None,
+             on_checkpoint: Optional[Callable[[], Path]] = None,
              eval_fn: Optional[Callable[[], dict]] = None) -> None:
-    """Run ``trainer`` to ``cfg.train.steps``.
+    """Run ``trainer`` to ``trainer.total_steps``.
 
     Only ``train_step()`` is on the training clock (``trainer.train_seconds``). Every ``train.log_every`` steps
     the stats go to ``trainer.history`` and ``postfix(stats)`` to the progress bar; every ``train.eval_every``
-    steps :func:`record_eval` runs (off the clock); every ``train.checkpoint_every`` steps
-    ``on_checkpoint()``. Ctrl-C finishes the current step, writes a checkpoint and re-raises KeyboardInterrupt.
+    steps :func:`record_eval` runs (off the clock); ``on_checkpoint()`` (which returns the file it wrote) every
+    ``train.checkpoint_every`` steps and whenever ``train.checkpoint_minutes`` of wall time passed since the last
+    one. Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and raises :class:`Interrupted`.
     """
     from tqdm import tqdm
 
     cfg = trainer.cfg.train
-
-    def _on_sigint(signum, frame):  # finish the current step, then stop cleanly
-        trainer._interrupted = True
-
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
-    previous = signal.getsignal(signal.SIGINT)
+    total = trainer.total_steps
+    bar = tqdm(total=total, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
+    previous = _install_stop_handlers(trainer)
+    last_checkpoint = time.monotonic()
     try:
-        signal.signal(signal.SIGINT, _on_sigint)
-    except ValueError:  # not in the main thread
-        previous = None
-    try:
-        while trainer.step < cfg.steps:
+        while trainer.step < total:
             t0 = time.perf_counter()
             stats = trainer.train_step()
             trainer.train_seconds += time.perf_counter() - t0
-            if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
+            if trainer.step % cfg.log_every == 0 or trainer.step == total:
                 bar.set_postfix(**postfix(stats))
                 trainer.history.append(dict(stats, step=trainer.step, seconds=trainer.train_seconds))
             bar.update(1)
             if eval_fn is not None and cfg.eval_every and trainer.step % cfg.eval_every == 0:
                 record_eval(trainer, eval_fn)
-            if on_checkpoint is not None and cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0:
+            due = (cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0) or (
+                cfg.checkpoint_minutes > 0 and time.monotonic() - last_checkpoint >= 60 * cfg.checkpoint_minutes)
+            if on_checkpoint is not None and due and trainer.step < total:
                 on_checkpoint()
+                last_checkpoint = time.monotonic()
             if trainer._interrupted:
-                if on_checkpoint is not None:
-                    on_checkpoint()
-                raise KeyboardInterrupt
+                name = trainer._interrupted if isinstance(trainer._interrupted, str) else "SIGINT"
+                raise Interrupted(on_checkpoint() if on_checkpoint is not None else None, name)
     finally:
         bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def record_eval(trainer, eval_fn: Callable[[], dict]) -> dict:

@@ -7,23 +7,24 @@ A run folder holds ``config.yaml`` (resolved), ``checkpoint.pt``, ``point_cloud.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from dff_gs.config import save_yaml, to_dict
 from dff_gs.data import SceneData, load_scene
-from dff_gs.errors import ConfigError
+from dff_gs.errors import ConfigError, DataError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import save_ply
-from dff_gs.train.checkpoint import CHECKPOINT_NAME
+from dff_gs.run_dir import (CHECKPOINT_NAME, CONFIG_NAME, HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME,
+                            claim_run_dir, run_dir_for)
 from dff_gs.train.config import Config
 from dff_gs.train.distill import TeacherOutputs, init_decoder_pca, prepare_teacher
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
+from dff_gs.train.validate import validate_config
 from dff_gs.utils import atomic_write_path, seed_everything
 
 
@@ -52,18 +53,20 @@ def scene_options(cfg: Config) -> dict:
             "background": list(cfg.data.background), "skip_missing": cfg.data.skip_missing}
 
 
-def load_run_scene(cfg: Config, device: Optional[torch.device] = None
+def load_run_scene(cfg: Config, device: Optional[torch.device] = None, progress: bool = True
                    ) -> tuple[Path, SceneData, SceneData, Optional[SceneData]]:
     """The scene ``cfg.data`` names: its path, the whole scene, the training split and the test split (None when
     ``data.test_every`` holds no views out). Every backbone and the lifting run load it through here. The CPU
     resolution budget ``data.max_side`` applies when ``device`` is the CPU; the factor chosen is written back to
     ``cfg.data.downscale`` so that the run's config reopens the scene at the size it trained on."""
-    if len(cfg.data.background) != 3:
-        raise ConfigError(f"data.background must be three numbers (RGB in [0, 1]), got {cfg.data.background}")
     scene_path = resolve_scene_path(cfg)
     on_cpu = device is None or device.type == "cpu"
-    scene = load_scene(scene_path, max_side=cfg.data.max_side if on_cpu else 0, progress=True, **scene_options(cfg))
+    scene = load_scene(scene_path, max_side=cfg.data.max_side if on_cpu else 0, progress=progress, **scene_options(cfg))
     cfg.data.downscale = scene.downscale
+    if not scene.train_ids:
+        raise DataError(f"{scene.source}: no training views: {len(scene.train_ids) + len(scene.test_ids)} view(s), "
+                        f"and data.test_every={cfg.data.test_every} holds out view 0 of every {cfg.data.test_every}; "
+                        "give more views or data.test_every=0")
     if not cfg.data.labels and scene.semantics is not None:
         print(f"{scene.source}: label maps withheld (data.labels=false)")
         scene = replace(scene, semantics=None, class_names=None)
@@ -167,16 +170,6 @@ def record_final_eval(trainer, metrics: dict) -> None:
         trainer.eval_history.append(row)
 
 
-def make_run_dir(cfg: Config, scene_path: Path) -> Path:
-    if cfg.out:
-        return Path(cfg.out)
-    if cfg.resume:  # continue in the interrupted run's own folder
-        r = Path(cfg.resume)
-        return r if r.is_dir() else r.parent
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{scene_path.name}-{stamp}"
-
-
 def write_json(path: Path, data: dict) -> None:
     with atomic_write_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=float))
@@ -186,27 +179,51 @@ BACKBONES = ("gs", "nerf")
 """Values of ``train.backbone``: Gaussians, or the NeRF-DFF baseline (:mod:`dff_gs.nerf`)."""
 
 
-def run(cfg: Config, progress: bool = True) -> dict:
-    """Train and evaluate one run as ``cfg`` says; returns the metrics dict (also in metrics.json)."""
+def pipeline_of(cfg: Config):
+    """The function that trains ``cfg``'s run into a claimed folder: ``(cfg, out_dir, progress) -> metrics``."""
     if cfg.train.backbone == "nerf":
         from dff_gs.nerf.run import run_nerf
 
-        return run_nerf(cfg, progress=progress)
+        return run_nerf
     if cfg.train.backbone != "gs":
         raise ConfigError(f"train.backbone={cfg.train.backbone!r}: expected one of {', '.join(BACKBONES)}")
     if cfg.lift.enabled:  # features lifted onto model.init_ply in one pass instead of training
         from dff_gs.lift.run import run_lift
 
-        return run_lift(cfg, progress)
+        return run_lift
+    return train_gaussians
+
+
+def run(cfg: Config, progress: bool = True) -> dict:
+    """Train and evaluate one run as ``cfg`` says; returns the metrics dict (also in metrics.json).
+
+    The config is checked and the run folder claimed (:func:`~dff_gs.run_dir.claim_run_dir`: locked, an
+    existing run refused without ``force``) before any work."""
+    validate_config(cfg)
+    pipeline = pipeline_of(cfg)
+    out_dir = run_dir_for(cfg.out, cfg.resume, resolve_scene_path(cfg))
+    with claim_run_dir(out_dir, resume=cfg.resume, force=cfg.force):
+        cfg.out = str(out_dir)
+        return pipeline(cfg, out_dir, progress)
+
+
+def start_trainer(cfg: Config, trainer, out_dir: Path, *saved) -> Callable[[], Path]:
+    """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
+    a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
+    ``trainer.save`` takes after the path)."""
+    if cfg.resume:
+        trainer.load(cfg.resume)
+    save_yaml(cfg, out_dir / CONFIG_NAME)
+    ckpt = out_dir / CHECKPOINT_NAME
+    return lambda: trainer.save(ckpt, *saved)
+
+
+def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
+    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into ``out_dir``."""
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device)
-
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
-    out_dir = make_run_dir(cfg, scene_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.out = str(out_dir)
-    save_yaml(cfg, out_dir / "config.yaml")
 
     seed_everything(cfg.train.seed)
     model = init_model(cfg, train_scene, teacher)
@@ -222,34 +239,22 @@ def run(cfg: Config, progress: bool = True) -> dict:
         masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
     trainer = Trainer(cfg, model, data, device)
-    if cfg.resume:
-        trainer.load(cfg.resume)
-    ckpt = out_dir / CHECKPOINT_NAME
-    trainer.fit(on_checkpoint=lambda: trainer.save(ckpt, to_dict(cfg)), progress=progress,
+    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg))
+    trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
-    trainer.save(ckpt, to_dict(cfg))
+    checkpoint()
 
     model = trainer.model
     metrics: dict = {"train_seconds": trainer.train_seconds, "num_gaussians": model.num_gaussians,
                      "scene": scene_summary(cfg, scene)}
     if test_scene is not None:
-        metrics.update(
-            evaluate(
-                model,
-                test_scene,
-                device=device,
-                backend=cfg.train.backend,
-                background=background,
-                class_embeddings=teacher.class_embeddings,
-                teacher_labels=teacher.test_labels,
-                render_dir=out_dir / "renders",
-                num_render_views=cfg.train.num_render_views,
-                progress=progress,
-            )
-        )
-    save_ply(model, out_dir / "point_cloud.ply", metadata={"teacher": teacher.meta, "scene": str(scene_path),
-                                                           "scene_options": scene_options(cfg)})
-    write_json(out_dir / "metrics.json", metrics)
+        metrics.update(evaluate(model, test_scene, device=device, backend=cfg.train.backend, background=background,
+                                class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
+                                render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
+                                progress=progress))
+    save_ply(model, out_dir / PLY_NAME, metadata={"teacher": teacher.meta, "scene": str(scene_path),
+                                                  "scene_options": scene_options(cfg)})
+    write_json(out_dir / METRICS_NAME, metrics)
     record_final_eval(trainer, metrics)
-    write_json(out_dir / "history.json", {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
+    write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
     return metrics

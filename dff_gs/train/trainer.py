@@ -82,15 +82,13 @@ class Trainer:
         self.data = data
         self.device = device
         self.step = 0
+        self.total_steps = cfg.train.steps
         self.train_seconds = 0.0
         self.history: list[dict] = []
         self.eval_history: list[dict] = []  # held-out metrics every train.eval_every steps, vs training seconds
         self.use_features = data.teacher_maps is not None and model.feature_dim > 0
         self.optimizers = self._make_optimizers()
-        self.decoder_opt = (
-            torch.optim.Adam(model.decoder.parameters(), lr=cfg.optim.decoder_lr, fused=True)
-            if model.decoder is not None else None
-        )
+        self.decoder_opt = self._make_decoder_optimizer()
         self.strategy, self.strategy_state = self._make_strategy()
         self._interrupted = False
         self.feature_side = self._feature_side()
@@ -107,6 +105,10 @@ class Trainer:
                 lr *= self.data.scene_scale
             opts[key] = torch.optim.Adam([{"params": [p], "lr": lr, "name": key}], eps=1e-15, fused=True)
         return opts
+
+    def _make_decoder_optimizer(self) -> Optional[torch.optim.Optimizer]:
+        decoder = self.model.decoder
+        return torch.optim.Adam(decoder.parameters(), lr=self.cfg.optim.decoder_lr, fused=True) if decoder else None
 
     def _make_strategy(self):
         s = self.cfg.strategy
@@ -242,7 +244,10 @@ class Trainer:
             self.optimizers = self._make_optimizers()
             for k, o in self.optimizers.items():
                 o.load_state_dict(payload["optimizers"][k])
-            if self.decoder_opt is not None and payload.get("decoder_opt") is not None:
+            self.decoder_opt = self._make_decoder_optimizer()  # the loaded model has a new decoder module
+            if (self.decoder_opt is None) != (payload.get("decoder_opt") is None):
+                raise CheckpointError(f"{path}: the checkpoint's decoder does not match this model/config")
+            if self.decoder_opt is not None:
                 self.decoder_opt.load_state_dict(payload["decoder_opt"])
         except (KeyError, RuntimeError, ValueError) as e:
             if isinstance(e, CheckpointError):

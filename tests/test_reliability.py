@@ -1,0 +1,269 @@
+"""Nothing lost, nothing half-written, never a traceback: exact resume of every trainer, the resumed run's own
+config, run folders claimed (existing runs refused, locks), Ctrl-C / SIGTERM / kill -9, checked config values."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dff_gs.config import apply_overrides
+from dff_gs.errors import DataError, Interrupted, run_cli
+from dff_gs.train.cli import main
+from dff_gs.train.config import Config
+from dff_gs.train.run import run
+from dff_gs.train.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["data.test_every=5", "model.sh_degree=1", "model.init_points=1500", "train.device=cpu",
+         "strategy.refine_start=10", "strategy.refine_every=10", "train.checkpoint_every=0"]
+
+
+def cfg_of(scene, out, *extra) -> Config:
+    cfg = Config()
+    apply_overrides(cfg, [f"data.path={scene}", f"out={out}", "train.steps=24", *SMALL, *extra])
+    return cfg
+
+
+def labels(tmp_path_factory_or_path) -> list[str]:
+    return ["teacher.name=labels", f"teacher.cache_dir={tmp_path_factory_or_path}", "model.feature_dim=8"]
+
+
+def assert_same_model(a: Path, b: Path) -> None:
+    sa = torch.load(a, weights_only=False)["model"]
+    sb = torch.load(b, weights_only=False)["model"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def interrupt_at(monkeypatch, cls, step: int) -> None:
+    original = cls.train_step
+
+    def stop(self):  # what Ctrl-C does: the handler sets the flag mid-run
+        stats = original(self)
+        if self.step == step:
+            self._interrupted = True
+        return stats
+
+    monkeypatch.setattr(cls, "train_step", stop)
+
+
+@pytest.fixture(scope="module")
+def labelled_run(tiny_room, tmp_path_factory):
+    """A finished 24-step run distilling the labels teacher through a decoder."""
+    root = tmp_path_factory.mktemp("labelled")
+    run(cfg_of(tiny_room, root / "run", *labels(root / "cache")), progress=False)
+    return root
+
+
+# ----------------------------------------------------------------------------------------- exact resume
+def test_resume_with_a_decoder_is_bit_identical(labelled_run, tiny_room, tmp_path, monkeypatch):
+    extra = labels(labelled_run / "cache")
+    interrupt_at(monkeypatch, Trainer, 12)
+    with pytest.raises(Interrupted) as stopped:
+        run(cfg_of(tiny_room, tmp_path / "half", *extra), progress=False)
+    assert stopped.value.checkpoint == tmp_path / "half" / "checkpoint.pt"
+    monkeypatch.undo()
+    run(cfg_of(tiny_room, tmp_path / "half", *extra, f"resume={tmp_path / 'half'}"), progress=False)
+    assert_same_model(labelled_run / "run" / "checkpoint.pt", tmp_path / "half" / "checkpoint.pt")
+    ckpt = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=False)
+    assert "decoder.weight" in ckpt["model"]
+    assert int(next(iter(ckpt["decoder_opt"]["state"].values()))["step"]) == 24  # the decoder trained throughout
+
+
+def test_lift_finetune_resume_is_bit_identical(labelled_run, tiny_room, tmp_path, monkeypatch):
+    from dff_gs.lift.tuner import FeatureTuner
+
+    extra = [*labels(labelled_run / "cache"), f"model.init_ply={labelled_run / 'run' / 'point_cloud.ply'}",
+             "lift.enabled=true", "lift.steps=10", "train.backend=torch"]
+    run(cfg_of(tiny_room, tmp_path / "full", *extra), progress=False)
+    interrupt_at(monkeypatch, FeatureTuner, 4)
+    with pytest.raises(Interrupted):
+        run(cfg_of(tiny_room, tmp_path / "half", *extra), progress=False)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=False)["step"] == 4
+    run(cfg_of(tiny_room, tmp_path / "half", *extra, f"resume={tmp_path / 'half'}"), progress=False)
+    assert_same_model(tmp_path / "full" / "checkpoint.pt", tmp_path / "half" / "checkpoint.pt")
+    a = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "half" / "metrics.json").read_text())
+    assert a["miou"] == b["miou"] and a["lifted_fraction"] == b["lifted_fraction"]
+
+
+def test_time_based_checkpoints(tiny_room, tmp_path, monkeypatch):
+    saved = []
+    original = Trainer.save
+    monkeypatch.setattr(Trainer, "save", lambda self, *a, **k: saved.append(self.step) or original(self, *a, **k))
+    run(cfg_of(tiny_room, tmp_path / "r", "teacher.name=none", "train.checkpoint_minutes=1e-9"), progress=False)
+    assert saved == list(range(1, 25))  # every step (the time is always up), the last one once
+
+
+# ----------------------------------------------------------------------------------------- resume's config
+def test_resume_takes_the_runs_config_and_refuses_changes(labelled_run, tmp_path, capsys):
+    r = tmp_path / "r"
+    shutil.copytree(labelled_run / "run", r)
+    assert main(["--resume", str(r), "--quiet", "train.checkpoint_every=0"]) == 0  # finished: evaluates again
+    assert torch.load(r / "checkpoint.pt", weights_only=False)["step"] == 24  # not the preset's 850 steps
+    capsys.readouterr()
+    for flags, key in ((["--steps", "30"], "train.steps=30"), (["--data", str(tmp_path)], "data.path"),
+                       (["model.feature_dim=4"], "model.feature_dim=4")):
+        assert main(["--resume", str(r), "--quiet", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --resume") and key in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "trunc.pt").write_bytes((r / "checkpoint.pt").read_bytes()[:1000])
+    before = (r / "config.yaml").read_text()
+    assert main(["--resume", str(tmp_path / "trunc.pt"), "--quiet"]) == 2
+    assert "trunc.pt" in capsys.readouterr().err and (r / "config.yaml").read_text() == before
+
+
+# ----------------------------------------------------------------------------------------- run folders
+def test_an_existing_run_is_refused_without_force(labelled_run, tiny_room, tmp_path, capsys):
+    r = tmp_path / "r"
+    shutil.copytree(labelled_run / "run", r)
+    args = ["--data", str(tiny_room), "--out", str(r), "--quiet", "--steps", "3", "teacher.name=none", *SMALL]
+    assert main(args) == 2
+    assert "holds a run already" in capsys.readouterr().err
+    assert torch.load(r / "checkpoint.pt", weights_only=False)["step"] == 24  # untouched
+    assert main(args + ["--force"]) == 0
+    assert torch.load(r / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert not (r / ".dff.lock").exists()
+
+
+def test_a_run_folder_has_one_writer(tiny_room, tmp_path, capsys):
+    r = tmp_path / "r"
+    r.mkdir()
+    (r / ".dff.lock").write_text(json.dumps({"pid": 1, "host": os.uname().nodename}))  # pid 1 is always alive
+    args = ["--data", str(tiny_room), "--out", str(r), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
+    assert main(args) == 2
+    assert "process 1 is writing it now" in capsys.readouterr().err
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (r / ".dff.lock").write_text(json.dumps({"pid": gone.pid, "host": os.uname().nodename}))
+    assert main(args) == 0  # a lock of a process that is gone is taken over
+    assert "taking over" in capsys.readouterr().err and not (r / ".dff.lock").exists()
+
+
+def test_impossible_outputs_fail_before_any_work(tiny_room, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    args = ["--data", str(tiny_room), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
+    monkeypatch.setattr("dff_gs.train.run.load_run_scene", lambda *a: pytest.fail("work started"))
+    for out in (tmp_path / "file", tmp_path / "file" / "run"):
+        assert main(args + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and str(tmp_path / "file") in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_room, tmp_path, monkeypatch, capsys):
+    r = tmp_path / "r"
+    args = ["--data", str(tiny_room), "--out", str(r), "--quiet", "--steps", "4", "teacher.name=none", *SMALL]
+    assert main(args) == 0
+    good = (r / "checkpoint.pt").read_bytes()
+
+    def full(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    assert main(["--resume", str(r), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "checkpoint.pt: could not be written" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (r / "checkpoint.pt").read_bytes() == good and not list(r.glob(".checkpoint*"))
+
+
+# ----------------------------------------------------------------------------------------- bad values
+@pytest.mark.parametrize("args, key", [
+    (["--steps", "-5"], "train.steps=-5"),
+    (["train.log_every=0"], "train.log_every=0"),
+    (["model.sh_degree=7"], "model.sh_degree=7"),
+    (["model.feature_dim=-1"], "model.feature_dim=-1"),
+    (["model.init_points=0"], "model.init_points=0"),
+    (["data.test_every=1"], "data.test_every=1"),
+    (["train.checkpoint_minutes=nan"], "train.checkpoint_minutes=nan"),
+    (["data.background=[1,2,3]"], "data.background"),
+    (["train.steps=-1", "--quiet", "model.feature_dim=8"], "train.steps=-1"),  # overrides on both sides of a flag
+])
+def test_bad_values_are_one_line_before_any_work(args, key, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {key}") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # no folder left behind
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gsplat_without_cuda_is_refused_before_any_work(tiny_room, tmp_path, capsys):
+    assert main(["--data", str(tiny_room), "--out", str(tmp_path / "r"), "--backend", "gsplat", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: train.backend=gsplat: needs CUDA")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_scene_without_training_views(tiny_room, tmp_path):
+    one = tmp_path / "one"
+    shutil.copytree(tiny_room, one)
+    meta = json.loads((one / "transforms.json").read_text())
+    meta["frames"] = meta["frames"][:1]
+    (one / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="no training views"):
+        run(cfg_of(one, tmp_path / "r", "teacher.name=none"), progress=False)
+
+
+def test_interrupted_messages_are_honest(capsys):
+    def stopped_early():
+        raise KeyboardInterrupt
+
+    assert run_cli(stopped_early, str) == 130
+    assert "nothing was saved" in capsys.readouterr().err
+
+    def stopped_late():
+        raise Interrupted(Path("R/checkpoint.pt"), "SIGTERM")
+
+    assert run_cli(stopped_late, str) == 130
+    assert "interrupted (SIGTERM): checkpoint written to R/checkpoint.pt; resume with --resume R" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- signals, kill -9
+def train_process(scene, out, *extra) -> subprocess.Popen:
+    args = [sys.executable, str(ROOT / "train.py"), "--data", str(scene), "--out", str(out), "--quiet",
+            "teacher.name=none", *SMALL, *extra]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_sigterm_writes_a_checkpoint(tiny_room, tmp_path):
+    proc = train_process(tiny_room, tmp_path / "r", "--steps", "100000", "train.checkpoint_minutes=0")
+    wait_for(tmp_path / "r" / "config.yaml", proc)  # written when training starts
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted (SIGTERM): checkpoint written" in err
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["step"] > 0
+
+
+def test_kill_9_then_resume_is_bit_identical(tiny_room, tmp_path):
+    extra = ["--steps", "120", "train.checkpoint_every=7", "train.checkpoint_minutes=0"]
+    assert main(["--data", str(tiny_room), "--out", str(tmp_path / "straight"), "--quiet", "teacher.name=none",
+                 *SMALL, *extra]) == 0
+    proc = train_process(tiny_room, tmp_path / "killed", *extra)
+    wait_for(tmp_path / "killed" / "checkpoint.pt", proc)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.0))
+    proc.kill()
+    proc.communicate()
+    step = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"]
+    assert main(["--resume", str(tmp_path / "killed"), "--quiet"]) == 0
+    assert_same_model(tmp_path / "straight" / "checkpoint.pt", tmp_path / "killed" / "checkpoint.pt")
+    assert 0 < step < 120 and proc.returncode == -signal.SIGKILL  # killed mid-run
