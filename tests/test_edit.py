@@ -332,13 +332,14 @@ def test_edit_cli_refuses_to_overwrite(saved, tmp_path, capsys):
 
 def test_edit_outputs_are_one_set_with_one_writer(saved, tmp_path, capsys):
     import os
+    import socket
 
     from dff_gs.errors import DataError
 
     ply, _ = saved
     out = tmp_path / "e.ply"
     args = [ply, "--text", "sofa", "--op", "delete", "--views", 2, "--split", "all", "--out", out]
-    (tmp_path / ".e.ply.lock").write_text(json.dumps({"pid": 1, "host": os.uname().nodename}))  # pid 1: alive
+    (tmp_path / ".e.ply.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))  # pid 1: alive
     assert run_edit(*args) == 2
     assert "process 1 is writing it now" in capsys.readouterr().err and not out.exists()
     (tmp_path / ".e.ply.lock").unlink()

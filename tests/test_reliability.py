@@ -5,6 +5,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -139,13 +140,13 @@ def test_an_existing_run_is_refused_without_force(labelled_run, tiny_room, tmp_p
 def test_a_run_folder_has_one_writer(tiny_room, tmp_path, capsys):
     r = tmp_path / "r"
     r.mkdir()
-    (r / ".dff.lock").write_text(json.dumps({"pid": 1, "host": os.uname().nodename}))  # pid 1 is always alive
+    (r / ".dff.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))  # pid 1 is always alive
     args = ["--data", str(tiny_room), "--out", str(r), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
     assert main(args) == 2
     assert "process 1 is writing it now" in capsys.readouterr().err
     gone = subprocess.Popen(["true"])
     gone.wait()
-    (r / ".dff.lock").write_text(json.dumps({"pid": gone.pid, "host": os.uname().nodename}))
+    (r / ".dff.lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname()}))
     assert main(args) == 0  # a lock of a process that is gone is taken over
     assert "taking over" in capsys.readouterr().err and not (r / ".dff.lock").exists()
 
@@ -267,3 +268,18 @@ def test_kill_9_then_resume_is_bit_identical(tiny_room, tmp_path):
     assert main(["--resume", str(tmp_path / "killed"), "--quiet"]) == 0
     assert_same_model(tmp_path / "straight" / "checkpoint.pt", tmp_path / "killed" / "checkpoint.pt")
     assert 0 < step < 120 and proc.returncode == -signal.SIGKILL  # killed mid-run
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_tools_refuse_gsplat_without_cuda_in_one_line(labelled_run, tmp_path, capsys):
+    from dff_gs.edit.cli import main as edit
+    from dff_gs.query_cli import main as query
+    from dff_gs.render_cli import main as render
+
+    r = labelled_run / "run"
+    for tool, args in ((edit, [r, "--text", "chair", "--op", "delete", "--out", tmp_path / "e.ply", "--quiet"]),
+                       (query, [r, "--text", "chair"]), (render, [r, "--out", tmp_path / "renders", "--quiet"])):
+        assert tool([str(a) for a in args] + ["--backend", "gsplat"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: render backend 'gsplat' is unavailable") and len(err) == 1
+    assert not (tmp_path / "e.ply").exists() and not (tmp_path / "renders").exists()
