@@ -29,7 +29,8 @@ REQUIRES = [
     "pyyaml>=6.0",
     "tqdm>=4.60",
 ]
-EXTRAS = {"test": ["pytest>=7.0", "hypothesis"], "bench": ["pybullet>=3.2"]}  # bench: benchmarks/scenes/pybullet_scene.py
+# test: the README's test command (pytest, hypothesis, ruff); bench: benchmarks/scenes/pybullet_scene.py
+EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4"], "bench": ["pybullet>=3.2"]}
 
 
 def _kernel_build_spec():

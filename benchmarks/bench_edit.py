@@ -255,7 +255,8 @@ def main() -> None:
     names = scene.class_names
     truth = load_truth(ctx)
     out_dir = Path(args.out) if args.out else Path(args.run) / "bench_edit"
-    objects = scene_objects(scene) if args.objects == "auto" else [o.strip() for o in args.objects.split(",") if o.strip()]
+    objects = (scene_objects(scene) if args.objects == "auto"
+               else [o.strip() for o in args.objects.split(",") if o.strip()])
     clicks = object_clicks(ctx.scene(), objects) if args.query == "click" else {}
     results = {}
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
@@ -289,14 +290,15 @@ def print_table(run, model, truth, cfg, offset, rows, query="text") -> None:
     print(f"\nRun {run}: {model.num_gaussians} Gaussians, {len(truth.cams)} test views; selection = {how}"
           + (", 3D cleanup" if cfg.cleanup else ", no cleanup")
           + f"; move offset {offset} m\n")
-    print("| object | #sel (thresholded / -vote / -pieces / +grown) | views | seg. recall before | removed worst (all) | "
-          "dPSNR out worst (mean) | kept worst (all) | kept of segmented worst (all) | leak | move err px mean (max) "
-          "[views] | expected px |")
+    print("| object | #sel (thresholded / -vote / -pieces / +grown) | views | seg. recall before | "
+          "removed worst (all) | dPSNR out worst (mean) | kept worst (all) | kept of segmented worst (all) | leak | "
+          "move err px mean (max) [views] | expected px |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['object']} | {r['selected']} ({r['sel_thresholded']} / -{r['sel_dropped_vote']} / "
               f"-{r['sel_dropped_components']} / +{r['sel_grown']}) | {r['views']} | {r['seg_recall_before']:.3f} | "
-              f"{r['removed_min']:.3f} ({r['removed_all']:.3f}) | {r['dpsnr_out_min']:+.2f} ({r['dpsnr_out_mean']:+.2f}) | "
+              f"{r['removed_min']:.3f} ({r['removed_all']:.3f}) | "
+              f"{r['dpsnr_out_min']:+.2f} ({r['dpsnr_out_mean']:+.2f}) | "
               f"{r['kept_min']:.3f} ({r['kept_all']:.3f}) | {r['kept_seg_min']:.3f} ({r['kept_seg_all']:.3f}) | "
               f"{r['leak']:.3f} | {r['move_err_mean']:.2f} ({r['move_err_max']:.2f}) [{r['move_views']}] | "
               f"{r['move_expected']:.1f} |")

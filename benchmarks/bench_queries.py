@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 
 from dff_gs import query as Q
 from dff_gs.data import load_scene
@@ -44,9 +43,10 @@ def main() -> None:
             inter, union = (cover & gt).sum().item(), (cover | gt).sum().item()
             rows.append({"class": cls, "query": text, "selected": sel.count, "iou": inter / max(union, 1),
                          "recall": inter / max(gt.sum().item(), 1), "precision": inter / max(cover.sum().item(), 1)})
-    print(f"| class | query | #Gaussians | IoU | recall | precision |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| class | query | #Gaussians | IoU | recall | precision |\n| --- | --- | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['class']} | {r['query']} | {r['selected']} | {r['iou']:.3f} | {r['recall']:.3f} | {r['precision']:.3f} |")
+        print(f"| {r['class']} | {r['query']} | {r['selected']} | {r['iou']:.3f} | {r['recall']:.3f} | "
+              f"{r['precision']:.3f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -193,8 +193,8 @@ def lift_accumulate(means2d: Tensor, conics: Tensor, opacities: Tensor, maps: Te
     weight_sum = torch.zeros(N, device=dev) if weight_sum is None else weight_sum
     if pix_weights is not None:
         pix_weights = pix_weights.float().contiguous()
-    ext.lift_accumulate(means2d.float().contiguous(), conics.float().contiguous(), opacities.float().contiguous(),
-                        maps.contiguous() if maps.dtype in (torch.float32, torch.float16) else maps.float().contiguous(),
+    maps = maps.contiguous() if maps.dtype in (torch.float32, torch.float16) else maps.float().contiguous()
+    ext.lift_accumulate(means2d.float().contiguous(), conics.float().contiguous(), opacities.float().contiguous(), maps,
                         pix_weights, tile_offsets.int().contiguous(), flatten_ids.int().contiguous(), int(width),
                         int(height), int(tile_size), int(top_k), feat_sum, weight_sum)
     return feat_sum, weight_sum

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dff_gs.render.backend_torch import T_MIN, alpha_from_logits, gaussian_table, pixel_monomials, tile_logits
-from dff_gs.render.backend_torch import rasterize_torch as rasterize_reference  # twin of cuda_ext.rasterize_cpu
-from dff_gs.render.projection import project_gaussians as project_reference  # twin of cuda_ext.project_cpu
+from dff_gs.render.backend_torch import rasterize_torch as rasterize_reference  # noqa: F401  (twin of cuda_ext.rasterize_cpu)
+from dff_gs.render.projection import project_gaussians as project_reference  # noqa: F401  (twin of cuda_ext.project_cpu)
 
 
 def resample_map(feature_map: Tensor, height: int, width: int) -> Tensor:

@@ -258,8 +258,9 @@ def markdown(report: dict) -> str:
     gs, nerf, cmp_, m = report["gs"], report["nerf"], report["comparison"], report["machine"]
     rows = [("test PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("mIoU", "miou", 3), ("accuracy", "accuracy", 3),
             ("2D teacher mIoU", "teacher_miou", 3), ("depth δ<1.25", "depth_delta1", 3),
-            ("depth AbsRel", "depth_absrel", 3), ("train steps", "steps", 0), ("train wall time (s)", "train_seconds", 1),
-            ("time to the NeRF's final PSNR (s)", "time_to_nerf_psnr", 1), ("render FPS (RGB + features)", "render_fps", 2),
+            ("depth AbsRel", "depth_absrel", 3), ("train steps", "steps", 0),
+            ("train wall time (s)", "train_seconds", 1), ("time to the NeRF's final PSNR (s)", "time_to_nerf_psnr", 1),
+            ("render FPS (RGB + features)", "render_fps", 2),
             ("text query → 2D mask (ms)", "query_ms", 1), ("text query → 3D p(l|x) (ms)", "query_3d_ms", 1),
             ("peak memory (MB)", "peak_mem_mb", 0), ("model size (MB)", "model_mb", 2)]
     w, h = gs.get("resolution", ["?", "?"])
@@ -424,7 +425,8 @@ def run_backbone(backbone: str, args) -> dict:
     if args.in_process or args.child:
         result = bench_one(backbone, args)
     else:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env = dict(os.environ, PYTHONPATH=path)
         proc = subprocess.run(_child_argv(backbone, args), env=env)
         if proc.returncode != 0 or not result_path.is_file():
             raise DffError(f"the {NAMES[backbone]} run of the benchmark failed (exit {proc.returncode}); "
@@ -456,7 +458,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               "settings": {"scene": cfg.data.path or "embedded default", "teacher": cfg.teacher.name,
                            "degraded_teacher": cfg.teacher.degrade, "gs_steps": args.gs_steps,
                            "nerf_steps": args.nerf_steps, "device": device,
-                           "command": " ".join(["python -m dff_gs.bench", *(argv if argv is not None else sys.argv[1:])])},
+                           "command": " ".join(["python -m dff_gs.bench",
+                                                *(argv if argv is not None else sys.argv[1:])])},
               **results}
     if len(results) == 2:
         report["comparison"] = compare(results["gs"], results["nerf"])

@@ -49,7 +49,8 @@ def interrupted_message(err: KeyboardInterrupt) -> str:
 
 def run_cli(job, report) -> int:
     """The error boundary of a command: ``report(job())`` is printed and 0 returned, or a :class:`DffError`'s (or an
-    OSError's) one-line reason goes to stderr and 2 is returned; Ctrl-C / SIGTERM returns 130.  job: () -> result; report: result -> str."""
+    OSError's) one-line reason goes to stderr and 2 is returned; Ctrl-C / SIGTERM returns 130.
+    job: () -> result; report: result -> str."""
     import signal
     import sys
 

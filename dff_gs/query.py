@@ -157,11 +157,13 @@ def patch_feature(teacher, image: Tensor) -> Tensor:
     if image.dim() != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
         raise ConfigError(f"patch query: expected an RGB crop [h, w, 3], got {tuple(image.shape)}")
     if not getattr(teacher, "supports_patch", False):
-        raise ConfigError(f"teacher {getattr(teacher, 'name', teacher)!r} cannot encode image patches (use efficientnet, clip or dino)")
+        raise ConfigError(f"teacher {getattr(teacher, 'name', teacher)!r} cannot encode image patches (use "
+                          "efficientnet, clip or dino)")
     return teacher.encode_image_patch(image)
 
 
-def segment_gaussians(model: GaussianModel, label_embeddings: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+def segment_gaussians(model: GaussianModel, label_embeddings: Tensor,
+                      temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
     """Full 3D segmentation: argmax of Eq. 5 over a label set.  label_embeddings [K, C] -> Tensor  # [N] int64"""
     return label_probabilities(gaussian_features(model), label_embeddings, temperature).argmax(-1)
 
@@ -222,7 +224,8 @@ def click_feature(model: GaussianModel, cameras: Cameras, view: int, x: int, y: 
 
 @torch.no_grad()
 def render_probabilities(
-    model: GaussianModel, cameras: Cameras, queries: Tensor, temperature: float = DEFAULT_TEMPERATURE, backend: str = "auto"
+    model: GaussianModel, cameras: Cameras, queries: Tensor, temperature: float = DEFAULT_TEMPERATURE,
+    backend: str = "auto"
 ) -> Tensor:
     """Eq. 5 on rendered (decoded) features: a 2D segmentation from any camera.
 
@@ -238,7 +241,8 @@ def render_probabilities(
 
 
 @torch.no_grad()
-def render_values(model: GaussianModel, cameras: Cameras, values: Tensor, backend: str = "auto") -> tuple[Tensor, Tensor]:
+def render_values(model: GaussianModel, cameras: Cameras, values: Tensor,
+                  backend: str = "auto") -> tuple[Tensor, Tensor]:
     """Composite arbitrary per-Gaussian values (probabilities, one-hot labels, masks) from ``cameras`` with the
     model's geometry, over 0; the model itself is not touched.
 
@@ -408,7 +412,8 @@ def render_views(model: GaussianModel, cameras: Cameras, backend: str = "auto"):
     if model.feature_dim == 0:
         raise ConfigError("rendering features needs per-Gaussian features and this model carries none")
     cams = cameras.to(model.device)
-    feats = torch.cat([render(model, cams[[i]], with_features=True, backend=backend).features for i in range(len(cams))])
+    feats = torch.cat([render(model, cams[[i]], with_features=True, backend=backend).features
+                       for i in range(len(cams))])
     return feats, compositing_weights(model, cams, min_weight=0.01)
 
 

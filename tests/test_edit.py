@@ -291,7 +291,8 @@ def test_edit_cli_end_to_end_and_the_result_reads_back(saved, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "selected 40 Gaussians" in printed and "recolor" in printed
     summary = json.loads(out.with_name("edited.edit.json").read_text())
-    assert summary["selection"]["selected"] == 40 and [s["op"] for s in summary["operations"]] == ["recolor", "translate"]
+    assert summary["selection"]["selected"] == 40
+    assert [s["op"] for s in summary["operations"]] == ["recolor", "translate"]
     assert len(summary["renders"]) == 1 and Path(summary["renders"][0]).is_file()
     panel = np.asarray(Image.open(summary["renders"][0]))
     assert panel.shape[0] == 30 and panel.shape[1] == 2 * 40 + 2
@@ -300,7 +301,8 @@ def test_edit_cli_end_to_end_and_the_result_reads_back(saved, tmp_path, capsys):
     orig, _ = load_ply(ply)
     assert model.num_gaussians == 120 and model.feature_dim == orig.feature_dim
     torch.testing.assert_close(model.params["features"], orig.params["features"])
-    torch.testing.assert_close(model.params["means"][labels == 0], orig.params["means"][labels == 0] + torch.tensor([0, .3, 0]))
+    moved = orig.params["means"][labels == 0] + torch.tensor([0, .3, 0])
+    torch.testing.assert_close(model.params["means"][labels == 0], moved)
     assert meta["teacher"]["name"] == "labels" and meta["edits"][-1]["operations"][0]["op"] == "recolor"
     # ... and into a plain 3DGS reader: the standard properties first, in order
     vert = PlyData.read(str(out))["vertex"]
@@ -331,7 +333,6 @@ def test_edit_cli_refuses_to_overwrite(saved, tmp_path, capsys):
 
 
 def test_edit_outputs_are_one_set_with_one_writer(saved, tmp_path, capsys):
-    import os
     import socket
 
     from dff_gs.errors import DataError
@@ -386,7 +387,8 @@ def test_edit_cli_bad_input(saved, tmp_path, capsys):
     assert "outside" in capsys.readouterr().err
     # a click on a PLY without features (a plain 3DGS one)
     plain = tmp_path / "plain.ply"
-    save_ply(blobs(n_per=4)[0], plain, metadata={"scene": json.loads(ply.with_suffix(".dff.json").read_text())["scene"]})
+    scene_of = json.loads(ply.with_suffix(".dff.json").read_text())["scene"]
+    save_ply(blobs(n_per=4)[0], plain, metadata={"scene": scene_of})
     assert run_edit(plain, "--click", 0, 3, 3, "--op", "delete", "--out", out) == 2
     assert "carries none" in capsys.readouterr().err
     # deleting every Gaussian would leave nothing to write

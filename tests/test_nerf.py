@@ -151,7 +151,8 @@ def test_ray_box_pdf_resampling_and_distortion():
     compact[0, 3] = 1.0
     spread = torch.full((1, 8), 1 / 8)
     e = stratified_edges(torch.zeros(1), torch.ones(1), 8)
-    assert distortion_loss(compact, e, torch.zeros(1), torch.ones(1)) < distortion_loss(spread, e, torch.zeros(1), torch.ones(1))
+    near, far = torch.zeros(1), torch.ones(1)
+    assert distortion_loss(compact, e, near, far) < distortion_loss(spread, e, near, far)
 
 
 def test_teacher_sampling_matches_bilinear_upsampling():
@@ -406,5 +407,6 @@ def test_bench_tiny_budget_writes_every_key(tiny_scene, tmp_path):
     assert set(report["comparison"]["met"]) == {"time_to_nerf_psnr", "render_speedup", "miou"}
     for key in ("cpu", "cores", "torch", "device"):
         assert report["machine"][key] is not None
-    assert (out / "bench.md").is_file() and (out / "psnr_vs_time.png").is_file() and (out / "miou_vs_time.png").is_file()
+    for name in ("bench.md", "psnr_vs_time.png", "miou_vs_time.png"):
+        assert (out / name).is_file(), name
     assert "time_to_nerf_psnr" not in report["nerf"]

@@ -226,7 +226,8 @@ def test_interrupted_messages_are_honest(capsys):
         raise Interrupted(Path("R/checkpoint.pt"), "SIGTERM")
 
     assert run_cli(stopped_late, str) == 130
-    assert "interrupted (SIGTERM): checkpoint written to R/checkpoint.pt; resume with --resume R" in capsys.readouterr().err
+    expected = "interrupted (SIGTERM): checkpoint written to R/checkpoint.pt; resume with --resume R"
+    assert expected in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------- signals, kill -9

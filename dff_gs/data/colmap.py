@@ -230,7 +230,8 @@ def read_images(path: Path) -> dict[int, ColmapImage]:
         try:
             pts = np.array([float(x) for x in pts_line.split()], dtype=np.float64).reshape(-1, 3)
         except ValueError:
-            raise DataError(f"{path}:{raw[k + 1][0]}: malformed 2D point line (expected X Y POINT3D_ID triples)") from None
+            raise DataError(f"{path}:{raw[k + 1][0]}: malformed 2D point line (expected X Y POINT3D_ID "
+                            "triples)") from None
         images[iid] = ColmapImage(iid, q, t, cid, name, pts)
     return images
 
@@ -285,7 +286,8 @@ def find_model_dir(root: Path) -> Path | None:
 def read_model(model_dir: Path) -> ColmapModel:
     ext = ".bin" if (model_dir / "cameras.bin").is_file() else ".txt"
     xyz, rgb, ids = read_points3d(model_dir / f"points3D{ext}")
-    return ColmapModel(read_cameras(model_dir / f"cameras{ext}"), read_images(model_dir / f"images{ext}"), xyz, rgb, ids)
+    cameras, images = read_cameras(model_dir / f"cameras{ext}"), read_images(model_dir / f"images{ext}")
+    return ColmapModel(cameras, images, xyz, rgb, ids)
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -319,7 +321,8 @@ def write_model(model: ColmapModel, model_dir: Path, binary: bool = True) -> Non
     (model_dir / "cameras.txt").write_text("\n".join(lines) + "\n")
     lines = ["# Image list with two lines of data per image:"]
     for im in model.images.values():
-        lines.append(f"{im.id} " + " ".join(repr(float(v)) for v in [*im.qvec, *im.tvec]) + f" {im.camera_id} {im.name}")
+        pose = " ".join(repr(float(v)) for v in [*im.qvec, *im.tvec])
+        lines.append(f"{im.id} {pose} {im.camera_id} {im.name}")
         lines.append(" ".join(f"{float(x)!r} {float(y)!r} {int(p)}" for x, y, p in im.points2d))
     (model_dir / "images.txt").write_text("\n".join(lines) + "\n")
     lines = ["# 3D point list with one line of data per point:"]

@@ -150,7 +150,8 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
         images.append(img)
         alphas.append(alpha)
         if with_mask:
-            masks.append(load_mask(f.mask, (h0, w0), size) if f.mask is not None else torch.ones(h, w, dtype=torch.bool))
+            masks.append(load_mask(f.mask, (h0, w0), size) if f.mask is not None
+                         else torch.ones(h, w, dtype=torch.bool))
         if with_sem:
             sems.append(torch.full((h, w), IGNORE_LABEL, dtype=torch.long) if f.semantic is None
                         else _labels(f.semantic, (h0, w0), size, ignore_label, class_names))

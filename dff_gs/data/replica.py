@@ -8,7 +8,6 @@ OpenCV camera axes). Intrinsics: ``intrinsics.json`` (fl_x, fl_y, cx, cy) if pre
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -53,7 +52,8 @@ def _class_names(root: Path) -> tuple[list[str] | None, int | None]:
             try:
                 pairs = {int(c["id"]): str(c["name"]) for c in info["classes"]}
             except (KeyError, TypeError, ValueError):
-                raise DataError(f"{d / 'info_semantic.json'}: expected 'classes': [{{'id': int, 'name': str}}]") from None
+                raise DataError(f"{d / 'info_semantic.json'}: expected 'classes': "
+                                "[{'id': int, 'name': str}]") from None
             n = max(pairs) + 1 if pairs else 0
             names = [pairs.get(i, f"class_{i}") for i in range(n)]
             ignore = 0 if pairs.get(0, "") in ("", "void", "undefined") else None

@@ -160,7 +160,8 @@ def build_scene(seed: int = DEFAULT_SEED) -> Scene:
     room = SceneObject("room_floor", "floor")
     add(room, ("floor", Quad(axis=2, offset=lo[2], lo=lo_m, hi=hi_m, normal_sign=1.0), floor_mat))
     add(SceneObject("room_ceiling", "ceiling"),
-        ("ceiling", Quad(axis=2, offset=hi[2], lo=lo_m, hi=hi_m, normal_sign=-1.0), plain(jit([0.86, 0.85, 0.82], 0.03), 1.5, 0.1)))
+        ("ceiling", Quad(axis=2, offset=hi[2], lo=lo_m, hi=hi_m, normal_sign=-1.0),
+         plain(jit([0.86, 0.85, 0.82], 0.03), 1.5, 0.1)))
     walls = SceneObject("room_walls", "wall")
     add(walls, *[(f"wall_{'xy'[ax]}{'-+'[side]}", Quad(axis=ax, offset=(lo, hi)[side][ax], lo=lo_m, hi=hi_m,
                                                      normal_sign=1.0 if side == 0 else -1.0), wall_mat)

@@ -23,11 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     from dff_gs.edit.script import OPERATIONS
     from dff_gs.query_cli import add_query_arguments
 
-    p = argparse.ArgumentParser(prog="edit.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="edit.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="run folder or PLY to edit (never overwritten)")
     add_query_arguments(p, multiple=True)
     p.set_defaults(threshold=None)
-    p.add_argument("--op", action="append", default=[], choices=list(OPERATIONS), help="operation (repeatable, in order)")
+    p.add_argument("--op", action="append", default=[], choices=list(OPERATIONS),
+                   help="operation (repeatable, in order)")
     p.add_argument("--script", help="YAML edit script (select / selection / operations); see configs/edit_example.yaml")
     p.add_argument("--out", required=True, help="edited PLY to write")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (never the input)")
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("selection cleanup (dff_gs.edit.selection.SelectionConfig)")
     s.add_argument("--selection-mode", choices=["gaussian", "lifted", "combined"],
                    help="gaussian: each Gaussian's own p(query|x); lifted: the 2D query rendered over training views "
-                        "and lifted onto the Gaussians; combined: lifted where drawn, own where hidden (default: gaussian)")
+                        "and lifted onto the Gaussians; combined: lifted where drawn, own where hidden "
+                        "(default: gaussian)")
     s.add_argument("--no-cleanup", action="store_true", help="use the thresholded selection as it is")
     s.add_argument("--min-vote", type=float, help="drop selected Gaussians whose knn are less selected than this")
     s.add_argument("--grow-sigma", type=float, help="grow into Gaussians within this many std devs (0: no growing)")
@@ -161,7 +164,8 @@ def format_summary(summary: dict) -> str:
                      f"{sel['thresholded']}, isolated dropped {sel['dropped_vote']}, small pieces dropped "
                      f"{sel['dropped_components']}, grown {sel['grown']})")
         lo, hi = sel["bbox"]
-        lines.append("bounding box [" + ", ".join(f"{v:.3f}" for v in lo) + "] .. [" + ", ".join(f"{v:.3f}" for v in hi) + "]")
+        corner = lambda c: ", ".join(f"{v:.3f}" for v in c)  # noqa: E731
+        lines.append(f"bounding box [{corner(lo)}] .. [{corner(hi)}]")
     for i, st in enumerate(summary["operations"]):
         lines.append(f"{i + 1}. {st['op']}: {st['selected']} selected, Gaussians {st['num_gaussians_before']} -> "
                      f"{st['num_gaussians_after']}")

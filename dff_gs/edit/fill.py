@@ -31,7 +31,8 @@ class FillConfig:
 
     views: int = option(16, "training views rendered, inpainted and fitted (evenly spaced)")
     side: int = option(160, "those views at most this many pixels on the longer side")
-    opaque: float = option(0.95, "a pixel of the object's silhouette is a hole when the edited render's alpha is below this")
+    opaque: float = option(0.95, "a pixel of the object's silhouette is a hole when the edited render's alpha is "
+                                 "below this")
     seeds_per_view: int = option(400, "new Gaussians seeded per view at most (hole pixels subsampled)")
     steps: int = option(150, "fitting steps of the new Gaussians (everything else frozen)")
     lr: float = option(0.01, "learning rate of the new Gaussians' colours, opacities and log-scales")

@@ -89,7 +89,8 @@ class Delete(Operation):
         from dff_gs.edit.fill import fill_deleted
 
         if env.scene is None:
-            raise ConfigError("delete with fill needs the scene's cameras: pass --data SCENE (the model names no scene)")
+            raise ConfigError("delete with fill needs the scene's cameras: pass --data SCENE (the model names no "
+                              "scene)")
         filled, info = fill_deleted(model, mask.to(model.device), result.model, env.scene(), backend=env.backend)
         added = filled.num_gaussians - result.model.num_gaussians
         notes = [f"fill: {added} Gaussians fitted to {info['hole_pixels']} revealed pixels"]

@@ -200,7 +200,8 @@ def lifted_probabilities(ctx: QueryContext, labels: Tensor, cfg: SelectionConfig
     return weights.lift(probs)[:, 0], weights.weight_sum
 
 
-def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec], cfg: Optional[SelectionConfig] = None) -> EditSelection:
+def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
+                     cfg: Optional[SelectionConfig] = None) -> EditSelection:
     """Resolve ``specs`` on ``ctx.model``, union them, threshold (``cfg.mode``) and clean up (see the module
     docstring).
 

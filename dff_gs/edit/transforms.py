@@ -30,7 +30,8 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
 
 
 quat_to_matrix = quat_to_rotmat
-"""Rotation matrices of (not necessarily unit) quaternions: the renderer's.  q: Tensor  # [..., 4] wxyz -> [..., 3, 3]"""
+"""Rotation matrices of (not necessarily unit) quaternions: the renderer's.
+q: Tensor  # [..., 4] wxyz -> [..., 3, 3]"""
 
 
 def matrix_to_quat(R: Tensor) -> Tensor:

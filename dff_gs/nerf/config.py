@@ -26,7 +26,8 @@ class NerfConfig:
     mlp_depth: int = option(4, "mlp field: hidden layers of the position MLP")
     hidden: int = option(64, "width of the small MLPs (density head, colour, feature)")
     geo_features: int = option(15, "geometry features passed from the density MLP to the colour / feature heads")
-    dir_sh_bands: int = option(4, "view-direction encoding: spherical-harmonic bands 1..4 (1, 4, 9, 16 values), as Instant-NGP")
+    dir_sh_bands: int = option(4, "view-direction encoding: spherical-harmonic bands 1..4 (1, 4, 9, 16 values), as "
+                                  "Instant-NGP")
     # ---------------------------------------------------------------- feature branch
     feature_dim: int = option(16, "rendered feature dimension D (0 = the teacher's dimension, no decoder)")
     decoder: bool = option(True, "learn a linear decoder D -> teacher dim (as the Gaussians); else D = teacher dim")
@@ -49,7 +50,8 @@ class NerfConfig:
     occ_update_every: int = option(16, "refresh the occupancy grid every N steps")
     occ_warmup: int = option(128, "steps during which every cell is re-evaluated at each refresh")
     occ_decay: float = option(0.95, "EMA decay of the occupancy grid's densities")
-    occ_alpha: float = option(0.05, "a cell is occupied if its own opacity (1 - exp(-density x cell size)) exceeds this")
+    occ_alpha: float = option(0.05, "a cell is occupied if its own opacity (1 - exp(-density x cell size)) exceeds "
+                                    "this")
     init_density: float = option(2.0, "initial density of the field per scene unit (below the occupancy threshold: "
                                       "training starts with cheap uniform sampling and the grid fills from surfaces)")
     aabb_padding: float = option(0.02, "relative padding of the scene AABB the field lives in")

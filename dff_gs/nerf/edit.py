@@ -52,7 +52,8 @@ class SegmentationEdit:
         """decoded: Tensor  # [N, C]  ->  Tensor  # [N] bool"""
         return label_probabilities(decoded, self.queries, self.temperature)[:, 0] > self.threshold
 
-    def apply(self, x: Tensor, sigma: Tensor, rgb: Optional[Tensor], decoded: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+    def apply(self, x: Tensor, sigma: Tensor, rgb: Optional[Tensor],
+              decoded: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """Edit one batch of samples.
 
         x: Tensor  # [N, 3] world positions (unused by segmentation edits; part of the interface)
@@ -81,7 +82,8 @@ def text_edit(encode_text, query: str, negatives: Sequence[str], op: str = "dele
 
 
 @torch.no_grad()
-def render_edit(model: NerfModel, cameras: Cameras, edit: SegmentationEdit, with_features: bool = False) -> RenderOutput:
+def render_edit(model: NerfModel, cameras: Cameras, edit: SegmentationEdit,
+                with_features: bool = False) -> RenderOutput:
     """Render ``cameras`` with ``edit`` applied; the model is not modified."""
     if not model.has_features:
         raise ConfigError("render-time edits need a NeRF trained with a teacher (no feature branch)")

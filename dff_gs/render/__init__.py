@@ -32,7 +32,8 @@ class RenderOutput:
 
 def view_colors(model, cameras, sh_degree: Optional[int] = None) -> Tensor:
     """The colour of every Gaussian seen from each camera: SH (up to ``sh_degree``, default the model's) evaluated
-    along the camera-to-Gaussian direction, + 0.5 and clamped at 0 (gsplat's convention).  Returns Tensor  # [C, N, 3]"""
+    along the camera-to-Gaussian direction, + 0.5 and clamped at 0 (gsplat's convention).
+    Returns Tensor  # [C, N, 3]"""
     degree = model.sh_degree if sh_degree is None else min(sh_degree, model.sh_degree)
     dirs = model.get_means()[None] - cameras.centers[:, None]  # [C, N, 3]
     sh = model.get_sh()[:, : (degree + 1) ** 2]

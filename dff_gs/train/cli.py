@@ -146,7 +146,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
         preset = args.config or preset_for(given("data.path"), given("data.format"))
         if preset:
             if not args.config and Path(preset) != DEFAULT_PRESET:
-                print(f"preset: {Path(preset).relative_to(CONFIGS.parent)} (for this scene's format; --config to choose)")
+                print(f"preset: {Path(preset).relative_to(CONFIGS.parent)} (for this scene's format; --config to "
+                      "choose)")
             apply_dict(cfg, load_yaml(preset))
         apply_overrides(cfg, settings)
     validate_config(cfg)

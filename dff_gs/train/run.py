@@ -92,7 +92,8 @@ def scene_summary(cfg: Config, scene: SceneData) -> dict:
 
 
 def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
-    """Initial Gaussians from ``model.init_ply``, else depth maps, sparse points or random positions (``model.init``)."""
+    """Initial Gaussians from ``model.init_ply``, else depth maps, sparse points or random positions
+    (``model.init``)."""
     m = cfg.model
     feature_dim = m.feature_dim if teacher.dim else 0
     decoder_dim = None
