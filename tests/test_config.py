@@ -40,6 +40,17 @@ def test_cli_flags_map_to_config(tmp_path):
     assert cfg.model.sh_degree == 0
 
 
-def test_default_preset_is_valid():
-    cfg = resolve_config(build_parser().parse_args([]))
-    assert cfg.data.path == "" and cfg.teacher.name == "labels"
+def test_help_shows_what_a_bare_run_uses_and_presets_layer_on_it(tmp_path, capsys):
+    """The code defaults are what ``python train.py`` runs (no preset changes them), ``--help`` prints them, and
+    a preset (given or picked by the scene's format) changes only the keys it names."""
+    bare = resolve_config(build_parser().parse_args([]))
+    assert to_dict(bare) == to_dict(Config())
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert f"train.steps={bare.train.steps!r}" in shown and "strategy.max_gaussians=35000" in shown
+    (tmp_path / "p.yaml").write_text("strategy:\n  max_gaussians: 7\n")
+    layered = resolve_config(build_parser().parse_args(["--config", str(tmp_path / "p.yaml")]))
+    expected = to_dict(Config())
+    expected["strategy"]["max_gaussians"] = 7
+    assert to_dict(layered) == expected

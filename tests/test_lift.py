@@ -260,17 +260,16 @@ def test_one_source_list_for_setup_and_jit():
 
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def plain_ply(tmp_path_factory):
-    """A tiny generated scene and a plain 3DGS PLY of it (standard properties, no sidecar), as another
+def plain_ply(tiny_scene, tmp_path_factory):
+    """The tiny generated scene and a plain 3DGS PLY of it (standard properties, no sidecar), as another
     trainer would write: here simply the depth-initialised Gaussians."""
     from plyfile import PlyData, PlyElement
 
     from dff_gs.data import load_scene
-    from dff_gs.data.synthetic import generate_scene
     from dff_gs.io.ply import model_to_array
 
     root = tmp_path_factory.mktemp("lift_e2e")
-    scene_dir = generate_scene(root / "room", seed=3, width=48, height=36, num_views=10)
+    scene_dir = tiny_scene
     scene = load_scene(scene_dir, test_every=5)
     model = GaussianModel.from_depth(scene.split("train"), max_points=1500, sh_degree=1, init_opacity=0.9)
     ply = root / "foreign.ply"

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from dff_gs.config import apply_overrides
-from dff_gs.data.synthetic import generate_scene
 from dff_gs.errors import ConfigError, DataError
 from dff_gs.nerf.batches import sample_maps
 from dff_gs.nerf.config import NerfConfig
@@ -28,10 +27,6 @@ TINY_NERF = [  # a small field: the whole file stays fast on two CPU cores
     "nerf.occ_warmup=8", "nerf.lr_warmup=0", "nerf.chunk=4096",
 ]
 
-
-@pytest.fixture(scope="module")
-def tiny_scene(tmp_path_factory):
-    return generate_scene(tmp_path_factory.mktemp("scene") / "room", seed=3, width=48, height=36, num_views=10)
 
 
 def tiny_cfg(scene, out, cache, *extra):
@@ -294,14 +289,21 @@ def test_queries_on_a_nerf(nerf_run, tiny_scene):
     pts = NQ.field_points(model, max_points=500)
     labels = teacher.encode_text(names)
     p3 = NQ.point_probabilities(model, pts, labels)
-    assert p3.shape == (len(pts), len(names)) and torch.allclose(p3.sum(-1), torch.ones(len(pts)), atol=1e-5)
+    # Eq. 5 at points: a softmax over the dot products of the decoded field features with the labels
+    torch.testing.assert_close(p3, label_probabilities(model.point_features(pts), labels), atol=1e-5, rtol=1e-5)
+    # a text query against all the other class names is that class's column of the full label set
+    sofa = names.index("sofa")
+    pt = NQ.text_point_probabilities(model, teacher.encode_text, "sofa", [n for n in names if n != "sofa"], pts)
+    torch.testing.assert_close(pt, p3[:, sofa], atol=1e-5, rtol=1e-5)
+    # in 2D: the rendered probabilities are Eq. 5 on the rendered decoded features, the segmentation their argmax
     negs = text_negatives(teacher.encode_text, "sofa", names)
-    pt = NQ.text_point_probabilities(model, teacher.encode_text, "sofa", negs, pts)
-    assert pt.shape == (len(pts),) and ((pt >= 0) & (pt <= 1)).all()
     p2 = NQ.render_text_probabilities(model, cams, teacher.encode_text, "sofa", negs)
-    assert p2.shape == (1, cams.height, cams.width)
+    feats = model.decode(model.render(cams).features)
+    queries = teacher.encode_text(["sofa", *negs])
+    torch.testing.assert_close(p2, label_probabilities(feats, queries)[..., 0], atol=1e-4, rtol=1e-4)
     seg = NQ.render_segmentation(model, cams, labels)
-    assert seg.shape == (1, cams.height, cams.width) and int(seg.max()) < len(names)
+    agree = (seg == label_probabilities(feats, labels).argmax(-1)).float().mean()
+    assert agree > 0.99  # equal up to ties of float noise
     # a click is the rendered feature at that pixel; Eq. 5 in 2D agrees with the full render
     f = NQ.click_feature(model, cams, 0, 20, 15)
     full = model.decode(model.render(cams).features)[0, 15, 20]

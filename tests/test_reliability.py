@@ -58,51 +58,51 @@ def interrupt_at(monkeypatch, cls, step: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def labelled_run(tiny_room, tmp_path_factory):
+def labelled_run(tiny_scene, tmp_path_factory):
     """A finished 24-step run distilling the labels teacher through a decoder."""
     root = tmp_path_factory.mktemp("labelled")
-    run(cfg_of(tiny_room, root / "run", *labels(root / "cache")), progress=False)
+    run(cfg_of(tiny_scene, root / "run", *labels(root / "cache")), progress=False)
     return root
 
 
 # ----------------------------------------------------------------------------------------- exact resume
-def test_resume_with_a_decoder_is_bit_identical(labelled_run, tiny_room, tmp_path, monkeypatch):
+def test_resume_with_a_decoder_is_bit_identical(labelled_run, tiny_scene, tmp_path, monkeypatch):
     extra = labels(labelled_run / "cache")
     interrupt_at(monkeypatch, Trainer, 12)
     with pytest.raises(Interrupted) as stopped:
-        run(cfg_of(tiny_room, tmp_path / "half", *extra), progress=False)
+        run(cfg_of(tiny_scene, tmp_path / "half", *extra), progress=False)
     assert stopped.value.checkpoint == tmp_path / "half" / "checkpoint.pt"
     monkeypatch.undo()
-    run(cfg_of(tiny_room, tmp_path / "half", *extra, f"resume={tmp_path / 'half'}"), progress=False)
+    run(cfg_of(tiny_scene, tmp_path / "half", *extra, f"resume={tmp_path / 'half'}"), progress=False)
     assert_same_model(labelled_run / "run" / "checkpoint.pt", tmp_path / "half" / "checkpoint.pt")
     ckpt = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=False)
     assert "decoder.weight" in ckpt["model"]
     assert int(next(iter(ckpt["decoder_opt"]["state"].values()))["step"]) == 24  # the decoder trained throughout
 
 
-def test_lift_finetune_resume_is_bit_identical(labelled_run, tiny_room, tmp_path, monkeypatch):
+def test_lift_finetune_resume_is_bit_identical(labelled_run, tiny_scene, tmp_path, monkeypatch):
     from dff_gs.lift.tuner import FeatureTuner
 
     extra = [*labels(labelled_run / "cache"), f"model.init_ply={labelled_run / 'run' / 'point_cloud.ply'}",
              "lift.enabled=true", "lift.steps=10", "train.backend=torch"]
-    run(cfg_of(tiny_room, tmp_path / "full", *extra), progress=False)
+    run(cfg_of(tiny_scene, tmp_path / "full", *extra), progress=False)
     interrupt_at(monkeypatch, FeatureTuner, 4)
     with pytest.raises(Interrupted):
-        run(cfg_of(tiny_room, tmp_path / "half", *extra), progress=False)
+        run(cfg_of(tiny_scene, tmp_path / "half", *extra), progress=False)
     monkeypatch.undo()
     assert torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=False)["step"] == 4
-    run(cfg_of(tiny_room, tmp_path / "half", *extra, f"resume={tmp_path / 'half'}"), progress=False)
+    run(cfg_of(tiny_scene, tmp_path / "half", *extra, f"resume={tmp_path / 'half'}"), progress=False)
     assert_same_model(tmp_path / "full" / "checkpoint.pt", tmp_path / "half" / "checkpoint.pt")
     a = json.loads((tmp_path / "full" / "metrics.json").read_text())
     b = json.loads((tmp_path / "half" / "metrics.json").read_text())
     assert a["miou"] == b["miou"] and a["lifted_fraction"] == b["lifted_fraction"]
 
 
-def test_time_based_checkpoints(tiny_room, tmp_path, monkeypatch):
+def test_time_based_checkpoints(tiny_scene, tmp_path, monkeypatch):
     saved = []
     original = Trainer.save
     monkeypatch.setattr(Trainer, "save", lambda self, *a, **k: saved.append(self.step) or original(self, *a, **k))
-    run(cfg_of(tiny_room, tmp_path / "r", "teacher.name=none", "train.checkpoint_minutes=1e-9"), progress=False)
+    run(cfg_of(tiny_scene, tmp_path / "r", "teacher.name=none", "train.checkpoint_minutes=1e-9"), progress=False)
     assert saved == list(range(1, 25))  # every step (the time is always up), the last one once
 
 
@@ -125,10 +125,10 @@ def test_resume_takes_the_runs_config_and_refuses_changes(labelled_run, tmp_path
 
 
 # ----------------------------------------------------------------------------------------- run folders
-def test_an_existing_run_is_refused_without_force(labelled_run, tiny_room, tmp_path, capsys):
+def test_an_existing_run_is_refused_without_force(labelled_run, tiny_scene, tmp_path, capsys):
     r = tmp_path / "r"
     shutil.copytree(labelled_run / "run", r)
-    args = ["--data", str(tiny_room), "--out", str(r), "--quiet", "--steps", "3", "teacher.name=none", *SMALL]
+    args = ["--data", str(tiny_scene), "--out", str(r), "--quiet", "--steps", "3", "teacher.name=none", *SMALL]
     assert main(args) == 2
     assert "holds a run already" in capsys.readouterr().err
     assert torch.load(r / "checkpoint.pt", weights_only=False)["step"] == 24  # untouched
@@ -137,11 +137,11 @@ def test_an_existing_run_is_refused_without_force(labelled_run, tiny_room, tmp_p
     assert not (r / ".dff.lock").exists()
 
 
-def test_a_run_folder_has_one_writer(tiny_room, tmp_path, capsys):
+def test_a_run_folder_has_one_writer(tiny_scene, tmp_path, capsys):
     r = tmp_path / "r"
     r.mkdir()
     (r / ".dff.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))  # pid 1 is always alive
-    args = ["--data", str(tiny_room), "--out", str(r), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
+    args = ["--data", str(tiny_scene), "--out", str(r), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
     assert main(args) == 2
     assert "process 1 is writing it now" in capsys.readouterr().err
     gone = subprocess.Popen(["true"])
@@ -151,9 +151,9 @@ def test_a_run_folder_has_one_writer(tiny_room, tmp_path, capsys):
     assert "taking over" in capsys.readouterr().err and not (r / ".dff.lock").exists()
 
 
-def test_impossible_outputs_fail_before_any_work(tiny_room, tmp_path, capsys, monkeypatch):
+def test_impossible_outputs_fail_before_any_work(tiny_scene, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
-    args = ["--data", str(tiny_room), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
+    args = ["--data", str(tiny_scene), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
     monkeypatch.setattr("dff_gs.train.run.load_run_scene", lambda *a: pytest.fail("work started"))
     for out in (tmp_path / "file", tmp_path / "file" / "run"):
         assert main(args + ["--out", str(out)]) == 2
@@ -161,9 +161,9 @@ def test_impossible_outputs_fail_before_any_work(tiny_room, tmp_path, capsys, mo
         assert err.startswith("error: ") and str(tmp_path / "file") in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_room, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_scene, tmp_path, monkeypatch, capsys):
     r = tmp_path / "r"
-    args = ["--data", str(tiny_room), "--out", str(r), "--quiet", "--steps", "4", "teacher.name=none", *SMALL]
+    args = ["--data", str(tiny_scene), "--out", str(r), "--quiet", "--steps", "4", "teacher.name=none", *SMALL]
     assert main(args) == 0
     good = (r / "checkpoint.pt").read_bytes()
 
@@ -199,15 +199,15 @@ def test_bad_values_are_one_line_before_any_work(args, key, tmp_path, capsys, mo
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_gsplat_without_cuda_is_refused_before_any_work(tiny_room, tmp_path, capsys):
-    assert main(["--data", str(tiny_room), "--out", str(tmp_path / "r"), "--backend", "gsplat", "--quiet"]) == 2
+def test_gsplat_without_cuda_is_refused_before_any_work(tiny_scene, tmp_path, capsys):
+    assert main(["--data", str(tiny_scene), "--out", str(tmp_path / "r"), "--backend", "gsplat", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("error: train.backend=gsplat: needs CUDA")
     assert not (tmp_path / "r").exists()
 
 
-def test_a_scene_without_training_views(tiny_room, tmp_path):
+def test_a_scene_without_training_views(tiny_scene, tmp_path):
     one = tmp_path / "one"
-    shutil.copytree(tiny_room, one)
+    shutil.copytree(tiny_scene, one)
     meta = json.loads((one / "transforms.json").read_text())
     meta["frames"] = meta["frames"][:1]
     (one / "transforms.json").write_text(json.dumps(meta))
@@ -245,8 +245,8 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_sigterm_writes_a_checkpoint(tiny_room, tmp_path):
-    proc = train_process(tiny_room, tmp_path / "r", "--steps", "100000", "train.checkpoint_minutes=0")
+def test_sigterm_writes_a_checkpoint(tiny_scene, tmp_path):
+    proc = train_process(tiny_scene, tmp_path / "r", "--steps", "100000", "train.checkpoint_minutes=0")
     wait_for(tmp_path / "r" / "config.yaml", proc)  # written when training starts
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -256,11 +256,11 @@ def test_sigterm_writes_a_checkpoint(tiny_room, tmp_path):
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["step"] > 0
 
 
-def test_kill_9_then_resume_is_bit_identical(tiny_room, tmp_path):
+def test_kill_9_then_resume_is_bit_identical(tiny_scene, tmp_path):
     extra = ["--steps", "120", "train.checkpoint_every=7", "train.checkpoint_minutes=0"]
-    assert main(["--data", str(tiny_room), "--out", str(tmp_path / "straight"), "--quiet", "teacher.name=none",
+    assert main(["--data", str(tiny_scene), "--out", str(tmp_path / "straight"), "--quiet", "teacher.name=none",
                  *SMALL, *extra]) == 0
-    proc = train_process(tiny_room, tmp_path / "killed", *extra)
+    proc = train_process(tiny_scene, tmp_path / "killed", *extra)
     wait_for(tmp_path / "killed" / "checkpoint.pt", proc)
     time.sleep(random.Random(os.getpid()).uniform(0.0, 1.0))
     proc.kill()

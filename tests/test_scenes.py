@@ -243,9 +243,9 @@ def test_label_free_teacher_and_format_presets(tmp_path, capsys):
     col = tmp_path / "col"
     write_colmap(col, {1: ColmapCamera(1, "PINHOLE", W, H, [FX, FY, CX, CY])}, lambda k: 1)
     assert "configs/colmap.yaml" in preset("--data", str(col))[1]
-    assert "preset" not in preset()[1]  # the embedded default: default.yaml, nothing to say
+    assert "preset" not in preset()[1]  # the embedded default: the defaults, nothing to say
     cfg, said = preset("--data", str(col), "--config", "configs/default.yaml")  # an explicit preset wins, silently
-    assert said == "" and cfg.model.init_points == 20000
+    assert said == "" and cfg.strategy.max_gaussians == 35000  # colmap.yaml's 60000 not applied
 
 
 def test_feature_loss_pooling():

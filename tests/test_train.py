@@ -7,16 +7,11 @@ import pytest
 import torch
 
 from dff_gs.config import apply_overrides
-from dff_gs.data.synthetic import generate_scene
 from dff_gs.errors import CheckpointError, ConfigError
 from dff_gs.train.config import Config
 from dff_gs.train.run import run
 from dff_gs.train.trainer import Trainer
 
-
-@pytest.fixture(scope="module")
-def tiny_scene(tmp_path_factory):
-    return generate_scene(tmp_path_factory.mktemp("scene") / "room", seed=3, width=48, height=36, num_views=10)
 
 
 def tiny_cfg(scene, out, *extra):
@@ -106,9 +101,8 @@ def test_labels_teacher_distils_and_evaluates_segmentation(tiny_scene, tmp_path)
     cfg = tiny_cfg(tiny_scene, tmp_path / "sem", "teacher.name=labels", f"teacher.cache_dir={tmp_path / 'cache'}",
                    "model.feature_dim=8")
     metrics = run(cfg, progress=False)
-    for key in ("miou", "accuracy", "teacher_miou", "teacher_accuracy"):
-        assert 0.0 <= metrics[key] <= 1.0, key
-    assert metrics["accuracy"] > 0.3  # 24 steps: far from converged, but well above chance over 10 classes
+    assert metrics["teacher_miou"] < 0.95  # the degraded teacher is not the ground truth ...
+    assert metrics["accuracy"] > 0.3  # ... and 24 steps distil it well above chance over 10 classes
     side = json.loads((tmp_path / "sem" / "point_cloud.dff.json").read_text())
     assert side["decoder"]["out"] == 384 and side["teacher"]["name"] == "labels"
 

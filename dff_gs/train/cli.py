@@ -11,11 +11,10 @@ from dff_gs.errors import ConfigError, run_cli
 from dff_gs.train.config import Config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_PRESET = CONFIGS / "default.yaml"
 FORMAT_PRESETS = {"blender": "blender.yaml", "transforms": "colmap.yaml", "colmap": "colmap.yaml"}
-"""The preset a ``--data`` scene gets without ``--config``: Blender / NeRF-synthetic objects (``transforms_train.json``)
-``blender.yaml``; COLMAP models and nerfstudio ``transforms.json`` captures ``colmap.yaml``; anything else (the
-Replica layout) ``default.yaml``."""
+"""The preset a ``--data`` scene gets without ``--config``, layered on the code defaults: Blender / NeRF-synthetic
+objects (``transforms_train.json``) ``blender.yaml``; COLMAP models and nerfstudio ``transforms.json`` captures
+``colmap.yaml``; anything else (the embedded room, the Replica layout) none: the defaults are its settings."""
 
 
 def scene_kind(path: Path) -> str:
@@ -32,15 +31,16 @@ def scene_kind(path: Path) -> str:
 
 
 def preset_for(data: str | None, fmt: str | None = None) -> Path | None:
-    """The preset used without ``--config``: :data:`FORMAT_PRESETS` by the scene's kind, else ``default.yaml``."""
-    name = None
-    if data:
-        kind = fmt if fmt and fmt != "auto" else scene_kind(Path(data).expanduser())
-        name = FORMAT_PRESETS.get(kind)
-    for candidate in ([CONFIGS / name] if name else []) + [DEFAULT_PRESET]:
-        if candidate.is_file():
-            return candidate
-    return None
+    """The preset used without ``--config``: :data:`FORMAT_PRESETS` by the scene's kind (None: the defaults)."""
+    if not data:
+        return None
+    kind = fmt if fmt and fmt != "auto" else scene_kind(Path(data).expanduser())
+    name = FORMAT_PRESETS.get(kind)
+    if name and not (CONFIGS / name).is_file():
+        print(f"preset configs/{name} for this {kind} scene is not installed here (a non-editable install?): "
+              "training with the defaults")
+        return None
+    return CONFIGS / name if name else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,12 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description="Train a feature Gaussian scene (no arguments: the embedded default scene on CPU).",
         epilog="Any config key can be overridden as key=value, e.g. train.steps=500 model.feature_dim=32.\n"
-        "Config keys (defaults):\n" + "\n".join(describe(Config())),
+        "Config keys, with the defaults a bare `python train.py` runs (presets in configs/ change only the keys they "
+        "name):\n" + "\n".join(describe(Config())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", help="YAML preset (default: by the scene's format: configs/blender.yaml for Blender "
-                                     "objects, configs/colmap.yaml for COLMAP / nerfstudio captures, else "
-                                     "configs/default.yaml)")
+    p.add_argument("--config", help="YAML preset layered on the defaults (default: by the scene's format: "
+                                     "configs/blender.yaml for Blender objects, configs/colmap.yaml for COLMAP / "
+                                     "nerfstudio captures, else none)")
     p.add_argument("--data", help="scene folder (= data.path)")
     p.add_argument("--teacher", help="labels | efficientnet | clip | dino | none (= teacher.name)")
     p.add_argument("--backbone", help="gs | nerf (= train.backbone)")
@@ -145,7 +146,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         cfg = Config()
         preset = args.config or preset_for(given("data.path"), given("data.format"))
         if preset:
-            if not args.config and Path(preset) != DEFAULT_PRESET:
+            if not args.config:
                 print(f"preset: {Path(preset).relative_to(CONFIGS.parent)} (for this scene's format; --config to "
                       "choose)")
             apply_dict(cfg, load_yaml(preset))
