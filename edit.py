@@ -3,7 +3,7 @@
 
 import sys
 
-from dff_gs.edit.cli import main
+from dff_gs.cli.edit import main
 
 if __name__ == "__main__":
     sys.exit(main())

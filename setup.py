@@ -84,6 +84,13 @@ setup(
     python_requires=">=3.10",
     install_requires=REQUIRES,
     extras_require=EXTRAS,
+    entry_points={"console_scripts": [  # the same commands as python train.py / edit.py / -m dff_gs.*
+        "dff-train = dff_gs.cli.train:main",
+        "dff-edit = dff_gs.cli.edit:main",
+        "dff-query = dff_gs.cli.query:main",
+        "dff-render = dff_gs.cli.render:main",
+        "dff-bench = dff_gs.cli.bench:main",
+    ]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

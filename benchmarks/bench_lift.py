@@ -57,7 +57,7 @@ def lift_run(run_dir: Path, ply: Path, out: Path, *, steps: int = 0, top_k: int 
     """``train.py --init-ply PLY --lift`` with the distilled run's own config (data, split, teacher)."""
     from dff_gs.config import apply_dict, apply_overrides, load_yaml
     from dff_gs.train.config import Config
-    from dff_gs.train.run import run
+    from dff_gs.pipeline import run
 
     cfg = Config()
     saved = load_yaml(run_dir / "config.yaml")
@@ -77,7 +77,8 @@ def distill_seconds_now(run_dir: Path, steps: int) -> float:
     from dff_gs.data import load_scene
     from dff_gs.train.config import Config
     from dff_gs.train.distill import init_decoder_pca, prepare_teacher
-    from dff_gs.train.run import init_model, resolve_device, resolve_scene_path
+    from dff_gs.pipeline.gaussians import init_model
+    from dff_gs.pipeline.common import resolve_device, resolve_scene_path
     from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
 
     cfg = Config()

@@ -46,7 +46,7 @@ def scene_path(name: str, cache: Path) -> Path | None:
 
 def child(argv: list[str]) -> int:
     """Run ``train.py argv`` in this process, then write its peak memory beside the run's metrics."""
-    from dff_gs.train.cli import main
+    from dff_gs.cli.train import main
 
     t0 = time.perf_counter()
     rc = main(argv)

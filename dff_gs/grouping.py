@@ -189,7 +189,7 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
     """
     import time
 
-    from dff_gs.query import check_click, rendered_query_views
+    from dff_gs.query.views import check_click, rendered_query_views
 
     model, (v, x, y) = ctx.model, click
     cameras = ctx.scene().cameras

@@ -15,7 +15,7 @@ from dff_gs.gaussians import GaussianModel
 
 NERF_HINT = ("the Gaussian tools (edit.py, python -m dff_gs.query, python -m dff_gs.render) need a Gaussian run "
              "or PLY; open a NeRF with dff_gs.nerf.load_nerf and query it with dff_gs.nerf.query / dff_gs.nerf.edit "
-             "(or python -m dff_gs.nerf.query)")
+             "(or python -m dff_gs.query, which queries either)")
 
 
 def run_config(folder: Path) -> dict | None:

@@ -4,7 +4,7 @@ import pytest
 
 from dff_gs.config import apply_dict, apply_overrides, load_yaml, save_yaml, to_dict
 from dff_gs.errors import ConfigError
-from dff_gs.train.cli import build_parser, resolve_config
+from dff_gs.cli.train import build_parser, resolve_config
 from dff_gs.train.config import Config
 
 

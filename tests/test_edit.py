@@ -275,7 +275,7 @@ def test_edit_scripts_parse_and_reject_bad_input(tmp_path):
 
 # ------------------------------------------------------------------------------------------- CLI
 def run_edit(*args):
-    from dff_gs.edit.cli import main
+    from dff_gs.cli.edit import main
 
     return main([str(a) for a in args] + ["--quiet"])
 
@@ -440,7 +440,7 @@ def test_scene_options_travel_with_the_ply(saved, tmp_path):
 
 # ------------------------------------------------------------------------------------------- render CLI
 def test_render_cli_plain_3dgs_and_segmentation(saved, tmp_path, capsys):
-    from dff_gs.render_cli import main
+    from dff_gs.cli.render import main
 
     ply, _ = saved
     scene = tmp_path / "scene"

@@ -278,8 +278,8 @@ def plain_ply(tiny_scene, tmp_path_factory):
 
 
 def test_init_ply_lift_end_to_end(plain_ply, tmp_path, capsys):
-    from dff_gs.query_cli import main as query_main
-    from dff_gs.train.cli import main as train_main
+    from dff_gs.cli.query import main as query_main
+    from dff_gs.cli.train import main as train_main
 
     scene_dir, ply, n = plain_ply
     out = tmp_path / "lifted"
@@ -304,7 +304,7 @@ def test_init_ply_lift_end_to_end(plain_ply, tmp_path, capsys):
 
 
 def test_lift_needs_init_ply_and_teacher(plain_ply, tmp_path, capsys):
-    from dff_gs.train.cli import main as train_main
+    from dff_gs.cli.train import main as train_main
 
     scene_dir, ply, _ = plain_ply
     assert train_main(["--data", str(scene_dir), "--lift", "--out", str(tmp_path / "a"), "--quiet"]) == 2
@@ -317,7 +317,7 @@ def test_lift_needs_init_ply_and_teacher(plain_ply, tmp_path, capsys):
 def test_init_ply_without_lift_initialises_training(plain_ply):
     from dff_gs.train.config import Config
     from dff_gs.train.distill import TeacherOutputs
-    from dff_gs.train.run import init_model
+    from dff_gs.pipeline.gaussians import init_model
 
     _, ply, n = plain_ply
     cfg = Config()

@@ -41,7 +41,7 @@ def tiny_cfg(scene, out, cache, *extra):
 @pytest.fixture(scope="module")
 def nerf_run(tiny_scene, tmp_path_factory):
     """A tiny NeRF run folder (labels teacher) shared by the query / edit / loader tests."""
-    from dff_gs.train.run import run
+    from dff_gs.pipeline import run
 
     root = tmp_path_factory.mktemp("nerf")
     metrics = run(tiny_cfg(tiny_scene, root / "run", root / "cache"), progress=False)
@@ -250,7 +250,7 @@ def test_nerf_run_folder_and_history(nerf_run):
 
 def test_nerf_resume_continues_exactly(tiny_scene, tmp_path, monkeypatch):
     from dff_gs.nerf.trainer import NerfTrainer
-    from dff_gs.train.run import run
+    from dff_gs.pipeline import run
 
     extra = ("train.steps=8", "train.eval_every=0", "nerf.occ_update_every=3", "nerf.occ_warmup=4")
     run(tiny_cfg(tiny_scene, tmp_path / "full", tmp_path / "cache", *extra), progress=False)
@@ -350,14 +350,16 @@ def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
     from dff_gs.gaussians import GaussianModel
     from dff_gs.io.ply import save_ply
     from dff_gs.nerf import load_nerf
-    from dff_gs.query_cli import main as query_main
+    from dff_gs.cli.query import main as query_main
+    from dff_gs.cli.render import main as render_main
     from dff_gs.runs import load_model
 
     out = nerf_run[0]
     for path in (out, out / "nerf_model.pt", out / "checkpoint.pt"):
         with pytest.raises(DataError, match="this is a NeRF run"):
             load_model(path)
-    assert query_main([str(out), "--text", "sofa"]) == 2
+    assert render_main([str(out), "--out", str(tmp_path / "r"), "--quiet"]) == 2  # a Gaussian tool
+    assert query_main([str(out), "--text", "sofa"]) == 0  # the query command queries either backbone
     gs = GaussianModel.random(torch.tensor([[0.0, 0, 0], [1, 1, 1]]), 50, feature_dim=4)
     save_ply(gs, tmp_path / "gs" / "point_cloud.ply")
     for path in (tmp_path / "gs", tmp_path / "gs" / "point_cloud.ply"):
@@ -368,7 +370,7 @@ def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
 
 
 def test_unknown_backbone_names_the_valid_ones(tiny_scene, tmp_path):
-    from dff_gs.train.run import run
+    from dff_gs.pipeline import run
 
     with pytest.raises(ConfigError, match="gs, nerf"):
         run(tiny_cfg(tiny_scene, tmp_path / "x", tmp_path / "cache", "train.backbone=mlp"), progress=False)
@@ -391,7 +393,7 @@ def test_mlp_variant_renders(tiny_scene):
 
 # ----------------------------------------------------------------------------------------------- benchmark
 def test_bench_tiny_budget_writes_every_key(tiny_scene, tmp_path):
-    from dff_gs import bench
+    from dff_gs.cli import bench
 
     out = tmp_path / "bench"
     rc = bench.main(["--data", str(tiny_scene), "--gs-steps", "6", "--nerf-steps", "6", "--gs-eval-every", "3",

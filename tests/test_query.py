@@ -106,7 +106,7 @@ def test_bad_queries():
 def test_query_cli_on_a_saved_model(tmp_path, capsys):
     """The CLI with the real offline text model: a model whose features are MiniLM embeddings."""
     from dff_gs.io.ply import save_ply
-    from dff_gs.query_cli import main
+    from dff_gs.cli.query import main
     from dff_gs.teachers.text import encode_minilm
 
     model, labels = toy_model()

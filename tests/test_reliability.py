@@ -17,9 +17,9 @@ import torch
 
 from dff_gs.config import apply_overrides
 from dff_gs.errors import DataError, Interrupted, run_cli
-from dff_gs.train.cli import main
+from dff_gs.cli.train import main
 from dff_gs.train.config import Config
-from dff_gs.train.run import run
+from dff_gs.pipeline import run
 from dff_gs.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +154,7 @@ def test_a_run_folder_has_one_writer(tiny_scene, tmp_path, capsys):
 def test_impossible_outputs_fail_before_any_work(tiny_scene, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     args = ["--data", str(tiny_scene), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
-    monkeypatch.setattr("dff_gs.train.run.load_run_scene", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr("dff_gs.pipeline.gaussians.load_run_scene", lambda *a: pytest.fail("work started"))
     for out in (tmp_path / "file", tmp_path / "file" / "run"):
         assert main(args + ["--out", str(out)]) == 2
         err = capsys.readouterr().err
@@ -273,9 +273,9 @@ def test_kill_9_then_resume_is_bit_identical(tiny_scene, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_tools_refuse_gsplat_without_cuda_in_one_line(labelled_run, tmp_path, capsys):
-    from dff_gs.edit.cli import main as edit
-    from dff_gs.query_cli import main as query
-    from dff_gs.render_cli import main as render
+    from dff_gs.cli.edit import main as edit
+    from dff_gs.cli.query import main as query
+    from dff_gs.cli.render import main as render
 
     r = labelled_run / "run"
     for tool, args in ((edit, [r, "--text", "chair", "--op", "delete", "--out", tmp_path / "e.ply", "--quiet"]),

@@ -187,7 +187,7 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
     from dff_gs.data.region import content_region
     from dff_gs.train.config import Config
     from dff_gs.train.distill import TeacherOutputs
-    from dff_gs.train.run import init_method, init_model
+    from dff_gs.pipeline.gaussians import init_method, init_model
     from dff_gs.train.trainer import scene_scale_of
 
     centre, radius = sphere_views(tmp_path)
@@ -222,7 +222,7 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
 
 
 def test_label_free_teacher_and_format_presets(tmp_path, capsys):
-    from dff_gs.train.cli import build_parser, resolve_config
+    from dff_gs.cli.train import build_parser, resolve_config
     from dff_gs.train.config import TeacherSettings
     from dff_gs.train.distill import LABEL_FREE_TEACHER, prepare_teacher
 
@@ -268,7 +268,7 @@ def test_feature_loss_pooling():
 def test_labels_can_be_withheld(capsys):
     """data.labels=false trains a scene with label maps as one without: no semantics reach the trainer."""
     from dff_gs.train.config import Config
-    from dff_gs.train.run import load_run_scene
+    from dff_gs.pipeline.common import load_run_scene
 
     cfg = Config()
     _, scene, train, _ = load_run_scene(cfg)

@@ -9,7 +9,7 @@ import torch
 from dff_gs.config import apply_overrides
 from dff_gs.errors import CheckpointError, ConfigError
 from dff_gs.train.config import Config
-from dff_gs.train.run import run
+from dff_gs.pipeline import run
 from dff_gs.train.trainer import Trainer
 
 

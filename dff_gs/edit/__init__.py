@@ -5,7 +5,7 @@
   translate, rotate, scale, duplicate, compose)
 - :mod:`~dff_gs.edit.script`: YAML edit scripts as dataclasses
 - :mod:`~dff_gs.edit.apply`: run a script; :mod:`~dff_gs.edit.outputs`: PLY, summary, before | after PNGs
-- :mod:`~dff_gs.edit.cli`: ``python edit.py``
+- :mod:`~dff_gs.cli.edit`: ``python edit.py``
 
 In a notebook::
 

@@ -122,10 +122,3 @@ def reference_point_probabilities(model: NerfModel, reference: Tensor, points: O
     pts = field_points(model, seed=seed) if points is None else points
     return point_probabilities(model, pts, reference_queries(model, reference, k, seed), temperature)[:, 0]
 
-
-if __name__ == "__main__":  # python -m dff_gs.nerf.query ...
-    import sys
-
-    from dff_gs.nerf.query_cli import main
-
-    sys.exit(main())

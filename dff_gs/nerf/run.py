@@ -21,6 +21,8 @@ from dff_gs.errors import ConfigError
 from dff_gs.nerf.io import NERF_MODEL_NAME, save_nerf
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
+from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, start_trainer,
+                                    write_json)
 from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
 from dff_gs.train.distill import init_decoder_pca, prepare_teacher
@@ -76,11 +78,8 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
 
 def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     """Train and evaluate the NeRF backbone as ``cfg`` says into the claimed run folder ``out_dir`` (the
-    pipeline :func:`dff_gs.train.run.run` picks for ``train.backbone=nerf``); returns the metrics (also in
+    pipeline :func:`dff_gs.pipeline.run` picks for ``train.backbone=nerf``); returns the metrics (also in
     metrics.json)."""
-    from dff_gs.train.run import (load_run_scene, periodic_eval, record_final_eval, resolve_device, start_trainer,
-                                  write_json)
-
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)

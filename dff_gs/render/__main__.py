@@ -1,7 +1,7 @@
-"""``python -m dff_gs.render RUN_OR_PLY --data SCENE --split test --out DIR``: see :mod:`dff_gs.render_cli`."""
+"""``python -m dff_gs.render RUN_OR_PLY --data SCENE --split test --out DIR``: see :mod:`dff_gs.cli.render`."""
 
 import sys
 
-from dff_gs.render_cli import main
+from dff_gs.cli.render import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """The Gaussian trainer: photometric + distillation losses, densification, checkpoints.
 
 The trainer owns the optimisation loop only. Data, teacher maps and the model come in ready;
-evaluation and run-folder writing live in :mod:`dff_gs.train.evaluate` and :mod:`dff_gs.train.run`.
+evaluation and run-folder writing live in :mod:`dff_gs.train.evaluate` and :mod:`dff_gs.pipeline`.
 """
 
 from __future__ import annotations

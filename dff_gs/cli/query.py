@@ -1,4 +1,5 @@
 """``python -m dff_gs.query RUN_OR_PLY (--text T | --labels A,B,.. | --patch IMG | --click V X Y | --cluster K[:ID])``
+(also ``dff-query``; a NeRF run is queried by :mod:`dff_gs.cli.nerf_query`)
 
 Prints how many Gaussians a query selects; with ``--out DIR`` also writes, for each view of the scene's
 split, the query rendered as a 2D segmentation (PNG) and ``selection.json``.
@@ -136,5 +137,15 @@ def _write_renders(args, model, scene, probs, labels, summary) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m dff_gs.query`` / ``dff-query``: a NeRF run goes to :mod:`dff_gs.cli.nerf_query`."""
+    import sys
+
+    from dff_gs.runs import run_backbone
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and not argv[0].startswith("-") and Path(argv[0]).exists() and run_backbone(argv[0]) == "nerf":
+        from dff_gs.cli.nerf_query import main as nerf_main
+
+        return nerf_main(argv)
     args = build_parser().parse_args(argv)
     return run_cli(lambda: run_query(args), lambda summary: json.dumps(summary, indent=2))

@@ -1,4 +1,4 @@
-"""``python -m dff_gs.nerf.query RUN (--text T | --labels A,B,.. | --patch IMG | --click V X Y) [--op OP] [--out DIR]``
+"""``python -m dff_gs.query NERF_RUN (--text T | --labels A,B,.. | --patch IMG | --click V X Y) [--op OP] [--out DIR]``
 
 Queries a NeRF run (``train.backbone=nerf``) through Eq. 5, as ``python -m dff_gs.query`` does Gaussians:
 prints how much of the field's occupied space the query selects; with ``--out`` writes, for each view of
@@ -18,7 +18,7 @@ from dff_gs.errors import ConfigError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dff_gs.nerf.query", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m dff_gs.query (a NeRF run)", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="NeRF run folder or nerf_model.pt")
     g = p.add_mutually_exclusive_group(required=True)

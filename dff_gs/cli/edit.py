@@ -21,7 +21,7 @@ from dff_gs.errors import run_cli
 
 def build_parser() -> argparse.ArgumentParser:
     from dff_gs.edit.script import OPERATIONS
-    from dff_gs.query_cli import add_query_arguments
+    from dff_gs.cli.query import add_query_arguments
 
     p = argparse.ArgumentParser(prog="edit.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +82,7 @@ def script_from_args(args):
     from dff_gs.config import apply_dict
     from dff_gs.edit.script import OPERATIONS, EditScript, load_script
     from dff_gs.errors import ConfigError
-    from dff_gs.query_cli import query_specs
+    from dff_gs.cli.query import query_specs
 
     if args.script and args.op:
         raise ConfigError("give the operations either with --op or in --script, not both")

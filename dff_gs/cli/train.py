@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def job() -> tuple[Config, dict]:
         cfg = resolve_config(args)
-        from dff_gs.train.run import run
+        from dff_gs.pipeline import run
 
         return cfg, run(cfg, progress=not args.quiet)
 

@@ -19,7 +19,7 @@ from dff_gs.errors import ConfigError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dff_gs.query_cli import add_query_arguments
+    from dff_gs.cli.query import add_query_arguments
 
     p = argparse.ArgumentParser(prog="python -m dff_gs.render", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,7 +44,7 @@ def output_names(image_names: list[str]) -> list[str]:
 def run_render(args) -> list[Path]:
     from dff_gs import query as Q
     from dff_gs.io.images import save_png
-    from dff_gs.query_cli import click_grouping, query_specs
+    from dff_gs.cli.query import click_grouping, query_specs
     from dff_gs.render import render
 
     ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)

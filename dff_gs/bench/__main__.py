@@ -1,0 +1,7 @@
+"""``python -m dff_gs.bench``: the backbone benchmark (:mod:`dff_gs.cli.bench`; also ``dff-bench``)."""
+
+import sys
+
+from dff_gs.cli.bench import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""One training run end to end: config checked, run folder claimed, then the backbone's pipeline: scene ->
+teacher maps -> model -> train -> evaluate -> run folder.
+
+A run folder (:mod:`dff_gs.run_dir`) holds ``config.yaml`` (resolved), ``checkpoint.pt``, ``point_cloud.ply``
+(+ sidecar) or ``nerf_model.pt``, ``metrics.json``, ``history.json`` and ``renders/``.
+
+- :mod:`~dff_gs.pipeline.common`: what every pipeline shares;
+- :mod:`~dff_gs.pipeline.gaussians`: the Gaussians' pipeline;
+- :mod:`dff_gs.nerf.run`, :mod:`dff_gs.lift.run`: the NeRF's and the lift's.
+"""
+
+from __future__ import annotations
+
+from dff_gs.errors import ConfigError
+from dff_gs.pipeline.common import resolve_scene_path
+from dff_gs.run_dir import claim_run_dir, run_dir_for
+from dff_gs.train.config import Config
+from dff_gs.train.validate import validate_config
+
+BACKBONES = ("gs", "nerf")
+"""Values of ``train.backbone``: Gaussians, or the NeRF-DFF baseline (:mod:`dff_gs.nerf`)."""
+
+
+def pipeline_of(cfg: Config):
+    """The function that trains ``cfg``'s run into a claimed folder: ``(cfg, out_dir, progress) -> metrics``."""
+    if cfg.train.backbone == "nerf":
+        from dff_gs.nerf.run import run_nerf
+
+        return run_nerf
+    if cfg.train.backbone != "gs":
+        raise ConfigError(f"train.backbone={cfg.train.backbone!r}: expected one of {', '.join(BACKBONES)}")
+    if cfg.lift.enabled:  # features lifted onto model.init_ply in one pass instead of training
+        from dff_gs.lift.run import run_lift
+
+        return run_lift
+    from dff_gs.pipeline.gaussians import train_gaussians
+
+    return train_gaussians
+
+
+def run(cfg: Config, progress: bool = True) -> dict:
+    """Train and evaluate one run as ``cfg`` says; returns the metrics dict (also in metrics.json).
+
+    The config is checked and the run folder claimed (:func:`~dff_gs.run_dir.claim_run_dir`: locked, an
+    existing run refused without ``force``) before any work."""
+    validate_config(cfg)
+    pipeline = pipeline_of(cfg)
+    out_dir = run_dir_for(cfg.out, cfg.resume, resolve_scene_path(cfg))
+    with claim_run_dir(out_dir, resume=cfg.resume, force=cfg.force):
+        cfg.out = str(out_dir)
+        return pipeline(cfg, out_dir, progress)

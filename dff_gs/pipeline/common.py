@@ -1,0 +1,112 @@
+"""What every pipeline (Gaussians, NeRF, lift) shares: the device, the scene a config names and its split,
+periodic and final evaluation rows, JSON outputs and the start of a trainer (resume, config.yaml, checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from dff_gs.config import save_yaml
+from dff_gs.data import SceneData, load_scene
+from dff_gs.errors import ConfigError, DataError
+from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME
+from dff_gs.train.config import Config
+from dff_gs.train.distill import TeacherOutputs
+from dff_gs.train.evaluate import evaluate
+from dff_gs.utils import atomic_write_path
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device={name!r} is not a device (auto | cpu | cuda)") from None
+
+
+def resolve_scene_path(cfg: Config) -> Path:
+    if cfg.data.path:
+        return Path(cfg.data.path)
+    from dff_gs.data.synthetic import default_scene_path
+
+    return default_scene_path()
+
+
+def scene_options(cfg: Config) -> dict:
+    """``cfg.data``'s ``load_scene`` options, as the PLY sidecar records them (for tools that reopen the scene)."""
+    return {"downscale": cfg.data.downscale, "test_every": cfg.data.test_every, "format": cfg.data.format,
+            "background": list(cfg.data.background), "skip_missing": cfg.data.skip_missing}
+
+
+def load_run_scene(cfg: Config, device: Optional[torch.device] = None, progress: bool = True
+                   ) -> tuple[Path, SceneData, SceneData, Optional[SceneData]]:
+    """The scene ``cfg.data`` names: its path, the whole scene, the training split and the test split (None when
+    ``data.test_every`` holds no views out). Every backbone and the lifting run load it through here. The CPU
+    resolution budget ``data.max_side`` applies when ``device`` is the CPU; the factor chosen is written back to
+    ``cfg.data.downscale`` so that the run's config reopens the scene at the size it trained on."""
+    scene_path = resolve_scene_path(cfg)
+    on_cpu = device is None or device.type == "cpu"
+    scene = load_scene(scene_path, max_side=cfg.data.max_side if on_cpu else 0, progress=progress, **scene_options(cfg))
+    cfg.data.downscale = scene.downscale
+    if not scene.train_ids:
+        raise DataError(f"{scene.source}: no training views: {len(scene.train_ids) + len(scene.test_ids)} view(s), "
+                        f"and data.test_every={cfg.data.test_every} holds out view 0 of every {cfg.data.test_every}; "
+                        "give more views or data.test_every=0")
+    if not cfg.data.labels and scene.semantics is not None:
+        print(f"{scene.source}: label maps withheld (data.labels=false)")
+        scene = replace(scene, semantics=None, class_names=None)
+    return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
+
+
+EVAL_KEYS = ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel")
+"""Metrics kept in ``history.json``'s periodic held-out evaluation."""
+
+
+def periodic_eval(trainer, test_scene: Optional[SceneData], device: torch.device, cfg: Config,
+                  background: Optional[torch.Tensor], teacher: TeacherOutputs):
+    """The ``eval_fn`` of ``trainer.fit``: held-out metrics every ``train.eval_every`` steps (None if off)."""
+    if test_scene is None or not cfg.train.eval_every:
+        return None
+
+    def eval_fn() -> dict:
+        return evaluate(trainer.model, test_scene, device=device, backend=cfg.train.backend, background=background,
+                        class_embeddings=teacher.class_embeddings, progress=False)
+
+    return eval_fn
+
+
+def eval_row(step: int, seconds: float, metrics: dict) -> Optional[dict]:
+    """The ``history.json`` evaluation row of a final ``metrics`` dict (None when it holds no evaluation)."""
+    if "psnr" not in metrics:
+        return None
+    return {"step": step, "seconds": seconds, **{k: metrics[k] for k in EVAL_KEYS if k in metrics}}
+
+
+def record_final_eval(trainer, metrics: dict) -> None:
+    """Close ``trainer.eval_history`` with the final evaluation (if it is not already its last row)."""
+    row = eval_row(trainer.step, trainer.train_seconds, metrics)
+    if row is not None and (not trainer.eval_history or trainer.eval_history[-1]["step"] != trainer.step):
+        trainer.eval_history.append(row)
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_write_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+
+
+def start_trainer(cfg: Config, trainer, out_dir: Path, *saved) -> Callable[[], Path]:
+    """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
+    a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
+    ``trainer.save`` takes after the path)."""
+    if cfg.resume:
+        trainer.load(cfg.resume)
+    save_yaml(cfg, out_dir / CONFIG_NAME)
+    ckpt = out_dir / CHECKPOINT_NAME
+    return lambda: trainer.save(ckpt, *saved)

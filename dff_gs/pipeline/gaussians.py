@@ -1,0 +1,130 @@
+"""The Gaussian pipeline: initial Gaussians (depth maps, sparse points, the region the cameras see, a PLY),
+training against the teacher, evaluation, and the run folder's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dff_gs.config import to_dict
+from dff_gs.data import SceneData
+from dff_gs.errors import ConfigError
+from dff_gs.gaussians import GaussianModel
+from dff_gs.io.ply import save_ply
+from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
+                                    start_trainer, write_json)
+from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
+from dff_gs.train.config import Config
+from dff_gs.train.distill import TeacherOutputs, init_decoder_pca, prepare_teacher
+from dff_gs.train.evaluate import evaluate
+from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
+from dff_gs.utils import seed_everything
+
+def init_method(cfg: Config, scene: SceneData) -> str:
+    """``model.init`` with ``auto`` resolved: depth maps, else sparse points, else the region the cameras see."""
+    if cfg.model.init_ply:
+        return "ply"
+    if cfg.model.init != "auto":
+        return cfg.model.init
+    return "depth" if scene.depths is not None else "points" if scene.points is not None else "region"
+
+
+def scene_summary(cfg: Config, scene: SceneData) -> dict:
+    """What ``metrics.json`` records of the scene a run trained on (format, size used, views, initialisation)."""
+    init = init_method(cfg, scene)
+    if init == "region" and scene.alphas is not None:
+        init = "region (visual hull)"
+    return {"format": scene.format, "width": scene.width, "height": scene.height, "downscale": scene.downscale,
+            "train_views": len(scene.train_ids), "test_views": len(scene.test_ids), "init": init}
+
+
+def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
+    """Initial Gaussians from ``model.init_ply``, else depth maps, sparse points or random positions
+    (``model.init``)."""
+    m = cfg.model
+    feature_dim = m.feature_dim if teacher.dim else 0
+    decoder_dim = None
+    if feature_dim and m.decoder:
+        decoder_dim = teacher.dim
+    elif feature_dim and feature_dim != teacher.dim:
+        raise ConfigError(
+            f"model.decoder=false needs model.feature_dim == the teacher's dimension ({teacher.dim}), "
+            f"got {feature_dim}"
+        )
+    if m.init_ply:  # a PLY from any 3DGS trainer: its Gaussians, SH degree included, with fresh features
+        from dff_gs.io.ply import load_ply
+
+        loaded, _ = load_ply(m.init_ply)
+        params = {k: v.detach() for k, v in loaded.params.items()}
+        params["features"] = torch.zeros(loaded.num_gaussians, feature_dim)
+        return GaussianModel(params, loaded.sh_degree, decoder_dim)
+    common = dict(sh_degree=m.sh_degree, feature_dim=feature_dim, decoder_dim=decoder_dim)
+    method = init_method(cfg, scene)
+    if method == "depth":
+        if scene.depths is None:
+            raise ConfigError(f"model.init=depth but the scene {scene.source} has no depth maps")
+        return GaussianModel.from_depth(
+            scene, max_points=m.init_points, seed=cfg.train.seed, init_opacity=m.init_opacity,
+            init_scale=m.init_scale, **common
+        )
+    if method == "points":
+        if scene.points is None:
+            raise ConfigError(f"model.init=points but the scene {scene.source} has no sparse points")
+        return GaussianModel.from_points(
+            scene.points, scene.point_colors, init_opacity=m.init_opacity, init_scale=m.init_scale, **common
+        )
+    if method == "region":
+        from dff_gs.data.region import content_region, mean_colors
+
+        region = scene.region or content_region(scene.cameras, scene.alphas)  # computed at load when it could be
+        if region is None:
+            raise ConfigError(f"model.init=region: the cameras of {scene.source} share no view; give points or depth")
+        pts = region.sample(m.init_points, seed=cfg.train.seed)
+        return GaussianModel.from_points(pts, mean_colors(scene.cameras, scene.images, pts),
+                                         init_opacity=m.init_opacity, init_scale=m.init_scale, **common)
+    if method == "random":
+        return GaussianModel.random(scene.bounds, m.init_points, init_opacity=m.init_opacity, **common)
+    raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
+
+
+def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
+    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into ``out_dir``."""
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
+    teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
+
+    seed_everything(cfg.train.seed)
+    model = init_model(cfg, train_scene, teacher)
+    if model.decoder is not None and teacher.train_maps is not None:
+        init_decoder_pca(model.decoder, teacher.train_maps, seed=cfg.train.seed)
+    background = torch.tensor(scene.background, dtype=torch.float32)
+    data = TrainData(
+        images=train_scene.images.to(device),
+        cameras=train_scene.cameras.to(device),
+        teacher_maps=teacher.train_maps,
+        background=background.to(device),
+        scene_scale=scene_scale_of(train_scene),
+        masks=None if train_scene.masks is None else train_scene.masks.to(device),
+    )
+    trainer = Trainer(cfg, model, data, device)
+    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg))
+    trainer.fit(on_checkpoint=checkpoint, progress=progress,
+                eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
+    checkpoint()
+
+    model = trainer.model
+    metrics: dict = {"train_seconds": trainer.train_seconds, "num_gaussians": model.num_gaussians,
+                     "scene": scene_summary(cfg, scene)}
+    if test_scene is not None:
+        metrics.update(evaluate(model, test_scene, device=device, backend=cfg.train.backend, background=background,
+                                class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
+                                render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
+                                progress=progress))
+    save_ply(model, out_dir / PLY_NAME, metadata={"teacher": teacher.meta, "scene": str(scene_path),
+                                                  "scene_options": scene_options(cfg)})
+    write_json(out_dir / METRICS_NAME, metrics)
+    record_final_eval(trainer, metrics)
+    write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
+    return metrics

@@ -1,0 +1,35 @@
+"""Queries -> per-Gaussian label probabilities (paper, Eq. 5) and 2D segmentation renders.
+
+- :mod:`~dff_gs.query.eq5`: Eq. 5 on per-Gaussian features, the label sets of text / patch / reference /
+  cluster queries, 3D segmentation;
+- :mod:`~dff_gs.query.views`: clicks, Eq. 5 on rendered features, composited per-Gaussian values, the views a
+  2D query is rendered from and lifted back through, segmentation overlays;
+- :mod:`~dff_gs.query.context`: :class:`QuerySpec` (a query as stated) and :class:`QueryContext` (the model
+  it is resolved on).
+
+``python -m dff_gs.query`` (``dff-query``) is the command line (:mod:`dff_gs.cli.query`).
+"""
+
+from dff_gs.query.eq5 import (
+    DEFAULT_TEMPERATURE, label_probabilities, gaussian_features, Selection, select, query_embeddings,
+    text_probabilities, text_query_embeddings, CANONICAL_NEGATIVES, SYNONYM_COSINE, label_list, text_negatives,
+    reference_probabilities, reference_query_embeddings, patch_feature, segment_gaussians, kmeans,
+    cluster_probabilities,
+)
+from dff_gs.query.views import (
+    check_click, click_feature, render_probabilities, render_values, selection_bbox, render_selection,
+    query_cameras, render_views, rendered_query_views, segmentation_overlay,
+)
+from dff_gs.query.context import (
+    QUERY_KINDS, QuerySpec, QueryContext, query_label_embeddings, query_probabilities,
+)
+
+__all__ = [
+    "DEFAULT_TEMPERATURE", "label_probabilities", "gaussian_features", "Selection", "select",
+    "query_embeddings", "text_probabilities", "text_query_embeddings", "CANONICAL_NEGATIVES", "SYNONYM_COSINE",
+    "label_list", "text_negatives", "reference_probabilities", "reference_query_embeddings", "patch_feature",
+    "segment_gaussians", "kmeans", "cluster_probabilities", "check_click", "click_feature",
+    "render_probabilities", "render_values", "selection_bbox", "render_selection", "query_cameras",
+    "render_views", "rendered_query_views", "segmentation_overlay", "QUERY_KINDS", "QuerySpec", "QueryContext",
+    "query_label_embeddings", "query_probabilities",
+]

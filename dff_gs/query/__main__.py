@@ -1,0 +1,7 @@
+"""``python -m dff_gs.query``: the query command line (:mod:`dff_gs.cli.query`; also ``dff-query``)."""
+
+import sys
+
+from dff_gs.cli.query import main
+
+sys.exit(main())

@@ -1,0 +1,166 @@
+"""A query as a user states it (:class:`QuerySpec`) and the model it is resolved on (:class:`QueryContext`):
+its label set and its per-Gaussian probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from torch import Tensor
+
+from dff_gs.errors import ConfigError
+from dff_gs.gaussians import GaussianModel
+from dff_gs.query.eq5 import (cluster_probabilities, gaussian_features, label_list, label_probabilities, patch_feature,
+                              reference_query_embeddings, text_negatives, text_query_embeddings)
+from dff_gs.query.views import click_feature
+
+QUERY_KINDS = ("text", "patch", "click", "cluster")
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One query as a user states it (command line or edit script), before it is resolved on a model.
+
+    kind: text | patch | click | cluster
+    value: the text; the patch image path; ``(view, x, y)``; ``(k, cluster_id)`` (``cluster_id`` None: the
+        whole clustering, for ``python -m dff_gs.query --cluster K``)
+    negatives: extra competing labels for a text query
+    """
+
+    kind: str
+    value: object
+    negatives: tuple = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in QUERY_KINDS:
+            raise ConfigError(f"unknown query kind {self.kind!r} (known: {', '.join(QUERY_KINDS)})")
+        v = self.value
+        if self.kind == "text" and (not isinstance(v, str) or not v.strip()):
+            raise ConfigError("the query text is empty")
+        if self.kind == "patch" and (not isinstance(v, str) or not v):
+            raise ConfigError("patch query: give the path of an image crop")
+        if self.kind == "click" and (not isinstance(v, (tuple, list)) or len(v) != 3
+                                     or not all(isinstance(i, int) for i in v)):
+            raise ConfigError(f"click query: expected three integers VIEW X Y, got {v!r}")
+        if self.kind == "cluster" and (not isinstance(v, (tuple, list)) or len(v) != 2 or not isinstance(v[0], int)
+                                       or not (v[1] is None or isinstance(v[1], int))):
+            raise ConfigError(f"cluster query: expected K:ID (two integers), got {v!r}")
+
+    def describe(self) -> str:
+        if self.kind == "click":
+            return "click view {} at ({}, {})".format(*self.value)
+        if self.kind == "cluster":
+            return f"cluster {self.value[1]} of {self.value[0]}"
+        return f"{self.kind} {self.value!r}"
+
+
+class QueryContext:
+    """What queries are resolved against: a model and its sidecar metadata; the teacher (text and patch
+    queries) and the scene (click queries, renders) are loaded on first use and shared with
+    :meth:`with_model` copies (an edit re-queries the edited model with the same teacher and scene).
+
+    data: scene path (default: the scene named in the sidecar, ``meta["scene"]``)
+    scene_options: keyword arguments for ``load_scene`` (downscale, test_every, format)
+    """
+
+    def __init__(self, model: GaussianModel, meta: dict, *, source: str = "model", data: Optional[str] = None,
+                 backend: str = "auto", scene_options: Optional[dict] = None, _cache: Optional[dict] = None):
+        self.model, self.meta, self.source, self.data, self.backend = model, meta or {}, str(source), data, backend
+        self.scene_options = dict(scene_options or {})
+        self._cache = {} if _cache is None else _cache
+
+    @classmethod
+    def open(cls, path, *, data: Optional[str] = None, backend: str = "auto") -> "QueryContext":
+        """The context of a run folder or PLY: its model and sidecar, and the scene options it was trained with.
+        A renderer this machine cannot run is refused here, before any work."""
+        from dff_gs.render.rasterize import resolve_backend
+        from dff_gs.runs import load_model, resolve_ply, run_scene_options
+
+        ply = resolve_ply(path)
+        model, meta = load_model(ply)
+        resolve_backend(backend, model.device)
+        return cls(model, meta, source=str(ply), data=data, backend=backend, scene_options=run_scene_options(path))
+
+    def with_model(self, model: GaussianModel) -> "QueryContext":
+        return QueryContext(model, self.meta, source=self.source, data=self.data, backend=self.backend,
+                            scene_options=self.scene_options, _cache=self._cache)
+
+    @property
+    def class_names(self) -> Optional[list]:
+        return (self.meta.get("teacher") or {}).get("class_names")
+
+    @property
+    def teacher(self):
+        """The teacher the model was distilled from (``ConfigError`` naming the model if none is recorded)."""
+        if "teacher" not in self._cache:
+            from dff_gs.runs import teacher_from_meta
+
+            self._cache["teacher"] = teacher_from_meta(self.meta)
+        if self._cache["teacher"] is None:
+            raise ConfigError(f"{self.source}: no teacher recorded with this model; only --click and --cluster work")
+        return self._cache["teacher"]
+
+    @property
+    def scene_path(self) -> Optional[str]:
+        return self.data or self.meta.get("scene") or None
+
+    def scene(self):
+        """The scene (all views), loaded once."""
+        if "scene" not in self._cache:
+            from dff_gs.data import load_scene
+
+            if not self.scene_path:
+                raise ConfigError(f"{self.source}: no scene: pass --data SCENE (the model's sidecar does not name one)")
+            self._cache["scene"] = load_scene(self.scene_path, **self.scene_options)
+        return self._cache["scene"]
+
+
+def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional[Tensor], dict]:
+    """Eq. 5's labels for one query on ``ctx.model``: the query's embedding followed by its competitors (text
+    negatives, or the scene's feature clusters for a patch or click), and what was asked, for a summary. A
+    cluster query has no embedding (None): it selects by k-means membership.
+
+    Returns (labels: Tensor  # [1 + M, C] or None, info: dict)
+    """
+    model = ctx.model
+    if spec.kind == "text":
+        text = spec.value.strip()
+        enc = ctx.teacher.encode_text
+        negs = text_negatives(enc, text, ctx.class_names, list(label_list(spec.negatives)))
+        return text_query_embeddings(enc, text, negs), {"query": text, "negatives": negs}
+    if spec.kind == "patch":
+        from pathlib import Path
+
+        from dff_gs.data.image_io import load_rgb
+
+        reference, info = patch_feature(ctx.teacher, load_rgb(Path(spec.value))), {"patch": spec.value}
+    elif spec.kind == "click":
+        v, x, y = spec.value
+        reference = click_feature(model, ctx.scene().cameras.to(model.device), v, x, y, ctx.backend)
+        info = {"click": [v, x, y]}
+    else:
+        k, cid = spec.value
+        if cid is None:
+            raise ConfigError("a cluster query selects one cluster: give K:ID")
+        return None, {"cluster": [k, cid]}
+    return reference_query_embeddings(gaussian_features(model), reference), info
+
+
+def query_probabilities(ctx: QueryContext, spec: QuerySpec, grouping=None) -> tuple[Tensor, dict]:
+    """Resolve one query on ``ctx.model``: ``p(query | x)`` for every Gaussian and what was asked, for a summary.
+    With ``grouping`` (a :class:`dff_gs.grouping.GroupingSettings`) a click on a model whose scene is known is
+    resolved by 3D grouping instead (:func:`dff_gs.grouping.group_click`): ``p`` is 1 on the object's group, 0
+    elsewhere.
+
+    Returns (probs: Tensor  # [N], info: dict)
+    """
+    if grouping is not None and spec.kind == "click" and ctx.scene_path:
+        from dff_gs.grouping import group_click
+
+        mask, info = group_click(ctx, spec.value, grouping)
+        return mask.float(), {"click": list(spec.value), **info}
+    labels, info = query_label_embeddings(ctx, spec)
+    if labels is None:
+        k, cid = spec.value
+        return cluster_probabilities(ctx.model, k, cid), info
+    return label_probabilities(gaussian_features(ctx.model), labels)[:, 0], info

@@ -1,0 +1,157 @@
+"""Queries in 2D: clicks, Eq. 5 on rendered features, per-Gaussian values composited from cameras, the views a
+2D query is rendered from and lifted back through, and segmentation overlays."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import torch
+from torch import Tensor
+
+from dff_gs.cameras import Cameras
+from dff_gs.errors import ConfigError
+from dff_gs.gaussians import GaussianModel
+from dff_gs.query.eq5 import DEFAULT_TEMPERATURE, label_probabilities
+from dff_gs.utils import fit_side
+
+if TYPE_CHECKING:
+    from dff_gs.query.context import QueryContext
+
+def check_click(cameras: Cameras, view: int, x: int, y: int) -> None:
+    """A ``ConfigError`` unless pixel ``(x, y)`` of camera ``view`` exists."""
+    if not (0 <= view < len(cameras)):
+        raise ConfigError(f"click view {view} is out of range (0..{len(cameras) - 1})")
+    if not (0 <= x < cameras.width and 0 <= y < cameras.height):
+        raise ConfigError(f"click ({x}, {y}) is outside the {cameras.width}x{cameras.height} image")
+
+
+def click_feature(model: GaussianModel, cameras: Cameras, view: int, x: int, y: int, backend: str = "auto") -> Tensor:
+    """The decoded rendered feature at pixel (x, y) of camera ``view``: a click query.  Returns Tensor  # [C]"""
+    from dff_gs.render import render
+
+    if model.feature_dim == 0:
+        raise ConfigError("a click query needs per-Gaussian features and this model carries none (a plain 3DGS "
+                          "PLY?): lift or distil features onto it first (train.py --init-ply PLY --lift)")
+    check_click(cameras, view, x, y)
+    with torch.no_grad():
+        out = render(model, cameras[[view]], with_features=True, backend=backend)
+        return model.decode(out.features[0, y, x])
+
+
+@torch.no_grad()
+def render_probabilities(
+    model: GaussianModel, cameras: Cameras, queries: Tensor, temperature: float = DEFAULT_TEMPERATURE,
+    backend: str = "auto"
+) -> Tensor:
+    """Eq. 5 on rendered (decoded) features: a 2D segmentation from any camera.
+
+    Args:
+        queries: Tensor  # [K, C]
+    Returns:
+        Tensor  # [C_cams, H, W, K]
+    """
+    from dff_gs.render import render
+
+    out = render(model, cameras, with_features=True, backend=backend)
+    return label_probabilities(model.decode(out.features), queries, temperature)
+
+
+@torch.no_grad()
+def render_values(model: GaussianModel, cameras: Cameras, values: Tensor,
+                  backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """Composite arbitrary per-Gaussian values (probabilities, one-hot labels, masks) from ``cameras`` with the
+    model's geometry, over 0; the model itself is not touched.
+
+    values: Tensor  # [N, K]
+    Returns (image [C, H, W, K], alpha [C, H, W, 1])
+    """
+    from dff_gs.render import rasterize
+
+    colors = values.float()[None].expand(len(cameras), -1, -1).contiguous()
+    img, _, alpha, _ = rasterize(model.get_means(), model.get_quats(), model.get_scales(), model.get_opacities(),
+                                 colors, cameras.viewmats, cameras.Ks, cameras.width, cameras.height,
+                                 render_depth=False, backend=backend)
+    return img, alpha
+
+
+def selection_bbox(model: GaussianModel, mask: Tensor) -> Optional[list]:
+    """AABB ``[[min xyz], [max xyz]]`` of the selected centres (None if the selection is empty)."""
+    if not mask.any():
+        return None
+    pts = model.get_means().detach()[mask]
+    return [pts.amin(0).tolist(), pts.amax(0).tolist()]
+
+
+def render_selection(model: GaussianModel, cameras: Cameras, mask: Tensor, backend: str = "auto") -> Tensor:
+    """How much of each pixel the selected Gaussians cover (their share of the composited weight).
+
+    mask: Tensor  # [N] bool
+    Returns Tensor  # [C, H, W] in [0, 1]
+    """
+    return render_values(model, cameras, mask[:, None], backend)[0][..., 0]
+
+
+def query_cameras(scene, count: int, side: int):
+    """The training cameras the 2D query is rendered from: ``count`` evenly spaced (0 = all), resized so the
+    longer side is at most ``side`` pixels (0 = as they are)."""
+    ids = list(scene.train_ids) or list(range(scene.num_views))
+    if count and len(ids) > count:
+        ids = [ids[round(i * (len(ids) - 1) / (count - 1))] for i in range(count)] if count > 1 else ids[:1]
+    cams = scene.cameras[ids]
+    h, w = fit_side(cams.height, cams.width, side)
+    return cams if (h, w) == (cams.height, cams.width) else cams.resized(w, h)
+
+
+@torch.no_grad()
+def render_views(model: GaussianModel, cameras: Cameras, backend: str = "auto"):
+    """The model's stored (undecoded) features rendered from ``cameras`` and the sparse compositing weights of
+    those views (:func:`dff_gs.lift.compositing_weights`): what lifting a 2D result back onto the Gaussians needs.
+
+    Returns (features: Tensor  # [V, h, w, D], weights: CompositingWeights)
+    """
+    from dff_gs.lift import compositing_weights
+    from dff_gs.render import render
+
+    if model.feature_dim == 0:
+        raise ConfigError("rendering features needs per-Gaussian features and this model carries none")
+    cams = cameras.to(model.device)
+    feats = torch.cat([render(model, cams[[i]], with_features=True, backend=backend).features
+                       for i in range(len(cams))])
+    return feats, compositing_weights(model, cams, min_weight=0.01)
+
+
+def rendered_query_views(ctx: "QueryContext", count: int, side: int):
+    """:func:`render_views` of ``ctx.model`` from the views of :func:`query_cameras` (``count``, ``side``),
+    computed once per model and kept in ``ctx``'s cache (one model's: an edit makes a new model).
+
+    Returns (features: Tensor  # [V, h, w, D], weights: CompositingWeights)
+    """
+    key = ("query_views", count, side)
+    if key not in ctx._cache or ctx._cache[key][0] is not ctx.model:
+        cams = query_cameras(ctx.scene(), count, side)
+        ctx._cache[key] = (ctx.model, *render_views(ctx.model, cams, ctx.backend))
+    return ctx._cache[key][1:]
+
+
+@torch.no_grad()
+def segmentation_overlay(model: GaussianModel, cameras: Cameras, values: Tensor, threshold: Optional[float] = None,
+                         backend: str = "auto", rgb: Optional[Tensor] = None) -> Tensor:
+    """The model's RGB blended half-and-half with a 2D segmentation rendered from per-Gaussian ``values``:
+    one-hot labels ``[N, K]`` (argmax per pixel), or ``[N, 2]`` = ``[p, 1 - p]`` of a query with ``threshold``
+    (a pixel is selected where the composited ``p`` exceeds ``threshold`` x alpha).
+    ``rgb: Tensor  # [C, H, W, 3]`` the model's renders of ``cameras`` when the caller has them (else rendered).
+
+    Returns Tensor  # [C, H, W, 3] in [0, 1]
+    """
+    from dff_gs.io.images import colorize_labels
+    from dff_gs.render import render
+
+    out = []
+    for i in range(len(cameras)):
+        cams = cameras[[i]]
+        view_rgb = render(model, cams, with_features=False, backend=backend).rgb[0] if rgb is None else rgb[i]
+        img, alpha = render_values(model, cams, values, backend)
+        seg = img[0].argmax(-1) if threshold is None else (img[0, ..., 0] > threshold * alpha[0, ..., 0]).long()
+        colours = torch.from_numpy(colorize_labels(seg.cpu(), values.shape[1])).float() / 255.0
+        out.append(0.5 * colours + 0.5 * view_rgb.cpu().clamp(0, 1))
+    return torch.stack(out)
