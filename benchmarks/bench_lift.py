@@ -76,7 +76,8 @@ def distill_seconds_now(run_dir: Path, steps: int) -> float:
     from dff_gs.config import apply_dict, apply_overrides, load_yaml
     from dff_gs.data import load_scene
     from dff_gs.train.config import Config
-    from dff_gs.train.distill import init_decoder_pca, prepare_teacher
+    from dff_gs.teachers.prepare import prepare_teacher
+    from dff_gs.features import init_decoder_pca
     from dff_gs.pipeline.gaussians import init_model
     from dff_gs.pipeline.common import resolve_device, resolve_scene_path
     from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of

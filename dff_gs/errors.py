@@ -42,7 +42,7 @@ def interrupted_message(err: KeyboardInterrupt) -> str:
     ckpt = getattr(err, "checkpoint", None)
     name = getattr(err, "signal_name", "SIGINT")
     if ckpt:
-        run_dir = ckpt.parent if ckpt.name == "checkpoint.pt" else ckpt
+        run_dir = ckpt.parent if ckpt.suffix == ".pt" else ckpt
         return f"interrupted ({name}): checkpoint written to {ckpt}; resume with --resume {run_dir}"
     return f"interrupted ({name}): nothing was saved"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dff_gs.errors import DataError
 from dff_gs.gaussians import GaussianModel
+from dff_gs.run_dir import CONFIG_NAME, NERF_MODEL_NAME, PLY_NAME
 
 NERF_HINT = ("the Gaussian tools (edit.py, python -m dff_gs.query, python -m dff_gs.render) need a Gaussian run "
              "or PLY; open a NeRF with dff_gs.nerf.load_nerf and query it with dff_gs.nerf.query / dff_gs.nerf.edit "
@@ -20,7 +21,7 @@ NERF_HINT = ("the Gaussian tools (edit.py, python -m dff_gs.query, python -m dff
 
 def run_config(folder: Path) -> dict | None:
     """The ``config.yaml`` of a run folder as a dict (None when there is none or it does not read as a mapping)."""
-    cfg = folder / "config.yaml"
+    cfg = folder / CONFIG_NAME
     if not cfg.is_file():
         return None
     import yaml
@@ -36,9 +37,9 @@ def run_backbone(path: str | Path) -> str | None:
     """``"gs"`` or ``"nerf"`` for a run folder or a model file, None when it cannot tell."""
     p = Path(path)
     if p.is_dir():
-        if (p / "point_cloud.ply").is_file():
+        if (p / PLY_NAME).is_file():
             return "gs"
-        if (p / "nerf_model.pt").is_file():
+        if (p / NERF_MODEL_NAME).is_file():
             return "nerf"
         cfg = run_config(p)  # an interrupted run has only its config and checkpoint
         backbone = (cfg.get("train") or {}).get("backbone") if cfg is not None else None
@@ -73,7 +74,7 @@ def run_scene_options(path: str | Path) -> dict:
     PLY moved elsewhere keeps them); {} when neither says."""
     p = Path(path)
     folder = p if p.is_dir() else p.parent
-    if (folder / "config.yaml").is_file():
+    if (folder / CONFIG_NAME).is_file():
         cfg = run_config(folder)
         data = (cfg or {}).get("data")
         return scene_options_of(data) if isinstance(data, dict) else {}
@@ -95,9 +96,9 @@ def resolve_ply(path: str | Path) -> Path:
     if p.exists() and run_backbone(p) == "nerf":
         raise DataError(f"{p}: this is a NeRF run, not Gaussians; {NERF_HINT}")
     if p.is_dir():
-        if not (p / "point_cloud.ply").is_file():
-            raise DataError(f"{p}: not a run folder (no point_cloud.ply in it)")
-        return p / "point_cloud.ply"
+        if not (p / PLY_NAME).is_file():
+            raise DataError(f"{p}: not a run folder (no {PLY_NAME} in it)")
+        return p / PLY_NAME
     if not p.exists():
         raise DataError(f"{p}: no such run folder or PLY file")
     return p

@@ -216,7 +216,7 @@ def test_tiny_training_lowers_the_loss(tiny_scene, tmp_path):
     from dff_gs.data import load_scene
     from dff_gs.nerf.run import init_occupancy, scene_box
     from dff_gs.nerf.trainer import NerfTrainer
-    from dff_gs.train.distill import prepare_teacher
+    from dff_gs.teachers.prepare import prepare_teacher
 
     cfg = tiny_cfg(tiny_scene, tmp_path / "r", tmp_path / "cache", "train.steps=40")
     torch.manual_seed(0)

@@ -186,7 +186,7 @@ def sphere_views(tmp_path, n=24, radius=0.6, centre=(0.3, -0.2, 0.5)):
 def test_rgba_object_background_hull_init_and_scale(tmp_path):
     from dff_gs.data.region import content_region
     from dff_gs.train.config import Config
-    from dff_gs.train.distill import TeacherOutputs
+    from dff_gs.teachers.prepare import TeacherOutputs
     from dff_gs.pipeline.gaussians import init_method, init_model
     from dff_gs.train.trainer import scene_scale_of
 
@@ -224,7 +224,7 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
 def test_label_free_teacher_and_format_presets(tmp_path, capsys):
     from dff_gs.cli.train import build_parser, resolve_config
     from dff_gs.train.config import TeacherSettings
-    from dff_gs.train.distill import LABEL_FREE_TEACHER, prepare_teacher
+    from dff_gs.teachers.prepare import LABEL_FREE_TEACHER, prepare_teacher
 
     (tmp_path / "obj").mkdir()
     sphere_views(tmp_path / "obj", n=6)

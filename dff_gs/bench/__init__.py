@@ -28,6 +28,7 @@ from typing import Optional
 
 import torch
 
+from dff_gs.run_dir import HISTORY_NAME, PLY_NAME, SIDECAR_NAME
 from dff_gs.utils import atomic_write_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,7 +184,7 @@ def bench_one(backbone: str, args) -> dict:
     metrics = run(cfg, progress=not args.quiet)
     wall = time.perf_counter() - t0
     run_dir = Path(cfg.out)
-    history = json.loads((run_dir / "history.json").read_text())
+    history = json.loads((run_dir / HISTORY_NAME).read_text())
 
     if backbone == "gs":
         from dff_gs.runs import load_model
@@ -191,7 +192,7 @@ def bench_one(backbone: str, args) -> dict:
         model, meta = load_model(run_dir)
         model = model.to(device)
         renderer = as_view_renderer(model, backend=cfg.train.backend, background=torch.tensor(cfg.data.background))
-        files = [run_dir / "point_cloud.ply", run_dir / "point_cloud.dff.json"]
+        files = [run_dir / PLY_NAME, run_dir / SIDECAR_NAME]
     else:
         from dff_gs.nerf import NERF_MODEL_NAME, load_nerf
 

@@ -25,7 +25,7 @@ from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.lift.core import lift_features
-from dff_gs.train.distill import pca_directions
+from dff_gs.features import pca_directions
 
 
 @dataclass

@@ -55,7 +55,7 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     from dff_gs.io.ply import save_ply
     from dff_gs.lift.tuner import FeatureTuner
     from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME, HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
-    from dff_gs.train.distill import prepare_teacher
+    from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.train.evaluate import evaluate
     from dff_gs.pipeline.common import eval_row, load_run_scene, resolve_device, scene_options, write_json
     from dff_gs.utils import seed_everything

@@ -17,7 +17,7 @@ import torch
 from dff_gs.errors import CheckpointError, DataError
 from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.model import NerfModel
-from dff_gs.run_dir import NERF_MODEL_NAME  # noqa: F401  (the run folder's file names live there)
+from dff_gs.run_dir import NERF_MODEL_NAME, PLY_NAME  # noqa: F401  (NERF_MODEL_NAME is re-exported)
 
 NERF_FORMAT = "dff_gs-nerf"
 NERF_CHECKPOINT_FORMAT = "dff_gs-nerf-checkpoint"
@@ -91,7 +91,7 @@ def resolve_nerf_path(path: str | Path) -> Path:
     if p.is_dir():
         if (p / NERF_MODEL_NAME).is_file():
             return p / NERF_MODEL_NAME
-        if (p / "point_cloud.ply").is_file():
+        if (p / PLY_NAME).is_file():
             raise DataError(f"{p}: this is a Gaussian run (point_cloud.ply), not a NeRF run; {GAUSSIAN_HINT}")
         raise DataError(f"{p}: not a NeRF run folder (no {NERF_MODEL_NAME} in it)")
     if not p.exists():

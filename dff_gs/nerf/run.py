@@ -21,11 +21,12 @@ from dff_gs.errors import ConfigError
 from dff_gs.nerf.io import NERF_MODEL_NAME, save_nerf
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
-from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, start_trainer,
-                                    write_json)
+from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
+                                    start_trainer, write_json)
 from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
-from dff_gs.train.distill import init_decoder_pca, prepare_teacher
+from dff_gs.teachers.prepare import prepare_teacher
+from dff_gs.features import init_decoder_pca
 from dff_gs.train.evaluate import evaluate
 from dff_gs.utils import seed_everything
 
@@ -96,7 +97,7 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     init_occupancy(model, train_scene, cfg)
     trainer = NerfTrainer(cfg, model, train_scene.images.to(device), train_scene.cameras.to(device),
                           teacher.train_maps, device)
-    meta = {"teacher": teacher.meta, "scene": str(scene_path), "backbone": "nerf"}
+    meta = {"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg), "backbone": "nerf"}
     checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg), meta)
     trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, None, teacher))  # renders its own background

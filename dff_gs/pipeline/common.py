@@ -16,7 +16,7 @@ from dff_gs.data import SceneData, load_scene
 from dff_gs.errors import ConfigError, DataError
 from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME
 from dff_gs.train.config import Config
-from dff_gs.train.distill import TeacherOutputs
+from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.evaluate import evaluate
 from dff_gs.utils import atomic_write_path
 

@@ -16,7 +16,8 @@ from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_
                                     start_trainer, write_json)
 from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
-from dff_gs.train.distill import TeacherOutputs, init_decoder_pca, prepare_teacher
+from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
+from dff_gs.features import init_decoder_pca
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
 from dff_gs.utils import seed_everything

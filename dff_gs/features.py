@@ -1,0 +1,50 @@
+"""The teacher's principal subspace: the basis features are stored in (a decoder started at it, the lifted
+coordinates of :mod:`dff_gs.lift`). One place for both."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+@torch.no_grad()
+def init_decoder_pca(decoder: torch.nn.Linear, maps: Tensor, max_samples: int = 200_000, seed: int = 0) -> None:
+    """Start the D -> C decoder at the teacher's top-D principal directions (weight) and mean (bias), so
+    per-Gaussian features begin as PCA coefficients (zero = the mean feature) and distillation starts
+    convex in them instead of fitting a random bilinear product.
+
+    maps: Tensor  # [V, h, w, C] teacher maps (pixels with an all-zero feature are unlabeled and skipped)
+    """
+    pca = pca_directions(maps, decoder.in_features, max_samples, seed)
+    if pca is None:
+        return
+    mu, V = pca
+    weight = torch.zeros(decoder.out_features, decoder.in_features)
+    weight[:, :V.shape[1]] = V
+    decoder.weight.copy_(weight.to(decoder.weight))
+    decoder.bias.copy_(mu.to(decoder.bias))
+
+
+def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int = 0) -> Optional[tuple[Tensor, Tensor]]:
+    """Mean and top principal directions of the labeled texels of teacher maps (all-zero features are unlabeled
+    and left out; at most ``max_samples`` of them, a seeded subset), on the CPU in float32.
+
+    maps: Tensor  # [V, h, w, C]
+    Returns (mean: Tensor  # [C], directions: Tensor  # [C, q'], q' = min(q, C, samples)), or None when no
+    texel is labeled
+    """
+    X = maps.reshape(-1, maps.shape[-1])
+    X = X[X.abs().sum(-1) > 0]
+    if len(X) == 0:
+        return None
+    if len(X) > max_samples:
+        X = X[torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:max_samples].to(X.device)]
+    X = X.float().cpu()
+    mu = X.mean(0)
+    q = min(q, X.shape[1], len(X))
+    if q <= 0:
+        return mu, X.new_zeros(X.shape[1], 0)
+    torch.manual_seed(seed)  # pca_lowrank is randomised
+    return mu, torch.pca_lowrank(X - mu, q=q, center=False)[2]
