@@ -16,11 +16,20 @@ IGNORE_LABEL = -1
 """Semantic id meaning "unlabeled"; ignored by losses and metrics."""
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: 0666 less the process's umask (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    The temporary file keeps the suffix of ``path`` so writers that look at it (PIL, numpy) work.
+    The temporary file keeps the suffix of ``path`` so writers that look at it (PIL, numpy) work, and the file
+    gets the usual permissions (the umask respected, as ``open`` would), not ``mkstemp``'s private 0600, so a
+    web server running as another user can serve it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +38,7 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

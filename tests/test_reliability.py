@@ -284,3 +284,15 @@ def test_tools_refuse_gsplat_without_cuda_in_one_line(labelled_run, tmp_path, ca
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: render backend 'gsplat' is unavailable") and len(err) == 1
     assert not (tmp_path / "e.ply").exists() and not (tmp_path / "renders").exists()
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    from dff_gs.utils import atomic_write_path
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_write_path(tmp_path / "a.json") as tmp:
+            tmp.write_text("{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
