@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dff_gs import query as Q
 from dff_gs.config import apply_overrides
 from dff_gs.errors import ConfigError, DataError
 from dff_gs.nerf.batches import sample_maps
@@ -279,10 +280,12 @@ def test_queries_on_a_nerf(nerf_run, tiny_scene):
     from dff_gs.data import load_scene
     from dff_gs.nerf import load_nerf
     from dff_gs.nerf import query as NQ
-    from dff_gs.query import label_probabilities, text_negatives
+    from dff_gs.backbone import Backbone
+    from dff_gs.query import label_probabilities, reference_query_embeddings, text_negatives
     from dff_gs.runs import teacher_from_meta
 
     model, meta = load_nerf(nerf_run[0])
+    assert isinstance(model, Backbone) and model.kind == "nerf"  # 2D queries below are the Gaussians' own code
     teacher = teacher_from_meta(meta)
     names = meta["teacher"]["class_names"]
     cams = load_scene(tiny_scene, test_every=5).split("test").cameras[[0]]
@@ -297,24 +300,24 @@ def test_queries_on_a_nerf(nerf_run, tiny_scene):
     torch.testing.assert_close(pt, p3[:, sofa], atol=1e-5, rtol=1e-5)
     # in 2D: the rendered probabilities are Eq. 5 on the rendered decoded features, the segmentation their argmax
     negs = text_negatives(teacher.encode_text, "sofa", names)
-    p2 = NQ.render_text_probabilities(model, cams, teacher.encode_text, "sofa", negs)
+    p2 = Q.render_text_probabilities(model, cams, teacher.encode_text, "sofa", negs)
     feats = model.decode(model.render(cams).features)
     queries = teacher.encode_text(["sofa", *negs])
     torch.testing.assert_close(p2, label_probabilities(feats, queries)[..., 0], atol=1e-4, rtol=1e-4)
-    seg = NQ.render_segmentation(model, cams, labels)
+    seg = Q.render_segmentation(model, cams, labels)
     agree = (seg == label_probabilities(feats, labels).argmax(-1)).float().mean()
     assert agree > 0.99  # equal up to ties of float noise
     # a click is the rendered feature at that pixel; Eq. 5 in 2D agrees with the full render
-    f = NQ.click_feature(model, cams, 0, 20, 15)
+    f = Q.click_feature(model, cams, 0, 20, 15)
     full = model.decode(model.render(cams).features)[0, 15, 20]
     torch.testing.assert_close(f, full, atol=1e-4, rtol=1e-4)
-    ref = NQ.render_reference_probabilities(model, cams, f)
+    ref = Q.render_reference_probabilities(model, cams, f)
     assert ref.shape == (1, cams.height, cams.width) and float(ref[0, 15, 20]) > 0.5
-    q = NQ.reference_queries(model, f)
+    q = reference_query_embeddings(model.content_features(), f)
     torch.testing.assert_close(NQ.reference_point_probabilities(model, f, pts),
                                label_probabilities(NQ.point_features(model, pts), q)[:, 0])
     with pytest.raises(ConfigError, match="outside"):
-        NQ.click_feature(model, cams, 0, 999, 0)
+        Q.click_feature(model, cams, 0, 999, 0)
 
 
 def test_render_time_edits_change_the_render(nerf_run, tiny_scene):
@@ -336,7 +339,7 @@ def test_render_time_edits_change_the_render(nerf_run, tiny_scene):
     red = render_edit(model, cams, SegmentationEdit(everything, "recolor", color=[1.0, 0.0, 0.0]))
     assert float(red.rgb[..., 0].mean()) > float(base.rgb[..., 0].mean()) + 0.1
     # a partial selection (a click's own feature against the mean) removes part of the view
-    f = NQ.click_feature(model, cams, 0, 20, 15)
+    f = Q.click_feature(model, cams, 0, 20, 15)
     part = render_edit(model, cams, SegmentationEdit(torch.stack([f, mean]), "delete"))
     assert 0.01 < float((part.rgb - base.rgb).abs().mean()) and float(part.alpha.mean()) > float(gone.alpha.mean())
     with pytest.raises(ConfigError, match="recolor"):

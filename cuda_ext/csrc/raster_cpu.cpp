@@ -206,12 +206,35 @@ struct Contribution {
     scalar_t alpha, T;
 };
 
+// An append-only array in fixed blocks of 2^18 items: it never reallocates, so it holds exactly what was
+// appended (plus less than one block) where a std::vector growing by doubling holds up to twice that and, while
+// it grows, three times. Blocks are kept by clear() for reuse.
+template <typename T>
+class Chunked {
+  public:
+    static constexpr int kShift = 18;
+    static constexpr int64_t kMask = (int64_t(1) << kShift) - 1;
+    void push_back(const T& v) {
+        if ((n_ >> kShift) == static_cast<int64_t>(blocks_.size()))
+            blocks_.emplace_back(new T[static_cast<size_t>(1) << kShift]);
+        blocks_[n_ >> kShift][n_ & kMask] = v;
+        ++n_;
+    }
+    int64_t size() const { return n_; }
+    const T& operator[](int64_t i) const { return blocks_[i >> kShift][i & kMask]; }
+    void clear() { n_ = 0; }
+
+  private:
+    std::vector<std::unique_ptr<T[]>> blocks_;
+    int64_t n_ = 0;
+};
+
 // The contributions of every (camera, tile), kept by a forward pass that will be differentiated, so the backward
 // pass walks them back to front without compositing again (12 bytes a contribution in float32). Each thread
 // appends to its own arrays; a tile records where its part lies.
 template <typename scalar_t>
 struct ThreadTrace {
-    std::vector<Contribution<scalar_t>> items;
+    Chunked<Contribution<scalar_t>> items;
     std::vector<int64_t> kstart;  // per walked list entry: where its contributions begin in items (+ one end mark)
 };
 
@@ -304,7 +327,7 @@ struct Pass {
 template <typename scalar_t>
 static int64_t composite_tile(TileData<scalar_t>& g, const TileGeom& geo,
                               std::vector<scalar_t>& Tr, std::vector<scalar_t>& wsum, scalar_t* acc,
-                              std::vector<Contribution<scalar_t>>* trace, std::vector<int64_t>* kstart) {
+                              Chunked<Contribution<scalar_t>>* trace, std::vector<int64_t>* kstart) {
     const int64_t P = geo.P, ts = geo.size;
     const scalar_t tmin = static_cast<scalar_t>(kTMin);
     scalar_t row[kMaxTile];
@@ -401,20 +424,20 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
         TileData<scalar_t> g;
         TileGeom geo;
         std::vector<scalar_t> Tr, wsum, S, go, ga, gk(6 + padded_channels(D));
-        std::vector<Contribution<scalar_t>> own_items;
+        Chunked<Contribution<scalar_t>> own_items;
         std::vector<int64_t> own_kstart;
 #pragma omp for schedule(static, 1)
         for (int64_t ct = 0; ct < C * T; ++ct) {
             if (!ps.open(ct, geo, g)) continue;
             const int64_t cam = ct / T, o = cam * N, s = ps.bins.offsets[ct];
             // the forward's record of this tile, or composite it again to make one
-            const Contribution<scalar_t>* trace;
+            const Chunked<Contribution<scalar_t>>* trace;
             const int64_t* kstart;
             int64_t walked;
             if (kept) {
                 const TileRef& ref = kept->tiles[ct];
                 const ThreadTrace<scalar_t>& tt = kept->threads<scalar_t>()[ref.thread];
-                trace = tt.items.data();
+                trace = &tt.items;
                 kstart = tt.kstart.data() + ref.k0;
                 walked = ref.k1 - ref.k0 - 1;
                 if (walked > 0) g.need(walked - 1);
@@ -422,7 +445,7 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
                 own_items.clear();
                 own_kstart.clear();
                 walked = composite_tile<scalar_t>(g, geo, Tr, wsum, nullptr, &own_items, &own_kstart);
-                trace = own_items.data();
+                trace = &own_items;
                 kstart = own_kstart.data();
             }
             const int64_t P = geo.P;
@@ -443,7 +466,7 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
                 const scalar_t x = g.x[k], y = g.y[k], a = g.a[k], b = g.b[k], c = g.c[k];
                 std::fill(gk.begin(), gk.end(), static_cast<scalar_t>(0));
                 for (int64_t e = e1 - 1; e >= e0; --e) {
-                    const Contribution<scalar_t>& q = trace[e];
+                    const Contribution<scalar_t>& q = (*trace)[e];
                     const int64_t p = q.p;
                     const scalar_t al = q.alpha, w = al * q.T;
                     const scalar_t* gp = go.data() + p * Dp;

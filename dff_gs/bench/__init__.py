@@ -91,15 +91,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_renders(renderer, cameras, device: torch.device, views: int, min_seconds: float = 1.0) -> float:
-    """Frames per second of RGB + decoded features at the cameras' resolution (one warm-up frame first)."""
+def time_renders(backbone, cameras, device: torch.device, views: int, min_seconds: float = 1.0) -> float:
+    """Frames per second of RGB + decoded features of a :class:`~dff_gs.backbone.Backbone` at the cameras'
+    resolution (one warm-up frame first)."""
+    from dff_gs.train.evaluate import render_view
+
     ids = list(range(min(views, len(cameras))))
-    renderer.render_view(cameras[[ids[0]]], with_features=renderer.has_features)
+    render_view(backbone, cameras[[ids[0]]], with_features=backbone.has_features)
     _sync(device)
     frames, t0 = 0, time.perf_counter()
     while True:
         for i in ids:
-            renderer.render_view(cameras[[i]], with_features=renderer.has_features)
+            render_view(backbone, cameras[[i]], with_features=backbone.has_features)
             frames += 1
         _sync(device)
         elapsed = time.perf_counter() - t0
@@ -149,7 +152,7 @@ def time_query(backbone: str, model, meta: dict, camera, device: torch.device, r
         points = NQ.field_points(model, max_points=10**9)
 
         def q2d():
-            return NQ.render_probabilities(model, camera, queries)[0, ..., 0] > 0.5
+            return Q.render_probabilities(model, camera, queries)[0, ..., 0] > 0.5
 
         def q3d():
             return NQ.point_probabilities(model, points, queries)[:, 0] > 0.5
@@ -172,7 +175,7 @@ def time_query(backbone: str, model, meta: dict, camera, device: torch.device, r
 
 def bench_one(backbone: str, args) -> dict:
     """Train one backbone and measure it (run inside its own process by :func:`main`)."""
-    from dff_gs.train.evaluate import as_view_renderer
+    from dff_gs.backbone import as_backbone
     from dff_gs.pipeline import run
     from dff_gs.pipeline.common import load_run_scene, resolve_device
 
@@ -191,7 +194,7 @@ def bench_one(backbone: str, args) -> dict:
 
         model, meta = load_model(run_dir)
         model = model.to(device)
-        renderer = as_view_renderer(model, backend=cfg.train.backend, background=torch.tensor(cfg.data.background))
+        renderer = as_backbone(model, backend=cfg.train.backend, background=torch.tensor(cfg.data.background))
         files = [run_dir / PLY_NAME, run_dir / SIDECAR_NAME]
     else:
         from dff_gs.nerf import NERF_MODEL_NAME, load_nerf

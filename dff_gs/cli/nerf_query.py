@@ -42,7 +42,8 @@ def run_query(args) -> dict:
     from dff_gs.nerf import load_nerf
     from dff_gs.nerf import query as NQ
     from dff_gs.nerf.edit import SegmentationEdit
-    from dff_gs.query import label_list, patch_feature, text_negatives
+    from dff_gs.query import (click_feature, label_list, patch_feature, reference_query_embeddings, text_negatives,
+                              text_query_embeddings)
     from dff_gs.runs import run_scene_options
     from dff_gs.runs import teacher_from_meta
 
@@ -62,7 +63,7 @@ def run_query(args) -> dict:
     labels = None
     if args.text is not None:
         negs = text_negatives(teacher.encode_text, args.text, names, list(label_list(args.negatives)))
-        queries = NQ.text_queries(teacher.encode_text, args.text, negs)
+        queries = text_query_embeddings(teacher.encode_text, args.text, negs)
         summary.update(query=args.text, negatives=negs)
     elif args.labels is not None:
         labels = list(label_list(args.labels))
@@ -73,11 +74,12 @@ def run_query(args) -> dict:
     elif args.patch is not None:
         from dff_gs.data.image_io import load_rgb
 
-        queries = NQ.reference_queries(model, patch_feature(teacher, load_rgb(Path(args.patch))))
+        patch = patch_feature(teacher, load_rgb(Path(args.patch)))
+        queries = reference_query_embeddings(model.content_features(), patch)
         summary["patch"] = args.patch
     else:
         v, x, y = args.click
-        queries = NQ.reference_queries(model, NQ.click_feature(model, scene.cameras, v, x, y))
+        queries = reference_query_embeddings(model.content_features(), click_feature(model, scene.cameras, v, x, y))
         summary["click"] = [v, x, y]
     queries = queries.to(model.device)
     pts = NQ.field_points(model, max_points=10**9)

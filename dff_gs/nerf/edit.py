@@ -75,9 +75,9 @@ class SegmentationEdit:
 def text_edit(encode_text, query: str, negatives: Sequence[str], op: str = "delete", threshold: float = 0.5,
               color: Optional[Sequence[float]] = None) -> SegmentationEdit:
     """A :class:`SegmentationEdit` of a text query with its negatives."""
-    from dff_gs.nerf.query import text_queries
+    from dff_gs.query.eq5 import text_query_embeddings
 
-    return SegmentationEdit(text_queries(encode_text, query, negatives), op=op, threshold=threshold,
+    return SegmentationEdit(text_query_embeddings(encode_text, query, negatives), op=op, threshold=threshold,
                             color=None if color is None else torch.tensor(color, dtype=torch.float32))
 
 

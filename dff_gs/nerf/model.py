@@ -33,12 +33,14 @@ def camera_rays(cameras: Cameras) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class NerfModel(nn.Module):
-    """A radiance field with a feature branch over the scene box ``aabb``.
+    """A radiance field with a feature branch over the scene box ``aabb``; a :class:`~dff_gs.backbone.Backbone`.
 
     aabb: Tensor  # [2, 3] world box the field lives in (rays are clipped to it)
     teacher_dim: C, the teacher's feature dimension (0 = colour only)
     background: Tensor  # [3] colour behind the field
     """
+
+    kind = "nerf"
 
     def __init__(self, cfg: NerfConfig, aabb: Tensor, teacher_dim: int = 0, background: Optional[Tensor] = None):
         super().__init__()
@@ -203,14 +205,43 @@ class NerfModel(nn.Module):
                                 alpha=torch.cat([r.alpha for r in outs]).reshape(*shape, 1), info={})
 
     @torch.no_grad()
-    def render_view(self, cameras: Cameras, with_features: bool = True):
-        """:class:`dff_gs.train.evaluate.ViewRenderer`: one camera -> rgb, decoded features, depth."""
-        from dff_gs.train.evaluate import ViewRender
+    def pixel_feature(self, cameras: Cameras, view: int, x: int, y: int) -> Tensor:
+        """:class:`~dff_gs.backbone.Backbone`: the decoded feature ``[C]`` of the one ray through pixel (x, y)."""
+        o, d, z = camera_rays(cameras[[view]].to(self.device))
+        out = self.render_rays(o[0, y, x][None], d[0, y, x][None], z[0, y, x][None], with_features=True)
+        return self.decode(out.features[0])
 
-        out = self.render(cameras[[0]] if len(cameras) > 1 else cameras, with_features=with_features)
-        feats = with_features and self.has_features
-        return ViewRender(rgb=out.rgb[0], decoded=self.decode(out.features[0]) if feats else None,
-                          depth=out.depth[0, ..., 0])
+    @torch.no_grad()
+    def content_features(self, max_points: int = 50000, seed: int = 0) -> Tensor:
+        """:class:`~dff_gs.backbone.Backbone`: decoded features ``[M, C]`` at the centres of the occupied cells (a
+        seeded subset of at most ``max_points``)."""
+        return self.decoded_at(self.occupied_points(max_points, seed))
+
+    @torch.no_grad()
+    def occupied_points(self, max_points: int = 50000, seed: int = 0) -> Tensor:
+        """Points that hold the field's content: centres of occupied cells (at most ``max_points``, a seeded
+        subset).  Returns Tensor  # [M, 3] world"""
+        from dff_gs.errors import ConfigError
+
+        pts = self.occupancy.occupied_centers()
+        if len(pts) == 0:
+            raise ConfigError("the NeRF's occupancy grid is empty (an untrained model?)")
+        if len(pts) > max_points:
+            g = torch.Generator().manual_seed(seed)
+            pts = pts[torch.randperm(len(pts), generator=g)[:max_points].to(pts.device)]
+        return pts
+
+    @torch.no_grad()
+    def decoded_at(self, points: Tensor, chunk: int = 65536) -> Tensor:
+        """Decoded features ``f(x)`` at world ``points  # [P, 3]`` (teacher space), in chunks.  Returns [P, C]"""
+        from dff_gs.errors import ConfigError
+
+        if not self.has_features:
+            raise ConfigError("this NeRF carries no feature branch: train it with a teacher (--teacher NAME)")
+        pts = points.to(self.device).float()
+        if len(pts) == 0:
+            return torch.zeros(0, self.output_dim, device=self.device)
+        return torch.cat([self.point_features(pts[s:s + chunk]) for s in range(0, len(pts), chunk)])
 
     # ------------------------------------------------------------------ occupancy
     @torch.no_grad()

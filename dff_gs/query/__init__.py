@@ -17,7 +17,8 @@ from dff_gs.query.eq5 import (
     cluster_probabilities,
 )
 from dff_gs.query.views import (
-    check_click, click_feature, render_probabilities, render_values, selection_bbox, render_selection,
+    check_click, click_feature, render_probabilities, render_text_probabilities, render_reference_probabilities,
+    render_segmentation, render_values, selection_bbox, render_selection,
     query_cameras, render_views, rendered_query_views, segmentation_overlay,
 )
 from dff_gs.query.context import (
@@ -29,7 +30,8 @@ __all__ = [
     "query_embeddings", "text_probabilities", "text_query_embeddings", "CANONICAL_NEGATIVES", "SYNONYM_COSINE",
     "label_list", "text_negatives", "reference_probabilities", "reference_query_embeddings", "patch_feature",
     "segment_gaussians", "kmeans", "cluster_probabilities", "check_click", "click_feature",
-    "render_probabilities", "render_values", "selection_bbox", "render_selection", "query_cameras",
+    "render_probabilities", "render_text_probabilities", "render_reference_probabilities", "render_segmentation",
+    "render_values", "selection_bbox", "render_selection", "query_cameras",
     "render_views", "rendered_query_views", "segmentation_overlay", "QUERY_KINDS", "QuerySpec", "QueryContext",
     "query_label_embeddings", "query_probabilities",
 ]

@@ -1,9 +1,10 @@
-"""Queries in 2D: clicks, Eq. 5 on rendered features, per-Gaussian values composited from cameras, the views a
-2D query is rendered from and lifted back through, and segmentation overlays."""
+"""Queries in 2D: clicks, Eq. 5 on rendered features (of any :class:`~dff_gs.backbone.Backbone`: Gaussians or a
+NeRF), per-Gaussian values composited from cameras, the views a 2D query is rendered from and lifted back
+through, and segmentation overlays."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -11,7 +12,8 @@ from torch import Tensor
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.query.eq5 import DEFAULT_TEMPERATURE, label_probabilities
+from dff_gs.backbone import as_backbone, require_features
+from dff_gs.query.eq5 import DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings, text_query_embeddings
 from dff_gs.utils import fit_side
 
 if TYPE_CHECKING:
@@ -25,35 +27,50 @@ def check_click(cameras: Cameras, view: int, x: int, y: int) -> None:
         raise ConfigError(f"click ({x}, {y}) is outside the {cameras.width}x{cameras.height} image")
 
 
-def click_feature(model: GaussianModel, cameras: Cameras, view: int, x: int, y: int, backend: str = "auto") -> Tensor:
-    """The decoded rendered feature at pixel (x, y) of camera ``view``: a click query.  Returns Tensor  # [C]"""
-    from dff_gs.render import render
-
-    if model.feature_dim == 0:
-        raise ConfigError("a click query needs per-Gaussian features and this model carries none (a plain 3DGS "
-                          "PLY?): lift or distil features onto it first (train.py --init-ply PLY --lift)")
+def click_feature(model, cameras: Cameras, view: int, x: int, y: int, backend: str = "auto") -> Tensor:
+    """The decoded rendered feature at pixel (x, y) of camera ``view`` of any backbone (Gaussians rendered with
+    ``backend``): a click query.  Returns Tensor  # [C]"""
+    b = as_backbone(model, backend)
+    require_features(b)
     check_click(cameras, view, x, y)
     with torch.no_grad():
-        out = render(model, cameras[[view]], with_features=True, backend=backend)
-        return model.decode(out.features[0, y, x])
+        return b.pixel_feature(cameras, view, x, y)
 
 
 @torch.no_grad()
-def render_probabilities(
-    model: GaussianModel, cameras: Cameras, queries: Tensor, temperature: float = DEFAULT_TEMPERATURE,
-    backend: str = "auto"
-) -> Tensor:
-    """Eq. 5 on rendered (decoded) features: a 2D segmentation from any camera.
+def render_probabilities(model, cameras: Cameras, queries: Tensor, temperature: float = DEFAULT_TEMPERATURE,
+                         backend: str = "auto") -> Tensor:
+    """Eq. 5 on the rendered, decoded features of any backbone: a 2D segmentation from any camera.
 
-    Args:
-        queries: Tensor  # [K, C]
-    Returns:
-        Tensor  # [C_cams, H, W, K]
+    queries: Tensor  # [K, C]
+    Returns Tensor  # [C_cams, H, W, K]
     """
-    from dff_gs.render import render
+    b = as_backbone(model, backend)
+    require_features(b)
+    out = b.render(cameras, with_features=True)
+    return label_probabilities(b.decode(out.features), queries, temperature)
 
-    out = render(model, cameras, with_features=True, backend=backend)
-    return label_probabilities(model.decode(out.features), queries, temperature)
+
+def render_text_probabilities(model, cameras: Cameras, encode_text, query: str, negatives: Sequence[str],
+                              temperature: float = DEFAULT_TEMPERATURE, backend: str = "auto") -> Tensor:
+    """``p(query | pixel)`` of a text query and its negatives.  Returns Tensor  # [C_cams, H, W]"""
+    queries = text_query_embeddings(encode_text, query, negatives)
+    return render_probabilities(model, cameras, queries, temperature, backend)[..., 0]
+
+
+def render_reference_probabilities(model, cameras: Cameras, reference: Tensor, k: int = 8, seed: int = 0,
+                                   temperature: float = DEFAULT_TEMPERATURE, backend: str = "auto") -> Tensor:
+    """``p(reference | pixel)`` of a patch / click reference ``[C]`` against the k-means competitors of the
+    backbone's own content.  Returns Tensor  # [C_cams, H, W]"""
+    b = as_backbone(model, backend)
+    require_features(b)
+    queries = reference_query_embeddings(b.content_features(seed=seed), reference, k, seed)
+    return render_probabilities(b, cameras, queries, temperature)[..., 0]
+
+
+def render_segmentation(model, cameras: Cameras, label_embeddings: Tensor, backend: str = "auto") -> Tensor:
+    """Argmax of Eq. 5 over a label set per pixel.  label_embeddings [K, C] -> Tensor  # [C_cams, H, W] int64"""
+    return render_probabilities(model, cameras, label_embeddings, backend=backend).argmax(-1)
 
 
 @torch.no_grad()

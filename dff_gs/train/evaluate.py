@@ -1,28 +1,26 @@
 """Held-out evaluation: PSNR / SSIM, depth, and semantic segmentation from rendered features.
 
-Evaluation is backbone-agnostic: it takes anything that renders one view into RGB, decoded features and
-depth (a :class:`ViewRenderer`). A :class:`~dff_gs.gaussians.GaussianModel` is wrapped in
-:class:`GaussianViewRenderer`; the NeRF backbone (:class:`dff_gs.nerf.model.NerfModel`) is one itself.
+Evaluation is written once, against :class:`~dff_gs.backbone.Backbone`: a
+:class:`~dff_gs.gaussians.GaussianModel` is wrapped (rasterizer ``backend``, background), the NeRF backbone
+(:class:`dff_gs.nerf.model.NerfModel`) is one itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from dff_gs.backbone import Backbone, as_backbone
 from dff_gs.cameras import Cameras
 from dff_gs.data import SceneData
-from dff_gs.errors import ConfigError
 from dff_gs.eval.metrics import confusion_matrix, depth_metrics, psnr, segmentation_metrics, ssim
-from dff_gs.gaussians import GaussianModel
 from dff_gs.io.images import colorize_labels, depth_to_rgb, save_png, side_by_side
-from dff_gs.render import render
 
 
 @dataclass
@@ -39,46 +37,14 @@ class ViewRender:
     depth: Optional[Tensor]
 
 
-@runtime_checkable
-class ViewRenderer(Protocol):
-    """What evaluation (and the benchmark) needs from a backbone."""
-
-    @property
-    def has_features(self) -> bool:
-        """Whether :meth:`render_view` can return decoded features."""
-
-    def render_view(self, cameras: Cameras, with_features: bool = True) -> ViewRender:
-        """Render the single camera in ``cameras`` (on the renderer's device)."""
-
-
-class GaussianViewRenderer:
-    """:class:`ViewRenderer` over a :class:`GaussianModel` and the rasterizer ``backend``."""
-
-    def __init__(self, model: GaussianModel, backend: str = "auto", background: Optional[Tensor] = None):
-        self.model, self.backend = model, backend
-        self.background = None if background is None else background.to(model.device)
-
-    @property
-    def has_features(self) -> bool:
-        return self.model.feature_dim > 0
-
-    @torch.no_grad()
-    def render_view(self, cameras: Cameras, with_features: bool = True) -> ViewRender:
-        feats = with_features and self.has_features
-        bg = None if self.background is None else self.background[None]
-        out = render(self.model, cameras, backgrounds=bg, with_features=feats, backend=self.backend)
-        return ViewRender(rgb=out.rgb[0], decoded=self.model.decode(out.features[0]) if feats else None,
-                          depth=None if out.depth is None else out.depth[0, ..., 0])
-
-
-def as_view_renderer(model, backend: str = "auto", background: Optional[Tensor] = None) -> ViewRenderer:
-    """A :class:`ViewRenderer` for ``model``: Gaussians are wrapped, renderers are returned as they are."""
-    if isinstance(model, GaussianModel):
-        return GaussianViewRenderer(model, backend=backend, background=background)
-    if isinstance(model, ViewRenderer):
-        return model
-    raise ConfigError(f"cannot evaluate a {type(model).__name__}: expected a GaussianModel or an object with "
-                      f"has_features and render_view(cameras, with_features) -> ViewRender")
+@torch.no_grad()
+def render_view(backbone: Backbone, cameras: Cameras, with_features: bool = True) -> ViewRender:
+    """The single camera in ``cameras`` rendered by ``backbone``: RGB, decoded features (when asked and carried),
+    depth."""
+    feats = with_features and backbone.has_features
+    out = backbone.render(cameras, with_features=feats)
+    return ViewRender(rgb=out.rgb[0], decoded=backbone.decode(out.features[0]) if feats else None,
+                      depth=None if out.depth is None else out.depth[0, ..., 0])
 
 
 def predict_labels(decoded: Tensor, class_embeddings: Tensor) -> Tensor:
@@ -102,7 +68,7 @@ def resize_labels(labels: Tensor, height: int, width: int) -> Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: GaussianModel | ViewRenderer,
+    model,
     scene: SceneData,
     *,
     device: torch.device,
@@ -117,7 +83,8 @@ def evaluate(
     """Render every view of ``scene`` (normally the test split) and measure it.
 
     Args:
-        model: a GaussianModel (rendered with ``backend`` over ``background``) or any ViewRenderer
+        model: a GaussianModel (rendered with ``backend`` over ``background``) or any
+            :class:`~dff_gs.backbone.Backbone` (a NeRF)
         class_embeddings: Tensor  # [K, C] text embeddings of scene.class_names (teacher space), or None
         teacher_labels: Tensor  # [V, h, w] the 2D teacher's own predictions on these views, or None
     Returns:
@@ -125,8 +92,8 @@ def evaluate(
         per_class_iou, teacher_miou / teacher_accuracy, and num_views.
     """
     cams = scene.cameras.to(device)
-    renderer = as_view_renderer(model, backend=backend, background=background)
-    seg = class_embeddings is not None and scene.semantics is not None and renderer.has_features
+    backbone = as_backbone(model, backend=backend, background=background)
+    seg = class_embeddings is not None and scene.semantics is not None and backbone.has_features
     k = len(scene.class_names) if scene.class_names else 0
     conf = torch.zeros(k, k, dtype=torch.long) if seg else None
     psnrs, ssims, depth_pred, depth_gt = [], [], [], []
@@ -134,7 +101,7 @@ def evaluate(
         render_dir = Path(render_dir)
         render_dir.mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(scene.num_views), desc="eval", disable=not progress, leave=False):
-        out = renderer.render_view(cams[[i]], with_features=seg)
+        out = render_view(backbone, cams[[i]], with_features=seg)
         rgb = out.rgb.clamp(0, 1).cpu()
         gt = scene.images[i]
         psnrs.append(psnr(rgb, gt))
