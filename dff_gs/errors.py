@@ -43,7 +43,7 @@ def interrupted_message(err: KeyboardInterrupt) -> str:
     name = getattr(err, "signal_name", "SIGINT")
     if ckpt:
         run_dir = ckpt.parent if ckpt.suffix == ".pt" else ckpt
-        return f"interrupted ({name}): checkpoint written to {ckpt}; resume with --resume {run_dir}"
+        return f"interrupted ({name}): the run's progress is in {ckpt}; continue with --resume {run_dir}"
     return f"interrupted ({name}): nothing was saved"
 
 

@@ -2,17 +2,17 @@
 
 Claiming a folder (:func:`claim_run_dir`) takes its lock (so two processes never write one run), notices a
 read-only or impossible ``--out`` at once, and refuses a folder that already holds a run unless the command
-continues it (``--resume``) or replaces it (``--force``, which first removes the old run's files so that no
-mix of old and new outputs can remain).
+continues it (``--resume`` of its own checkpoint) or replaces it (``--force``, which first removes the old run's
+files, so that no mix of old and new outputs can remain). A folder holding files of these names that is not a
+dff_gs run, or one holding the run's own inputs, is never cleared.
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from dff_gs.errors import OutputError
 from dff_gs.io.lock import OutputLock
@@ -31,40 +31,85 @@ RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, PLY_NAME, SIDECAR_NAME, NERF_MODEL_NA
 """Everything a run writes into its folder (the lock aside)."""
 
 
+def resume_folder(resume: str | Path) -> Path:
+    """The folder of the run a ``--resume`` path continues (a run folder, or the folder of its checkpoint file,
+    links resolved)."""
+    r = Path(resume).resolve()
+    return r if r.is_dir() else r.parent
+
+
 def run_dir_for(out: str, resume: str, scene_path: Path) -> Path:
     """``out``; else the folder of the run ``resume`` continues; else ``runs/<scene>-<time>``."""
     if out:
         return Path(out)
     if resume:
-        r = Path(resume)
-        return r if r.is_dir() else r.parent
+        return resume_folder(resume)
     return Path("runs") / f"{scene_path.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a dff_gs run: its ``config.yaml`` reads as a run config, or it has a checkpoint."""
+    if (folder / CHECKPOINT_NAME).is_file():
+        return True
+    try:
+        import yaml
+
+        cfg = yaml.safe_load((folder / CONFIG_NAME).read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return isinstance(cfg, dict) and isinstance(cfg.get("train"), dict) and isinstance(cfg.get("data"), dict)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def _remove_run(folder: Path, names: list[str]) -> None:
+    """Remove a run's own files: its named files, and the PNGs of its ``renders/`` (the folder only if empty)."""
     for name in names:
         p = folder / name
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        if name == RENDERS_NAME and p.is_dir() and not p.is_symlink():
+            for png in p.glob("*.png"):
+                png.unlink()
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        elif p.is_file() or p.is_symlink():
+            p.unlink()
+
+
+def _check_replaceable(out: Path, existing: list[str], force: bool, inputs: Sequence[str | Path]) -> None:
+    if not is_run(out):
+        raise OutputError(f"{out}: holds {', '.join(existing)} but is not a dff_gs run folder; choose another --out")
+    if not force:
+        raise OutputError(f"{out}: holds a run already ({', '.join(existing)}); pass --force to replace it, "
+                          f"--resume {out} to continue it, or choose another --out")
+    inside = [str(i) for i in inputs if i and _inside(Path(i), out)]
+    if inside:
+        raise OutputError(f"{out}: --force would remove this run's own input {inside[0]}; choose another --out")
 
 
 @contextlib.contextmanager
-def claim_run_dir(out: Path, *, resume: str = "", force: bool = False) -> Iterator[Path]:
+def claim_run_dir(out: Path, *, resume: str = "", force: bool = False,
+                  inputs: Sequence[str | Path] = ()) -> Iterator[Path]:
     """Hold ``out`` for one run: locked, and free of any other run's files.
 
-    A folder that holds a run is refused unless ``resume`` names a checkpoint in it (the run continues there)
-    or ``force`` is set (its run files are removed first). Yields ``out``; the lock goes on exit, and so does
-    a folder this call created when the run failed before writing anything into it."""
+    A folder that holds a run is refused unless ``resume`` is its own checkpoint (the run continues there) or
+    ``force`` is set and none of ``inputs`` (the scene, an initial PLY) lies in it (its run files are then removed
+    first). Yields ``out``; the lock goes on exit, and so does a folder this call created when the run failed
+    before writing anything into it."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; --out names the run folder")
     created = not out.exists()
     try:
         with OutputLock(out / LOCK_NAME, f"run folder {out}"):
             existing = [n for n in RUN_FILES if (out / n).exists()]
-            continuing = bool(resume) and _same_folder(Path(resume), out)
+            continuing = bool(resume) and _own_checkpoint(Path(resume), out)
             if existing and not continuing:
-                if not force:
-                    raise OutputError(f"{out}: holds a run already ({', '.join(existing)}); pass --force to replace "
-                                      f"it, --resume {out} to continue it, or choose another --out")
+                _check_replaceable(out, existing, force, inputs)
                 _remove_run(out, existing)
             yield out
     finally:
@@ -72,6 +117,7 @@ def claim_run_dir(out: Path, *, resume: str = "", force: bool = False) -> Iterat
             out.rmdir()
 
 
-def _same_folder(resume: Path, out: Path) -> bool:
-    folder = resume if resume.is_dir() else resume.parent
-    return folder.resolve() == out.resolve()
+def _own_checkpoint(resume: Path, out: Path) -> bool:
+    """Whether ``resume`` is the checkpoint of the run in ``out`` (the folder, or its checkpoint.pt)."""
+    r = resume.resolve()
+    return (r if r.is_dir() else r.parent) == out.resolve() and (r.is_dir() or r.name == CHECKPOINT_NAME)

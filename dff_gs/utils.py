@@ -16,11 +16,20 @@ IGNORE_LABEL = -1
 """Semantic id meaning "unlabeled"; ignored by losses and metrics."""
 
 
-def _file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` gives a new file: 0666 less the process's umask (0644 under 022)."""
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: 0666 less the process's umask (0644 under 022)."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: 0777 less the umask (0755 under 022)."""
+    return 0o777 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -38,7 +47,7 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, _file_mode())
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -333,17 +333,17 @@ def test_edit_cli_refuses_to_overwrite(saved, tmp_path, capsys):
 
 
 def test_edit_outputs_are_one_set_with_one_writer(saved, tmp_path, capsys):
-    import socket
 
     from dff_gs.errors import DataError
 
     ply, _ = saved
     out = tmp_path / "e.ply"
     args = [ply, "--text", "sofa", "--op", "delete", "--views", 2, "--split", "all", "--out", out]
-    (tmp_path / ".e.ply.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))  # pid 1: alive
-    assert run_edit(*args) == 2
-    assert "process 1 is writing it now" in capsys.readouterr().err and not out.exists()
-    (tmp_path / ".e.ply.lock").unlink()
+    from dff_gs.io.lock import OutputLock
+
+    with OutputLock(tmp_path / ".e.ply.lock", "another edit"):  # another writer holds the output
+        assert run_edit(*args) == 2
+    assert "is writing it now" in capsys.readouterr().err and not out.exists()
     assert run_edit(*args) == 0 and not (tmp_path / ".e.ply.lock").exists()
     first_sidecar = out.with_name("e.dff.json").read_text()
     summary = json.loads(out.with_name("e.edit.json").read_text())

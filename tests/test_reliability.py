@@ -138,17 +138,59 @@ def test_an_existing_run_is_refused_without_force(labelled_run, tiny_scene, tmp_
 
 
 def test_a_run_folder_has_one_writer(tiny_scene, tmp_path, capsys):
+    from dff_gs.io.lock import OutputLock
+
     r = tmp_path / "r"
-    r.mkdir()
-    (r / ".dff.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname()}))  # pid 1 is always alive
     args = ["--data", str(tiny_scene), "--out", str(r), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
-    assert main(args) == 2
-    assert "process 1 is writing it now" in capsys.readouterr().err
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    (r / ".dff.lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname()}))
-    assert main(args) == 0  # a lock of a process that is gone is taken over
-    assert "taking over" in capsys.readouterr().err and not (r / ".dff.lock").exists()
+    with OutputLock(r / ".dff.lock", "another writer"):  # held as another process would (an flock of its own)
+        assert main(args) == 2
+        assert f"process {os.getpid()} on {socket.gethostname()} is writing it now" in capsys.readouterr().err
+    (r / ".dff.lock").write_text(json.dumps({"pid": 999999, "host": socket.gethostname()}))  # left by a kill -9
+    assert main(args) == 0  # a lock file nobody holds is simply taken
+    assert not (r / ".dff.lock").exists()
+
+
+def test_force_replaces_only_a_run_and_never_its_inputs(labelled_run, tiny_scene, tmp_path, capsys):
+    base = ["--quiet", "--steps", "2", "teacher.name=none", *SMALL]
+    project = tmp_path / "project"
+    (project / "renders").mkdir(parents=True)
+    (project / "config.yaml").write_text("name: my project\n")
+    (project / "renders" / "notes.txt").write_text("mine")
+    assert main(["--data", str(tiny_scene), "--out", str(project), "--force", *base]) == 2
+    assert "is not a dff_gs run folder" in capsys.readouterr().err
+    assert (project / "config.yaml").read_text() == "name: my project\n"
+    assert (project / "renders" / "notes.txt").exists()
+    r = tmp_path / "r"
+    shutil.copytree(labelled_run / "run", r)
+    lift = ["--init-ply", str(r / "point_cloud.ply"), "--lift", "--teacher", "labels"]
+    assert main(["--data", str(tiny_scene), "--out", str(r), "--force", *lift, *base]) == 2
+    assert "remove this run's own input" in capsys.readouterr().err and (r / "point_cloud.ply").exists()
+
+
+def test_resume_keeps_this_commands_force_and_its_own_folder(labelled_run, tiny_scene, tmp_path, capsys):
+    forced = tmp_path / "forced"
+    args = ["--data", str(tiny_scene), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
+    assert main([*args, "--out", str(forced)]) == 0
+    assert main([*args, "--out", str(forced), "--force"]) == 0  # its checkpoint's config now says force=True
+    other = tmp_path / "other"
+    shutil.copytree(labelled_run / "run", other)
+    assert main(["--resume", str(forced), "--out", str(other), "--quiet"]) == 2  # not forced by the old command
+    assert "holds a run already" in capsys.readouterr().err and (other / "metrics.json").exists()
+    (other / "backup.pt").write_bytes((forced / "checkpoint.pt").read_bytes())
+    assert main(["--resume", str(other / "backup.pt"), "--quiet"]) == 2  # a foreign checkpoint in another run
+    assert "holds a run already" in capsys.readouterr().err
+
+
+def test_an_interrupt_after_training_names_the_checkpoint(tiny_scene, tmp_path, monkeypatch, capsys):
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dff_gs.pipeline.gaussians.evaluate", stopped)  # Ctrl-C during the final evaluation
+    r = tmp_path / "r"
+    assert main(["--data", str(tiny_scene), "--out", str(r), "--quiet", "--steps", "3", "teacher.name=none",
+                 *SMALL]) == 130
+    assert f"progress is in {r / 'checkpoint.pt'}" in capsys.readouterr().err
+    assert torch.load(r / "checkpoint.pt", weights_only=False)["step"] == 3
 
 
 def test_impossible_outputs_fail_before_any_work(tiny_scene, tmp_path, capsys, monkeypatch):
@@ -226,7 +268,7 @@ def test_interrupted_messages_are_honest(capsys):
         raise Interrupted(Path("R/checkpoint.pt"), "SIGTERM")
 
     assert run_cli(stopped_late, str) == 130
-    expected = "interrupted (SIGTERM): checkpoint written to R/checkpoint.pt; resume with --resume R"
+    expected = "interrupted (SIGTERM): the run's progress is in R/checkpoint.pt; continue with --resume R"
     assert expected in capsys.readouterr().err
 
 
@@ -252,7 +294,7 @@ def test_sigterm_writes_a_checkpoint(tiny_scene, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted (SIGTERM): checkpoint written" in err
+    assert "interrupted (SIGTERM): the run's progress is in" in err
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["step"] > 0
 
 

@@ -108,5 +108,5 @@ def test_labels_teacher_distils_and_evaluates_segmentation(tiny_scene, tmp_path)
 
 
 def test_unknown_teacher_is_a_config_error(tiny_scene, tmp_path):
-    with pytest.raises(ConfigError, match="unknown teacher"):
+    with pytest.raises(ConfigError, match="teacher.name='nope': must be one of"):
         run(tiny_cfg(tiny_scene, tmp_path / "t", "teacher.name=nope"), progress=False)

@@ -1,5 +1,5 @@
-"""The command lines, argument parsing only: each module turns ``argv`` into a call of the library and one line
-on error (:func:`dff_gs.errors.run_cli`).
+"""The command lines: each module parses ``argv``, calls the library and reports in one line on error
+(:func:`dff_gs.errors.run_cli`).
 
 =================  =====================================  ====================================
 module             command                                console script (``pip install``)

@@ -94,8 +94,9 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 
 RESUME_MAY_CHANGE = {"resume", "out", "force", "train.device", "train.backend", "train.log_every",
-                     "train.checkpoint_every", "train.checkpoint_minutes"}
-"""Keys a resumed run may set differently from the run it continues: where and how it runs, not what it trains."""
+                     "train.checkpoint_every", "train.checkpoint_minutes", "train.eval_every", "train.num_render_views"}
+"""Keys a resumed run may set differently from the run it continues: where and how it runs and reports, not what it
+trains. ``data.path`` may name the same scene by another path (or where it moved)."""
 
 
 def _leaves(d: dict, prefix: str = "") -> dict:
@@ -103,6 +104,12 @@ def _leaves(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
+
+
+def _same_scene(before: str, after: str) -> bool:
+    """The run's scene named by another path: the same folder, or the old one gone and the new one there."""
+    old, new = Path(before).expanduser(), Path(after).expanduser()
+    return bool(before) and new.is_dir() and (not old.exists() or old.resolve() == new.resolve())
 
 
 def resume_config(resume: str, settings: list[str]) -> Config:
@@ -120,12 +127,14 @@ def resume_config(resume: str, settings: list[str]) -> Config:
     before = _leaves(to_dict(cfg))
     apply_overrides(cfg, settings)
     after = _leaves(to_dict(cfg))
-    changed = [k for k in after if after[k] != before[k] and k not in RESUME_MAY_CHANGE]
+    changed = [k for k in after if after[k] != before[k] and k not in RESUME_MAY_CHANGE
+               and not (k == "data.path" and _same_scene(before[k], after[k]))]
     if changed:
         what = ", ".join(f"{k}={after[k]!r} (the run has {before[k]!r})" for k in changed)
         raise ConfigError(f"--resume {resume} continues that run with its own config; refusing {what}: drop them, "
                           "or start a new run with --out")
     cfg.resume = str(resume)
+    cfg.force = "force=True" in settings  # this command's, never the continued run's
     if not any(s.startswith("out=") for s in settings):
         cfg.out = ""  # continue in the checkpoint's own folder, wherever it is now
     return cfg

@@ -8,6 +8,7 @@ overwritten; existing outputs are refused without ``force``; every file is writt
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -104,40 +105,48 @@ def sidecar_metadata(meta: dict, summary: dict) -> dict:
 
 def write_outputs(model: GaussianModel, meta: dict, paths: OutputPaths, summary: dict,
                   panels: dict[str, np.ndarray]) -> None:
-    """Write the before | after PNGs (into a fresh folder swapped in whole), the summary, then the PLY + sidecar.
+    """Write the before | after PNGs (into a fresh folder swapped in whole), the PLY + sidecar, then the summary.
 
     The files of one edit carry one ``write_id`` (the PLY's header, its sidecar and the summary): a PLY beside
-    a sidecar of another write (a write cut short by a full disk) is refused on load instead of mixing."""
+    a sidecar of another write (a write cut short by a full disk) is refused on load instead of mixing, and the
+    summary, written last, exists for a complete edit only (its ``write_id`` names the PLY it describes)."""
     from dff_gs.io.ply import new_write_id, save_ply
 
     write_id = new_write_id()
     summary["write_id"] = write_id
     write_renders(paths.renders, panels)
+    save_ply(model, paths.ply, metadata=sidecar_metadata(meta, summary), write_id=write_id)
     with atomic_write_path(paths.summary) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
-    save_ply(model, paths.ply, metadata=sidecar_metadata(meta, summary), write_id=write_id)
 
 
 def write_renders(folder: Path, panels: dict[str, np.ndarray]) -> None:
     """``folder/NAME`` for each panel, written into a temporary folder that then replaces ``folder`` whole (no
-    PNG of an earlier edit is left among the new ones)."""
+    PNG of an earlier edit is left among the new ones; the earlier folder is put back if the swap fails)."""
     import shutil
     import tempfile
 
     from dff_gs.io.images import save_png
+    from dff_gs.utils import folder_mode
 
     if not panels and not folder.exists():
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp's is 0700
         for name, img in panels.items():
             save_png(tmp / name, img)
         old = folder.with_name(f".{folder.name}.old") if folder.exists() else None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
             folder.rename(old)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if old is not None:
+                old.rename(folder)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

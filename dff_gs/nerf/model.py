@@ -1,9 +1,9 @@
 """``NerfModel``: the NeRF-DFF backbone — field, occupancy grid, feature decoder — and its ray renderer.
 
-It answers the same calls evaluation and queries make of the Gaussians: ``render(cameras)`` returns RGB,
-stored features, depth and alpha per pixel; ``decode`` maps features to the teacher's space;
-``render_view`` makes it a :class:`dff_gs.train.evaluate.ViewRenderer`. Nothing is tied to a device: the
-model lives wherever ``.to()`` puts it.
+It is a :class:`dff_gs.backbone.Backbone`, as the Gaussians are: ``render(cameras)`` returns RGB, stored
+features, depth and alpha per pixel; ``decode`` maps features to the teacher's space; ``pixel_feature`` and
+``content_features`` serve click and patch queries. Nothing is tied to a device: the model lives wherever
+``.to()`` puts it.
 """
 
 from __future__ import annotations

@@ -47,3 +47,8 @@ def reference_point_probabilities(model: NerfModel, reference: Tensor, points: O
     pts = field_points(model, seed=seed) if points is None else points
     queries = reference_query_embeddings(model.content_features(seed=seed), reference, k, seed)
     return point_probabilities(model, pts, queries, temperature)[:, 0]
+
+
+if __name__ == "__main__":  # the command moved: say so rather than exit 0 having done nothing
+    raise SystemExit("error: python -m dff_gs.nerf.query is now python -m dff_gs.query NERF_RUN (it queries either "
+                     "backbone; also dff-query)")

@@ -11,9 +11,9 @@ A run folder (:mod:`dff_gs.run_dir`) holds ``config.yaml`` (resolved), ``checkpo
 
 from __future__ import annotations
 
-from dff_gs.errors import ConfigError
+from dff_gs.errors import ConfigError, Interrupted
 from dff_gs.pipeline.common import resolve_scene_path
-from dff_gs.run_dir import claim_run_dir, run_dir_for
+from dff_gs.run_dir import CHECKPOINT_NAME, claim_run_dir, run_dir_for
 from dff_gs.train.config import Config
 from dff_gs.train.validate import validate_config
 
@@ -42,10 +42,19 @@ def run(cfg: Config, progress: bool = True) -> dict:
     """Train and evaluate one run as ``cfg`` says; returns the metrics dict (also in metrics.json).
 
     The config is checked and the run folder claimed (:func:`~dff_gs.run_dir.claim_run_dir`: locked, an
-    existing run refused without ``force``) before any work."""
+    existing run refused without ``force``) before any work. Ctrl-C / SIGTERM at any point after a checkpoint
+    exists (the final evaluation and writing included) is an :class:`Interrupted` that names it."""
     validate_config(cfg)
     pipeline = pipeline_of(cfg)
-    out_dir = run_dir_for(cfg.out, cfg.resume, resolve_scene_path(cfg))
-    with claim_run_dir(out_dir, resume=cfg.resume, force=cfg.force):
+    scene_path = resolve_scene_path(cfg)
+    out_dir = run_dir_for(cfg.out, cfg.resume, scene_path)
+    inputs = [p for p in (cfg.data.path and scene_path, cfg.model.init_ply, cfg.resume) if p]
+    with claim_run_dir(out_dir, resume=cfg.resume, force=cfg.force, inputs=inputs):
         cfg.out = str(out_dir)
-        return pipeline(cfg, out_dir, progress)
+        try:
+            return pipeline(cfg, out_dir, progress)
+        except KeyboardInterrupt as e:
+            ckpt = out_dir / CHECKPOINT_NAME
+            if getattr(e, "checkpoint", None) is None and ckpt.is_file():
+                raise Interrupted(ckpt, getattr(e, "signal_name", "SIGINT")) from None
+            raise

@@ -23,7 +23,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def _install_stop_handlers(trainer) -> dict:
     """Route Ctrl-C and SIGTERM to ``trainer._interrupted`` (the signal's name); returns the previous handlers."""
 
-    def on_signal(signum, frame):  # finish the current step, then stop cleanly
+    def on_signal(signum, frame):  # finish the current step, then stop cleanly; a second signal stops at once
+        if trainer._interrupted:
+            raise Interrupted(None, signal.Signals(signum).name)
         trainer._interrupted = signal.Signals(signum).name
 
     previous = {}
@@ -70,8 +72,10 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
                 on_checkpoint()
                 last_checkpoint = time.monotonic()
             if trainer._interrupted:
-                name = trainer._interrupted if isinstance(trainer._interrupted, str) else "SIGINT"
-                raise Interrupted(on_checkpoint() if on_checkpoint is not None else None, name)
+                break
+        if trainer._interrupted:  # also a signal that came during the last step
+            name = trainer._interrupted if isinstance(trainer._interrupted, str) else "SIGINT"
+            raise Interrupted(on_checkpoint() if on_checkpoint is not None else None, name)
     finally:
         bar.close()
         for sig, handler in previous.items():

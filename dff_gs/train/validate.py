@@ -67,6 +67,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lift.steps": at_least(0),
     "lift.top_k": at_least(0),
     "lift.resolution": one_of("image", "map"),
+    "model.init": one_of("auto", "depth", "points", "region", "random"),
+    "nerf.occ_init": one_of("auto", "depth", "points", "full"),
+    "teacher.text_model": one_of("minilm", "clip"),
     "nerf.batch_rays": at_least(1),
     "nerf.patch_size": at_least(1),
     "nerf.coarse_samples": at_least(1),
@@ -88,6 +91,22 @@ def value_of(cfg: Config, key: str) -> Any:
     for part in key.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def check_registries(cfg: Config) -> None:
+    """Names looked up in a registry (scene formats, teachers, NeRF fields, lifting backends) exist."""
+    from dff_gs.data.registry import loader_names
+    from dff_gs.lift.core import LIFT_BACKENDS
+    from dff_gs.nerf.field import FIELDS
+    from dff_gs.teachers import teacher_names
+
+    import dff_gs.data  # noqa: F401  (the loaders register themselves)
+
+    choices = {"data.format": ("auto", *loader_names()), "teacher.name": (*teacher_names(), "none"),
+               "nerf.field": FIELDS, "lift.backend": LIFT_BACKENDS}
+    for key, allowed in choices.items():
+        if value_of(cfg, key) not in allowed:
+            raise ConfigError(f"{key}={value_of(cfg, key)!r}: must be one of {' | '.join(allowed)}")
 
 
 def check_renderers(cfg: Config) -> None:
@@ -113,4 +132,5 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"data.background={list(bg)!r}: must be three numbers (RGB) in [0, 1]")
     if cfg.train.device not in ("auto", "cpu") and not str(cfg.train.device).startswith("cuda"):
         raise ConfigError(f"train.device={cfg.train.device!r}: must be auto | cpu | cuda[:N]")
+    check_registries(cfg)
     check_renderers(cfg)
