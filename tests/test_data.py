@@ -13,6 +13,7 @@ from dff_gs.cameras import Cameras, check_rigid, intrinsics_from_fov
 from dff_gs.data import load_scene
 from dff_gs.data.colmap import (ColmapCamera, ColmapImage, ColmapModel, qvec_to_rotmat, read_model,
                                 rotmat_to_qvec, write_model)
+from dff_gs.data.examples import look_at
 from dff_gs.data.synthetic import generate_scene
 from dff_gs.errors import DataError
 
@@ -21,19 +22,6 @@ FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV <-> OpenGL camera axes
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def look_at(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """OpenCV camera-to-world [4, 4] (x right, y down, z forward)."""
-    position = np.asarray(position, float)
-    fwd = np.asarray(target, float) - position
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, up)
-    right /= np.linalg.norm(right)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([right, np.cross(fwd, right), fwd], 1)
-    c2w[:3, 3] = position
-    return c2w
 
 
 def ring_poses(n, radius=4.0, height=1.0) -> list[np.ndarray]:

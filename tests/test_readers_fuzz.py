@@ -12,13 +12,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from dff_gs.data import load_scene
-from dff_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
+from dff_gs.data.examples import make_colmap, make_ply, make_transforms
 from dff_gs.errors import CheckpointError, DataError, DffError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.io.ply import load_ply, save_ply, sidecar_path
+from dff_gs.io.ply import load_ply, sidecar_path
 
 W, H = 8, 6
 FLIP = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -27,78 +25,6 @@ FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None
 
 
 # ---------------------------------------------------------------------------------------- valid inputs
-
-
-def ring(n: int) -> list[np.ndarray]:
-    """OpenCV camera-to-world poses on a ring, looking at the origin."""
-    out = []
-    for a in np.linspace(0, 2 * math.pi, n, endpoint=False):
-        pos = np.array([4 * math.cos(a), 4 * math.sin(a), 1.0])
-        fwd = -pos / np.linalg.norm(pos)
-        right = np.cross(fwd, [0.0, 0.0, 1.0])
-        right /= np.linalg.norm(right)
-        c2w = np.eye(4)
-        c2w[:3, :3] = np.stack([right, np.cross(fwd, right), fwd], 1)
-        c2w[:3, 3] = pos
-        out.append(c2w)
-    return out
-
-
-def save_png(path, arr):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-
-
-def make_ply(root):
-    """Six Gaussians, SH degree 1, three features and a decoder to four: the PLY and its sidecar."""
-    g = torch.Generator().manual_seed(0)
-    N = 6
-    params = {"means": torch.randn(N, 3, generator=g), "quats": torch.randn(N, 4, generator=g),
-              "scales": torch.randn(N, 3, generator=g) - 3, "opacities": torch.randn(N, generator=g),
-              "sh0": torch.randn(N, 1, 3, generator=g), "shN": torch.randn(N, 3, 3, generator=g),
-              "features": torch.randn(N, 3, generator=g)}
-    return save_ply(GaussianModel(params, 1, decoder_dim=4), root / "point_cloud.ply", metadata={"teacher": "x"})
-
-
-def make_transforms(root):
-    """Three 8x6 views with semantics and depth (.npy and 16-bit PNG), global and per-frame intrinsics."""
-    rng = np.random.default_rng(0)
-    frames = []
-    for i, c2w in enumerate(ring(3)):
-        save_png(root / f"images/{i}.png", rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-        save_png(root / f"sem/{i}.png", rng.integers(0, 3, (H, W), dtype=np.uint8))
-        if i % 2:
-            save_png(root / f"depth/{i}.png", rng.integers(500, 6000, (H, W)).astype(np.uint16))
-        else:
-            (root / "depth").mkdir(parents=True, exist_ok=True)
-            np.save(root / f"depth/{i}.npy", rng.uniform(0.5, 5.0, (H, W)).astype(np.float32))
-        fr = {"file_path": f"images/{i}.png", "transform_matrix": (c2w @ FLIP).tolist(),
-              "semantic_path": f"sem/{i}.png", "depth_path": f"depth/{i}.{'png' if i % 2 else 'npy'}"}
-        if i == 0:
-            fr.update(fl_x=7.0, fl_y=7.5)
-        frames.append(fr)
-    meta = {"camera_angle_x": 1.0, "w": W, "h": H, "cx": W / 2, "cy": H / 2, "k1": 0.0, "camera_model": "OPENCV",
-            "depth_scale": 1000.0, "frames": frames}
-    (root / "transforms.json").write_text(json.dumps(meta))
-    (root / "classes.json").write_text(json.dumps(["a", "b", "c"]))
-    return root / "transforms.json"
-
-
-def make_colmap(root, binary: bool):
-    """Three views, a PINHOLE and a SIMPLE_PINHOLE camera, ten points; the model in sparse/0."""
-    rng = np.random.default_rng(1)
-    cams = {1: ColmapCamera(1, "PINHOLE", W, H, [7.0, 7.5, 4.0, 3.0]),
-            2: ColmapCamera(2, "SIMPLE_PINHOLE", W, H, [6.5, 4.25, 2.75])}
-    images = {}
-    for k, c2w in enumerate(ring(3)):
-        w2c = np.linalg.inv(c2w)
-        pts = np.array([[1.5, 2.5, k + 1], [3.0, 4.0, -1]], dtype=np.float64)
-        images[k + 1] = ColmapImage(k + 1, list(rotmat_to_qvec(w2c[:3, :3])), list(w2c[:3, 3]), 1 + k % 2,
-                                    f"v{k}.png", pts)
-        save_png(root / "images" / f"v{k}.png", rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-    write_model(ColmapModel(cams, images, rng.normal(size=(10, 3)), rng.integers(0, 256, (10, 3)).astype(np.uint8),
-                            np.arange(1, 11, dtype=np.int64)), root / "sparse" / "0", binary=binary)
-    return root / "sparse" / "0"
 
 
 @pytest.fixture(autouse=True)
