@@ -134,7 +134,7 @@ def resume_config(resume: str, settings: list[str]) -> Config:
         raise ConfigError(f"--resume {resume} continues that run with its own config; refusing {what}: drop them, "
                           "or start a new run with --out")
     cfg.resume = str(resume)
-    cfg.force = "force=True" in settings  # this command's, never the continued run's
+    cfg.force = apply_overrides(Config(), [s for s in settings if s.startswith("force=")]).force  # this command's
     if not any(s.startswith("out=") for s in settings):
         cfg.out = ""  # continue in the checkpoint's own folder, wherever it is now
     return cfg
