@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from dff_gs.render.backend_torch import T_MIN, alpha_from_logits, gaussian_table, pixel_monomials, tile_logits
@@ -22,11 +21,9 @@ from dff_gs.render.projection import project_gaussians as project_reference  # n
 def resample_map(feature_map: Tensor, height: int, width: int) -> Tensor:
     """Bilinear resize (``align_corners=False``, as the kernel samples) of ``feature_map  # [h, w, C]`` to
     ``[height, width, C]`` float32; the identity when the sizes already match."""
-    x = feature_map.float()
-    if x.shape[0] == height and x.shape[1] == width:
-        return x
-    x = F.interpolate(x.permute(2, 0, 1)[None], size=(height, width), mode="bilinear", align_corners=False)
-    return x[0].permute(1, 2, 0)
+    from dff_gs.features import resample_maps
+
+    return resample_maps(feature_map.float()[None], height, width)[0]
 
 
 def _tile_pixels(image: Tensor, tiles_y: int, tiles_x: int, tile_size: int) -> Tensor:

@@ -1,11 +1,12 @@
-"""The teacher's principal subspace: the basis features are stored in (a decoder started at it, the lifted
-coordinates of :mod:`dff_gs.lift`). One place for both."""
+"""Teacher feature maps: their principal subspace, the basis features are stored in (a decoder started at it,
+the lifted coordinates of :mod:`dff_gs.lift`), and their bilinear resampling to any grid. One place for each."""
 
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -48,3 +49,17 @@ def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int =
         return mu, X.new_zeros(X.shape[1], 0)
     torch.manual_seed(seed)  # pca_lowrank is randomised
     return mu, torch.pca_lowrank(X - mu, q=q, center=False)[2]
+
+
+def resample_maps(maps: Tensor, height: int, width: int) -> Tensor:
+    """Bilinearly resize teacher maps to the render resolution.
+
+    Args:
+        maps: Tensor  # [B, h, w, C]
+    Returns:
+        Tensor  # [B, height, width, C]
+    """
+    if maps.shape[1] == height and maps.shape[2] == width:
+        return maps
+    x = F.interpolate(maps.permute(0, 3, 1, 2).float(), size=(height, width), mode="bilinear", align_corners=False)
+    return x.permute(0, 2, 3, 1)

@@ -205,6 +205,19 @@ class GaussianModel(nn.Module):
         self.sh_degree = int(math.isqrt(self.params["shN"].shape[1] + 1) - 1)
 
     @classmethod
+    def from_parts(cls, params: dict[str, Tensor], sh_degree: int,
+                   decoder: Optional[nn.Linear] = None) -> "GaussianModel":
+        """A model of ``params`` with a copy of ``decoder`` (D -> C), or none when it is None or the params carry no
+        features: the one way every edit and lift builds a new model from another's parts."""
+        D = params["features"].shape[1]
+        model = cls(params, sh_degree, decoder_dim=decoder.out_features if decoder is not None and D else None)
+        if model.decoder is not None:
+            with torch.no_grad():
+                model.decoder.weight.copy_(decoder.weight)
+                model.decoder.bias.copy_(decoder.bias)
+        return model
+
+    @classmethod
     def from_state_dict(cls, state: dict) -> "GaussianModel":
         params = {k: state[f"params.{k}"] for k in PARAM_KEYS}
         sh_degree = int(math.isqrt(params["shN"].shape[1] + 1) - 1)

@@ -39,16 +39,9 @@ class OpResult:
 # ------------------------------------------------------------------------------------------- helpers
 def with_params(model: GaussianModel, params: dict[str, Tensor], sh_degree: Optional[int] = None) -> GaussianModel:
     """A new model with ``params`` and a copy of ``model``'s decoder (on ``model``'s device)."""
-    dec = model.decoder
-    out = GaussianModel({k: params[k].detach() for k in PARAM_KEYS},
-                        model.sh_degree if sh_degree is None else sh_degree,
-                        decoder_dim=dec.out_features if dec is not None and params["features"].shape[1] else None)
-    out = out.to(model.device)
-    if out.decoder is not None:
-        with torch.no_grad():
-            out.decoder.weight.copy_(dec.weight)
-            out.decoder.bias.copy_(dec.bias)
-    return out
+    out = GaussianModel.from_parts({k: params[k].detach() for k in PARAM_KEYS},
+                                   model.sh_degree if sh_degree is None else sh_degree, model.decoder)
+    return out.to(model.device)
 
 
 def take(model: GaussianModel, rows: Tensor) -> GaussianModel:

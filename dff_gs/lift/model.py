@@ -42,13 +42,7 @@ def with_features(model: GaussianModel, features: Tensor, decoder: Optional[nn.L
     """A new model with ``model``'s geometry and colour, ``features  # [N, D]`` and ``decoder`` (D -> C) or none."""
     params = {k: v.detach() for k, v in model.params.items()}
     params["features"] = features.detach().to(params["means"])
-    out = GaussianModel(params, model.sh_degree, decoder_dim=decoder.out_features if decoder is not None else None)
-    out = out.to(model.device)
-    if decoder is not None:
-        with torch.no_grad():
-            out.decoder.weight.copy_(decoder.weight)
-            out.decoder.bias.copy_(decoder.bias)
-    return out
+    return GaussianModel.from_parts(params, model.sh_degree, decoder).to(model.device)
 
 
 @torch.no_grad()

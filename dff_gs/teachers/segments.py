@@ -18,6 +18,7 @@ from torch import Tensor
 
 from dff_gs.errors import ConfigError
 from dff_gs.utils import fit_side
+from dff_gs.features import resample_maps
 
 SEGMENTERS = ("felzenszwalb", "none")
 
@@ -40,8 +41,7 @@ def segment_pool(feats: Tensor, image: Tensor, side: int, scale: float = 25.0, m
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ConfigError(f"segment_pool: expected an image [H, W, 3], got {tuple(image.shape)}")
     h, w = fit_side(int(image.shape[0]), int(image.shape[1]), side)
-    up = F.interpolate(feats.permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear", align_corners=False)
-    flat = up[0].permute(1, 2, 0).reshape(h * w, -1)
+    flat = resample_maps(feats[None].float(), h, w)[0].reshape(h * w, -1)
     small = F.interpolate(image.permute(2, 0, 1)[None].float().cpu(), size=(h, w), mode="area")[0]
     labels = torch.from_numpy(image_segments(small.permute(1, 2, 0).numpy(), scale, min_size)).reshape(-1)
     labels = labels.to(flat.device)

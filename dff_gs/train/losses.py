@@ -8,6 +8,8 @@ from torch import Tensor
 from dff_gs.eval.metrics import ssim_map
 from dff_gs.utils import fit_side
 
+from dff_gs.features import resample_maps as upsample_features  # noqa: F401  (the one bilinear resampling)
+
 
 def photometric_loss(pred: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:
     """(1 - λ) L1 + λ (1 - SSIM), as 3DGS.
@@ -20,20 +22,6 @@ def photometric_loss(pred: Tensor, target: Tensor, ssim_lambda: float) -> Tensor
     if ssim_lambda == 0:
         return l1
     return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - ssim_map(pred, target).mean())
-
-
-def upsample_features(maps: Tensor, height: int, width: int) -> Tensor:
-    """Bilinearly resize teacher maps to the render resolution.
-
-    Args:
-        maps: Tensor  # [B, h, w, C]
-    Returns:
-        Tensor  # [B, height, width, C]
-    """
-    if maps.shape[1] == height and maps.shape[2] == width:
-        return maps
-    x = F.interpolate(maps.permute(0, 3, 1, 2).float(), size=(height, width), mode="bilinear", align_corners=False)
-    return x.permute(0, 2, 3, 1)
 
 
 def feature_grid(height: int, width: int, max_side: int) -> tuple[int, int]:
