@@ -14,9 +14,9 @@ from dff_gs.errors import DataError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.run_dir import CONFIG_NAME, NERF_MODEL_NAME, PLY_NAME
 
-NERF_HINT = ("the Gaussian tools (edit.py, python -m dff_gs.render) need a Gaussian run or PLY; query a NeRF with "
-             "python -m dff_gs.query (either backbone), or open it with dff_gs.nerf.load_nerf and use dff_gs.query's "
-             "2D queries, dff_gs.nerf.query's 3D ones and dff_gs.nerf.edit")
+NERF_HINT = ("edit.py and the Gaussian loaders need a Gaussian run or PLY; a NeRF renders with python -m "
+             "dff_gs.render and queries (render-time edits too) with python -m dff_gs.query, or open it with "
+             "dff_gs.nerf.load_nerf and use dff_gs.query's 2D queries, dff_gs.nerf.query's 3D ones, dff_gs.nerf.edit")
 
 
 def run_config(folder: Path) -> dict | None:

@@ -361,7 +361,9 @@ def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
     for path in (out, out / "nerf_model.pt", out / "checkpoint.pt"):
         with pytest.raises(DataError, match="this is a NeRF run"):
             load_model(path)
-    assert render_main([str(out), "--out", str(tmp_path / "r"), "--quiet"]) == 2  # a Gaussian tool
+    assert render_main([str(out), "--out", str(tmp_path / "r"), "--quiet"]) == 0  # any backbone renders
+    assert len(list((tmp_path / "r").glob("*.png"))) == 2  # the tiny room's two test views
+    assert render_main([str(out), "--out", str(tmp_path / "r2"), "--text", "sofa", "--quiet"]) == 2  # use dff-query
     assert query_main([str(out), "--text", "sofa"]) == 0  # the query command queries either backbone
     gs = GaussianModel.random(torch.tensor([[0.0, 0, 0], [1, 1, 1]]), 50, feature_dim=4)
     save_ply(gs, tmp_path / "gs" / "point_cloud.ply")

@@ -1,6 +1,7 @@
 """``python -m dff_gs.render RUN_OR_PLY [--data SCENE] [--split test] --out DIR [--text T ...]``
 
-Renders any run or PLY (ours, or a plain 3DGS one without features) at a scene's cameras and writes one
+Renders any run (Gaussians or a NeRF, through :class:`dff_gs.backbone.Backbone`) or PLY (ours, or a plain 3DGS
+one without features) at a scene's cameras and writes one
 RGB PNG per view, named like the scene's images (``images/0008.png`` -> ``DIR/0008.png``). With queries
 (``--text`` / ``--patch`` / ``--click`` / ``--cluster K:ID``, repeatable and unioned) it also writes the
 query's 2D segmentation over the render, ``DIR/segmentation/NAME.png`` (p(query|x) of Eq. 5 composited per
@@ -41,21 +42,43 @@ def output_names(image_names: list[str]) -> list[str]:
     return [f"{n.replace('/', '_')}.png" for n in image_names]
 
 
-def run_render(args) -> list[Path]:
+def open_for_render(args):
+    """(backbone, scene, scene path, query context or None) of a Gaussian run / PLY or a NeRF run: what any
+    backbone renders, and for the Gaussians what queries need."""
     from dff_gs import query as Q
-    from dff_gs.io.images import save_png
-    from dff_gs.cli.query import click_grouping, query_specs
-    from dff_gs.render import render
+    from dff_gs.backbone import as_backbone
+    from dff_gs.runs import run_backbone, run_scene_options
 
+    if Path(args.model).exists() and run_backbone(args.model) == "nerf":
+        from dff_gs.data import load_scene
+        from dff_gs.nerf import load_nerf
+
+        model, meta = load_nerf(args.model)
+        scene_path = args.data or meta.get("scene")
+        if not scene_path:
+            raise ConfigError(f"{args.model}: no scene: pass --data SCENE (the model does not name one)")
+        return model.eval(), load_scene(scene_path, **run_scene_options(args.model)), scene_path, None
     ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
-    model = ctx.model
-    scene = ctx.scene()
+    return as_backbone(ctx.model, args.backend), ctx.scene(), ctx.scene_path, ctx
+
+
+def run_render(args) -> list[Path]:
+    """Render every view of the split with any backbone (Gaussians or a NeRF); with queries (Gaussians) also their
+    segmentation over the render."""
+    from dff_gs import query as Q
+    from dff_gs.cli.query import click_grouping, query_specs
+    from dff_gs.io.images import save_png
+
+    backbone, scene, scene_path, ctx = open_for_render(args)
+    specs = query_specs(args)
+    if specs and ctx is None:
+        raise ConfigError(f"{args.model}: a NeRF run's queries render with python -m dff_gs.query RUN --text T "
+                          "--out DIR")
     if args.split != "all" and not (scene.test_ids if args.split == "test" else scene.train_ids):
-        raise ConfigError(f"{ctx.scene_path}: the scene has no {args.split} views")
+        raise ConfigError(f"{scene_path}: the scene has no {args.split} views")
     scene = scene.split(args.split)
     names = output_names(scene.image_names)
     out = Path(args.out)
-    specs = query_specs(args)
     files = [out / n for n in names] + ([out / "segmentation" / n for n in names] if specs else [])
     clash = [f for f in files if f.exists()]
     if clash and not args.force:
@@ -65,14 +88,14 @@ def run_render(args) -> list[Path]:
         probs = torch.stack([Q.query_probabilities(ctx, s, click_grouping(args))[0] for s in specs]).amax(0)
         values = torch.stack([probs, 1 - probs], -1)
     threshold = 0.5 if args.threshold is None else args.threshold
-    cams = scene.cameras.to(model.device)
+    cams = scene.cameras.to(backbone.device)
     written = []
     for i in tqdm(range(len(cams)), desc="render", disable=args.quiet):
         with torch.no_grad():
-            rgb = render(model, cams[[i]], with_features=False, backend=args.backend).rgb[0]
+            rgb = backbone.render(cams[[i]], with_features=False).rgb[0]
         written.append(save_png(out / names[i], rgb.cpu().clamp(0, 1)))
         if values is not None:
-            seg = Q.segmentation_overlay(model, cams[[i]], values, threshold, args.backend, rgb=rgb[None])[0]
+            seg = Q.segmentation_overlay(ctx.model, cams[[i]], values, threshold, args.backend, rgb=rgb[None])[0]
             written.append(save_png(out / "segmentation" / names[i], seg))
     return written
 
