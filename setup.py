@@ -28,6 +28,7 @@ REQUIRES = [
     "pillow>=9.0",
     "pyyaml>=6.0",
     "tqdm>=4.60",
+    "tensorboard>=2.10",  # train.log=tensorboard: a run's event files
 ]
 # test: the README's test command (pytest, hypothesis, ruff); bench: benchmarks/scenes/pybullet_scene.py
 EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4"], "bench": ["pybullet>=3.2"]}

@@ -25,9 +25,10 @@ NERF_MODEL_NAME = "nerf_model.pt"
 METRICS_NAME = "metrics.json"
 HISTORY_NAME = "history.json"
 RENDERS_NAME = "renders"
+TB_NAME = "tb"
 LOCK_NAME = ".dff.lock"
 RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, PLY_NAME, SIDECAR_NAME, NERF_MODEL_NAME, METRICS_NAME, HISTORY_NAME,
-             RENDERS_NAME)
+             RENDERS_NAME, TB_NAME)
 """Everything a run writes into its folder (the lock aside)."""
 
 
@@ -69,12 +70,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _remove_run(folder: Path, names: list[str]) -> None:
-    """Remove a run's own files: its named files, and the PNGs of its ``renders/`` (the folder only if empty)."""
+    """Remove a run's own files: its named files, the PNGs of its ``renders/`` and the event files of its ``tb/``
+    (those folders only if then empty)."""
+    own = {RENDERS_NAME: "*.png", TB_NAME: "events.out.tfevents.*"}
     for name in names:
         p = folder / name
-        if name == RENDERS_NAME and p.is_dir() and not p.is_symlink():
-            for png in p.glob("*.png"):
-                png.unlink()
+        if name in own and p.is_dir() and not p.is_symlink():
+            for f in p.glob(own[name]):
+                f.unlink()
             with contextlib.suppress(OSError):
                 p.rmdir()
         elif p.is_file() or p.is_symlink():

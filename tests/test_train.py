@@ -110,3 +110,19 @@ def test_labels_teacher_distils_and_evaluates_segmentation(tiny_scene, tmp_path)
 def test_unknown_teacher_is_a_config_error(tiny_scene, tmp_path):
     with pytest.raises(ConfigError, match="teacher.name='nope': must be one of"):
         run(tiny_cfg(tiny_scene, tmp_path / "t", "teacher.name=nope"), progress=False)
+
+
+def test_tensorboard_events_read_back(tiny_scene, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tiny_cfg(tiny_scene, tmp_path / "tb", "train.log=tensorboard", "train.log_every=5"), progress=False)
+    events = EventAccumulator(str(tmp_path / "tb" / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_rgb", "train/psnr", "train/num_gaussians", "eval/psnr"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == [5, 10, 15, 20, 24]
+    assert [e.step for e in events.Scalars("eval/psnr")] == [24]
+    history = json.loads((tmp_path / "tb" / "history.json").read_text())
+    assert events.Scalars("train/psnr")[-1].value == pytest.approx(history["history"][-1]["psnr"], rel=1e-6)
+    run(tiny_cfg(tiny_scene, tmp_path / "none", "train.log=none"), progress=False)
+    assert not (tmp_path / "none" / "tb").exists()

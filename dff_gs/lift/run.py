@@ -57,6 +57,7 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME, HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
     from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.train.evaluate import evaluate
+    from dff_gs.train.logger import make_logger
     from dff_gs.pipeline.common import eval_row, load_run_scene, resolve_device, scene_options, write_json
     from dff_gs.utils import seed_everything
 
@@ -75,7 +76,9 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
             tuner.restore(payload, cfg.resume)
         extra = {"lift_seconds": lift_seconds, "lift_info": lift_info}
         checkpoint = lambda: tuner.save(out_dir / CHECKPOINT_NAME, to_dict(cfg), extra)  # noqa: E731
+        tuner.logger = make_logger(cfg.train.log, out_dir)
         tuner.fit(on_checkpoint=checkpoint, progress=progress)
+        tuner.logger.close()
         checkpoint()
     finetune_seconds = tuner.train_seconds if tuner is not None else 0.0
     metrics: dict = {

@@ -18,6 +18,7 @@ from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.evaluate import evaluate
+from dff_gs.train.logger import make_logger
 from dff_gs.utils import atomic_write_path
 
 def resolve_device(name: str) -> torch.device:
@@ -90,10 +91,16 @@ def eval_row(step: int, seconds: float, metrics: dict) -> Optional[dict]:
 
 
 def record_final_eval(trainer, metrics: dict) -> None:
-    """Close ``trainer.eval_history`` with the final evaluation (if it is not already its last row)."""
+    """Close ``trainer.eval_history`` with the final evaluation (if it is not already its last row), and the run's
+    log."""
     row = eval_row(trainer.step, trainer.train_seconds, metrics)
+    logger = getattr(trainer, "logger", None)
     if row is not None and (not trainer.eval_history or trainer.eval_history[-1]["step"] != trainer.step):
         trainer.eval_history.append(row)
+        if logger is not None:
+            logger.scalars(trainer.step, row, "eval")
+    if logger is not None:
+        logger.close()
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -104,9 +111,11 @@ def write_json(path: Path, data: dict) -> None:
 def start_trainer(cfg: Config, trainer, out_dir: Path, *saved) -> Callable[[], Path]:
     """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
     a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
-    ``trainer.save`` takes after the path)."""
+    ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.train.logger.RunLogger`
+    (``train.log``) as ``trainer.logger``."""
     if cfg.resume:
         trainer.load(cfg.resume)
     save_yaml(cfg, out_dir / CONFIG_NAME)
+    trainer.logger = make_logger(cfg.train.log, out_dir)
     ckpt = out_dir / CHECKPOINT_NAME
     return lambda: trainer.save(ckpt, *saved)

@@ -101,7 +101,8 @@ class TrainConfig:
     feature_teacher_grid: bool = option(True, "and never on a finer grid than the teacher's own maps, which carry "
                                               "nothing finer (4x-16x cheaper with patch teachers)")
     sh_degree_interval: int = option(300, "raise the active SH degree every N steps")
-    log_every: int = option(25, "progress-bar update interval")
+    log_every: int = option(25, "progress-bar and log interval")
+    log: str = option("tensorboard", "training log besides history.json: tensorboard (event files in <run>/tb) | none")
     eval_every: int = option(0, "evaluate on test views every N steps (0 = only at the end)")
     checkpoint_every: int = option(500, "write a checkpoint every N steps (and at the end / on Ctrl-C, SIGTERM)")
     checkpoint_minutes: float = option(5.0, "and whenever this many minutes passed since the last one (0 = off)")

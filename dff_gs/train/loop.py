@@ -52,6 +52,7 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
 
     cfg = trainer.cfg.train
     total = trainer.total_steps
+    logger = getattr(trainer, "logger", None)  # a RunLogger (dff_gs.train.logger), when the run set one
     bar = tqdm(total=total, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
     previous = _install_stop_handlers(trainer)
     last_checkpoint = time.monotonic()
@@ -63,9 +64,13 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
             if trainer.step % cfg.log_every == 0 or trainer.step == total:
                 bar.set_postfix(**postfix(stats))
                 trainer.history.append(dict(stats, step=trainer.step, seconds=trainer.train_seconds))
+                if logger is not None:
+                    logger.scalars(trainer.step, dict(stats, seconds=trainer.train_seconds), "train")
             bar.update(1)
             if eval_fn is not None and cfg.eval_every and trainer.step % cfg.eval_every == 0:
-                record_eval(trainer, eval_fn)
+                row = record_eval(trainer, eval_fn)
+                if logger is not None:
+                    logger.scalars(trainer.step, row, "eval")
             due = (cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0) or (
                 cfg.checkpoint_minutes > 0 and time.monotonic() - last_checkpoint >= 60 * cfg.checkpoint_minutes)
             if on_checkpoint is not None and due and trainer.step < total:
@@ -78,6 +83,8 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
             raise Interrupted(on_checkpoint() if on_checkpoint is not None else None, name)
     finally:
         bar.close()
+        if logger is not None:
+            logger.flush()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

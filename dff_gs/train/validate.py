@@ -67,6 +67,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lift.steps": at_least(0),
     "lift.top_k": at_least(0),
     "lift.resolution": one_of("image", "map"),
+    "train.log": one_of("tensorboard", "none"),
     "model.init": one_of("auto", "depth", "points", "region", "random"),
     "nerf.occ_init": one_of("auto", "depth", "points", "full"),
     "teacher.text_model": one_of("minilm", "clip"),
