@@ -123,4 +123,4 @@ def claim_run_dir(out: Path, *, resume: str = "", force: bool = False,
 def _own_checkpoint(resume: Path, out: Path) -> bool:
     """Whether ``resume`` is the checkpoint of the run in ``out`` (the folder, or its checkpoint.pt)."""
     r = resume.resolve()
-    return (r if r.is_dir() else r.parent) == out.resolve() and (r.is_dir() or r.name == CHECKPOINT_NAME)
+    return resume_folder(r) == out.resolve() and (r.is_dir() or r.name == CHECKPOINT_NAME)

@@ -19,7 +19,7 @@ from dff_gs.nerf.occupancy import OccupancyGrid
 from dff_gs.nerf.renderer import distortion_loss, render_weights
 from dff_gs.nerf.sampler import ray_aabb, sample_pdf, stratified_edges
 from dff_gs.train.config import Config
-from dff_gs.train.losses import upsample_features
+from dff_gs.features import resample_maps
 
 TINY_NERF = [  # a small field: the whole file stays fast on two CPU cores
     "nerf.hash_levels=6", "nerf.hash_log2_size=12", "nerf.hash_max_res=64", "nerf.feature_levels=4",
@@ -153,7 +153,7 @@ def test_ray_box_pdf_resampling_and_distortion():
 
 def test_teacher_sampling_matches_bilinear_upsampling():
     maps = torch.randn(3, 6, 8, 5)
-    up = upsample_features(maps, 24, 32)
+    up = resample_maps(maps, 24, 32)
     v, y, x = torch.randint(3, (200,)), torch.randint(24, (200,)), torch.randint(32, (200,))
     torch.testing.assert_close(sample_maps(maps, v, x, y, 24, 32), up[v, y, x], atol=1e-5, rtol=1e-5)
 

@@ -194,20 +194,20 @@ def bench_one(backbone: str, args) -> dict:
 
         model, meta = load_model(run_dir)
         model = model.to(device)
-        renderer = as_backbone(model, backend=cfg.train.backend, background=torch.tensor(cfg.data.background))
+        timed = as_backbone(model, backend=cfg.train.backend, background=torch.tensor(cfg.data.background))
         files = [run_dir / PLY_NAME, run_dir / SIDECAR_NAME]
     else:
         from dff_gs.nerf import NERF_MODEL_NAME, load_nerf
 
         model, meta = load_nerf(run_dir, map_location=device)
         model.eval()
-        renderer = model
+        timed = model
         files = [run_dir / NERF_MODEL_NAME]
     _, scene, _, test = load_run_scene(cfg, device)
     test = test if test is not None else scene
     cams = test.cameras.to(device)
     with torch.no_grad():
-        fps = time_renders(renderer, cams, device, args.fps_views)
+        fps = time_renders(timed, cams, device, args.fps_views)
         query = time_query(backbone, model, meta, cams[[0]], device)
     result = {k: metrics[k] for k in ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel",
                                       "teacher_miou", "train_seconds", "num_gaussians", "num_parameters")

@@ -141,10 +141,8 @@ def resume_config(resume: str, settings: list[str]) -> Config:
 
 
 def resolve_config(args: argparse.Namespace) -> Config:
-    """The run's config: a resumed run's own, else the preset (by the scene's format) with the command line on it;
-    checked (:func:`~dff_gs.train.validate.validate_config`) before any work."""
-    from dff_gs.train.validate import validate_config
-
+    """The run's config: a resumed run's own, else the preset (by the scene's format) with the command line on it.
+    :func:`dff_gs.pipeline.run` checks its values (:func:`~dff_gs.train.validate.validate_config`) before any work."""
     settings = flag_overrides(args)
     given = lambda key: next((s.split("=", 1)[1] for s in reversed(settings) if s.startswith(key + "=")), None)  # noqa: E731
     if given("resume"):
@@ -160,7 +158,6 @@ def resolve_config(args: argparse.Namespace) -> Config:
                       "choose)")
             apply_dict(cfg, load_yaml(preset))
         apply_overrides(cfg, settings)
-    validate_config(cfg)
     return cfg
 
 

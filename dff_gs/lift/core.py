@@ -8,7 +8,7 @@ the Gaussians decoupled, solved in closed form instead of by gradient descent.
 
 Resolution: the maps ``[V, h, w, C]`` may be coarser than the images. ``resolution="image"`` (default) walks
 the pixels of the cameras' own resolution and samples the maps bilinearly at each pixel centre (exactly the
-``upsample_features`` target that distillation trains against); ``resolution="map"`` rasterizes at the maps'
+``resample_maps`` target that distillation trains against); ``resolution="map"`` rasterizes at the maps'
 resolution instead (intrinsics scaled), which is cheaper and reads each map texel once.
 
 Backends, one interface:
@@ -33,7 +33,7 @@ import cuda_ext
 from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.lift.tiles import tile_lists
-from dff_gs.train.losses import upsample_features
+from dff_gs.features import resample_maps
 
 LIFT_BACKENDS = ("auto", "torch", "gsplat", "cuda_ext")
 RESOLUTIONS = ("image", "map")
@@ -78,7 +78,7 @@ def pixel_weights(valid: Tensor, height: int, width: int) -> Optional[Tensor]:
         return None
     v = valid.float()
     if v.shape[-2:] != (height, width):
-        v = upsample_features(v[..., None], height, width)[..., 0]
+        v = resample_maps(v[..., None], height, width)[..., 0]
     return (v > 0).float()
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from dff_gs.cameras import Cameras
 from dff_gs.render.rasterize import EPS2D, FAR_PLANE, NEAR_PLANE
-from dff_gs.train.losses import upsample_features
+from dff_gs.features import resample_maps
 
 
 def accumulate_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, cameras: Cameras,
@@ -30,7 +30,7 @@ def accumulate_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
 
     N, C = feat_sum.shape
     H, W = cameras.height, cameras.width
-    target = upsample_features(maps.float(), H, W)  # [I, H, W, C]
+    target = resample_maps(maps.float(), H, W)  # [I, H, W, C]
     pw = pix_weights if pix_weights is not None else target.new_ones(target.shape[:3])
     target = torch.cat([target * pw[..., None], pw[..., None]], -1)  # [I, H, W, C + 1]
     colors = torch.zeros(N, C + 1, device=means.device, requires_grad=True)

@@ -56,7 +56,8 @@ class FeatureTuner:
 
     def train_step(self) -> dict:
         from dff_gs.render import rasterize
-        from dff_gs.train.losses import feature_loss, upsample_features
+        from dff_gs.features import resample_maps
+        from dff_gs.train.losses import feature_loss
         from dff_gs.train.trainer import view_for_step
 
         cams = self.cameras
@@ -65,7 +66,7 @@ class FeatureTuner:
         img, _, _, _ = rasterize(means, quats, scales, opacities, self.model.params["features"][None],
                                  cams.viewmats[v:v + 1], cams.Ks[v:v + 1], cams.width, cams.height,
                                  render_depth=False, backend=self.cfg.train.backend)
-        target = upsample_features(self.maps[v:v + 1].to(self.model.device).float(), cams.height, cams.width)
+        target = resample_maps(self.maps[v:v + 1].to(self.model.device).float(), cams.height, cams.width)
         loss = feature_loss(self.model.decode(img), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

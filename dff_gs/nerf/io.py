@@ -17,7 +17,7 @@ import torch
 from dff_gs.errors import CheckpointError, DataError
 from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.model import NerfModel
-from dff_gs.run_dir import NERF_MODEL_NAME, PLY_NAME  # noqa: F401  (NERF_MODEL_NAME is re-exported)
+from dff_gs.run_dir import NERF_MODEL_NAME, PLY_NAME
 
 NERF_FORMAT = "dff_gs-nerf"
 NERF_CHECKPOINT_FORMAT = "dff_gs-nerf-checkpoint"

@@ -221,8 +221,6 @@ class NerfModel(nn.Module):
     def occupied_points(self, max_points: int = 50000, seed: int = 0) -> Tensor:
         """Points that hold the field's content: centres of occupied cells (at most ``max_points``, a seeded
         subset).  Returns Tensor  # [M, 3] world"""
-        from dff_gs.errors import ConfigError
-
         pts = self.occupancy.occupied_centers()
         if len(pts) == 0:
             raise ConfigError("the NeRF's occupancy grid is empty (an untrained model?)")
@@ -234,8 +232,6 @@ class NerfModel(nn.Module):
     @torch.no_grad()
     def decoded_at(self, points: Tensor, chunk: int = 65536) -> Tensor:
         """Decoded features ``f(x)`` at world ``points  # [P, 3]`` (teacher space), in chunks.  Returns [P, C]"""
-        from dff_gs.errors import ConfigError
-
         if not self.has_features:
             raise ConfigError("this NeRF carries no feature branch: train it with a teacher (--teacher NAME)")
         pts = points.to(self.device).float()

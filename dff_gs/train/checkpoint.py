@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from dff_gs.errors import CheckpointError, OutputError
-from dff_gs.run_dir import CHECKPOINT_NAME  # noqa: F401  (the run folder's file names live there)
+from dff_gs.run_dir import CHECKPOINT_NAME
 from dff_gs.utils import atomic_write_path
 
 CHECKPOINT_VERSION = 1

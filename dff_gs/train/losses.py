@@ -8,7 +8,6 @@ from torch import Tensor
 from dff_gs.eval.metrics import ssim_map
 from dff_gs.utils import fit_side
 
-from dff_gs.features import resample_maps as upsample_features  # noqa: F401  (the one bilinear resampling)
 
 
 def photometric_loss(pred: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:

@@ -20,7 +20,8 @@ from dff_gs.gaussians import GaussianModel
 from dff_gs.render import render
 from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from dff_gs.train.config import Config
-from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features, upsample_features
+from dff_gs.features import resample_maps
+from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features
 from dff_gs.train.loop import fit_loop
 
 PARAM_LR_KEYS = {
@@ -175,7 +176,7 @@ class Trainer:
         loss_feat = torch.zeros(())
         if feat_on:
             h, w = feature_grid(cams.height, cams.width, self.feature_side)
-            target = upsample_features(self.data.teacher_maps[vid : vid + 1].to(self.device), h, w)
+            target = resample_maps(self.data.teacher_maps[vid : vid + 1].to(self.device), h, w)
             loss_feat = feature_loss(self.model.decode(pool_features(out.features, h, w)), target)
             loss = loss + cfg.feature_lambda * loss_feat
         loss.backward()
