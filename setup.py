@@ -27,11 +27,12 @@ REQUIRES = [
     "scipy>=1.10",  # spanning trees of the click grouping
     "pillow>=9.0",
     "pyyaml>=6.0",
+    "viser>=1.1",  # the web viewer (python -m dff_gs.view)
     "tqdm>=4.60",
     "tensorboard>=2.10",  # train.log=tensorboard: a run's event files
 ]
 # test: the README's test command (pytest, hypothesis, ruff); bench: benchmarks/scenes/pybullet_scene.py
-EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4"], "bench": ["pybullet>=3.2"]}
+EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4", "playwright>=1.40"], "bench": ["pybullet>=3.2"]}
 
 
 def _kernel_build_spec():
@@ -91,6 +92,7 @@ setup(
         "dff-query = dff_gs.cli.query:main",
         "dff-render = dff_gs.cli.render:main",
         "dff-bench = dff_gs.cli.bench:main",
+        "dff-view = dff_gs.cli.view:main",
     ]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

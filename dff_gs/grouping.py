@@ -187,13 +187,26 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
 
     Returns (mask: Tensor  # [N] bool, info: dict with the seeds, the group size and the build seconds)
     """
-    import time
+    from dff_gs.query.views import check_click
 
-    from dff_gs.query.views import check_click, rendered_query_views
-
-    model, (v, x, y) = ctx.model, click
+    v, x, y = click
     cameras = ctx.scene().cameras
     check_click(cameras, v, x, y)
+    seeds = front_seeds(*click_seeds(ctx.model, cameras, v, x, y))
+    return group_seeds(ctx, seeds, settings, f"click view {v} at ({x}, {y})")
+
+
+def group_seeds(ctx, seeds: Tensor, settings: GroupingSettings, where: str) -> tuple[Tensor, dict]:
+    """The object grown from ``seeds  # [S]`` (the front Gaussians of a click or a ray, :func:`front_seeds`) on
+    ``ctx.model`` (``where`` names the click in the error when there are none).
+
+    Returns (mask: Tensor  # [N] bool, info: dict)
+    """
+    import time
+
+    from dff_gs.query.views import rendered_query_views
+
+    model = ctx.model
     key = ("grouper", settings.group_knn, settings.group_views, settings.group_side)
     built = 0.0
     if key not in ctx._cache or ctx._cache[key].model is not model:  # one model's grouper kept (edits make new ones)
@@ -201,8 +214,7 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
         feats, weights = rendered_query_views(ctx, settings.group_views, settings.group_side)
         ctx._cache[key] = ClickGrouper(model, smoothed_features(model, feats, weights), settings.group_knn)
         built = time.perf_counter() - t0
-    seeds = front_seeds(*click_seeds(model, cameras, v, x, y))
     if len(seeds) == 0:
-        raise ConfigError(f"click view {v} at ({x}, {y}) shows no Gaussian (background): click on an object")
+        raise ConfigError(f"{where} shows no Gaussian (background): click on an object")
     mask, info = ctx._cache[key].group(seeds, settings.group_min_share, settings.group_max_share)
     return mask, {"seeds": len(seeds), **info, **({"grouping_build_seconds": round(built, 2)} if built else {})}

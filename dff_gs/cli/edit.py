@@ -112,45 +112,12 @@ def script_from_args(args):
 
 def run_edit(args) -> dict:
     """Everything ``edit.py`` does; returns the summary (also written beside the PLY)."""
-    from dff_gs.edit.apply import apply_script
-    from dff_gs.edit.outputs import OutputPaths, check_outputs, write_outputs
-    from dff_gs.io.lock import OutputLock
-    from dff_gs.edit.script import EditEnv
-    from dff_gs.query import QueryContext
-    from dff_gs.runs import resolve_ply
+    from dff_gs.edit.export import export_edit
 
     script = script_from_args(args)
-    ply = resolve_ply(args.model)
-    with OutputLock(OutputPaths.for_ply(args.out).lock, f"output {args.out}"):  # one writer per output
-        paths = check_outputs(ply, args.out, args.force)  # before any work
-        ctx = QueryContext.open(args.model, data=args.data, backend=args.backend)
-        base = Path(args.script).parent if args.script else Path(".")
-        outcome = apply_script(ctx, script, EditEnv(meta=ctx.meta, base_dir=base), progress=not args.quiet)
-        summary = {"input": str(ply), "output": str(paths.ply), **outcome.summary}
-        panels = edit_panels(args, ctx, outcome, summary.setdefault("notes", []))
-        summary["renders"] = [str(paths.renders / n) for n in panels]
-        write_outputs(outcome.model, ctx.meta, paths, summary, panels)
-    summary["summary"] = str(paths.summary)
-    return summary
-
-
-def edit_panels(args, ctx, outcome, notes: list[str]) -> dict:
-    """The before | after panels of ``args.views`` views of ``args.split`` ({} with a note when the sidecar names
-    no scene to render from)."""
-    from dff_gs.edit.outputs import before_after_panels, pick_views
-
-    if args.views <= 0:
-        return {}
-    if ctx.scene_path is None:
-        notes.append("no scene to render from (the sidecar names none): pass --data SCENE for before | after renders")
-        return {}
-    full = ctx.scene()
-    scene = full.split(args.split) if args.split != "test" or full.test_ids else full
-    cams = scene.cameras.to(ctx.model.device)
-    mask = outcome.selection.mask if outcome.selection is not None else None
-    ids = pick_views(ctx.model, cams, mask, args.views, args.backend)
-    return before_after_panels(ctx.model, outcome.model, cams, scene.image_names, ids, args.backend,
-                               progress=not args.quiet)
+    return export_edit(args.model, script, args.out, data=args.data, backend=args.backend, force=args.force,
+                       views=args.views, split=args.split, base_dir=Path(args.script).parent if args.script else ".",
+                       progress=not args.quiet)
 
 
 def format_summary(summary: dict) -> str:

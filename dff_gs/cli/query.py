@@ -43,12 +43,14 @@ def add_query_arguments(p: argparse.ArgumentParser, multiple: bool = False) -> N
         g.add_argument("--labels", help="comma-separated label set: full segmentation by argmax of Eq. 5")
     g.add_argument("--patch", help="image crop (PNG/JPG) encoded by the teacher", **kw)
     g.add_argument("--click", nargs=3, type=int, metavar=("VIEW", "X", "Y"), help="pixel of a view of --data", **kw)
+    g.add_argument("--ray", nargs=6, type=float, metavar=("OX", "OY", "OZ", "DX", "DY", "DZ"),
+                   help="a click from any viewpoint: the object the world-space ray meets first", **kw)
     g.add_argument("--cluster", type=parse_cluster, metavar="K[:ID]" if not multiple else "K:ID",
                    help="k-means over Gaussian features (K:ID selects cluster ID)", **kw)
     p.add_argument("--negatives", default="", help="comma-separated extra competing labels for --text")
     p.add_argument("--threshold", type=float, default=0.5, help="select Gaussians with p(query|x) above this")
-    p.add_argument("--no-grouping", action="store_true", help="--click: Eq. 5 on the click's feature instead of "
-                                                              "the object grouped in 3D under it")
+    p.add_argument("--no-grouping", action="store_true",
+                   help="--click / --ray: Eq. 5 on the click's feature instead of the object grouped in 3D under it")
     p.add_argument("--data", help="scene for --click and renders (default: the scene the run was trained on)")
     p.add_argument("--backend", default="auto", help="renderer: auto | torch | gsplat")
 
@@ -60,6 +62,7 @@ def query_specs(args) -> list[Q.QuerySpec]:
     specs += [Q.QuerySpec("patch", t) for t in _as_list(args.patch)]
     specs += [Q.QuerySpec("click", tuple(c)) for c in _as_list(args.click, nested=True)]
     specs += [Q.QuerySpec("cluster", tuple(c)) for c in _as_list(args.cluster, nested=True)]
+    specs += [Q.QuerySpec("ray", tuple(r)) for r in _as_list(getattr(args, "ray", None), nested=True)]
     return specs
 
 

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lift", action="store_true",
                    help="lift teacher features onto --init-ply in one pass instead of training (= lift.enabled)")
     p.add_argument("--lift-steps", type=int, help="then distil the features alone for N steps (= lift.steps)")
+    p.add_argument("--viewer", action="store_true", help="watch the Gaussians train in the browser, on port 8080 "
+                                                         "(= train.viewer=8080; another port: train.viewer=PORT)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     return p
@@ -89,12 +91,14 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         "model.init_ply": args.init_ply,
         "lift.enabled": True if args.lift else None,
         "lift.steps": args.lift_steps,
+        "train.viewer": 8080 if args.viewer else None,
     }
     return [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
 
 
 RESUME_MAY_CHANGE = {"resume", "out", "force", "train.device", "train.backend", "train.log_every",
-                     "train.checkpoint_every", "train.checkpoint_minutes", "train.eval_every", "train.num_render_views"}
+                     "train.checkpoint_every", "train.checkpoint_minutes", "train.eval_every", "train.num_render_views",
+                     "train.viewer", "train.viewer_every"}
 """Keys a resumed run may set differently from the run it continues: where and how it runs and reports, not what it
 trains. ``data.path`` may name the same scene by another path (or where it moved)."""
 

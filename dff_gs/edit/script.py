@@ -5,6 +5,7 @@ select:                       # queries, unioned (each: text | patch | click | c
   - text: chair
   - click: [3, 64, 40]        # view x y of the scene's cameras
   - cluster: "8:3"            # k-means k=8, cluster 3
+  - ray: [0, -2, 1, 0, 1, 0]  # a click from any viewpoint: origin, direction (world)
 negatives: [stool]            # extra competing labels for the text queries
 selection: {threshold: 0.5, grow_sigma: 2.0}   # dff_gs.edit.selection.SelectionConfig
 operations:
@@ -276,7 +277,8 @@ class EditScript:
 
 # ------------------------------------------------------------------------------------------- parsing
 def parse_query(item: Any, negatives: tuple = (), where: str = "select") -> QuerySpec:
-    """One query mapping ``{text: ...} | {patch: ...} | {click: [v, x, y]} | {cluster: "K:ID" | [K, ID]}``
+    """One query mapping ``{text: ...} | {patch: ...} | {click: [v, x, y]} | {cluster: "K:ID" | [K, ID]} |
+    {ray: [ox, oy, oz, dx, dy, dz]}``
     (a bare string is a text query), with optional ``negatives``."""
     if isinstance(item, str):
         item = {"text": item}
@@ -303,6 +305,13 @@ def parse_query(item: Any, negatives: tuple = (), where: str = "select") -> Quer
         value = tuple(parts)
     elif kind == "patch":
         value = str(value)
+    elif kind == "ray":
+        from dff_gs.query.ray import check_ray
+
+        try:
+            value = check_ray(value if isinstance(value, (list, tuple)) else [value])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
     return QuerySpec(kind, value, tuple(negatives) + negs)
 
 

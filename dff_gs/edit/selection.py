@@ -129,11 +129,13 @@ def _mahalanobis(points: Tensor, centres: Tensor, rot: Tensor, inv_scale: Tensor
     return (local * inv_scale).norm(dim=-1)
 
 
-def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: SelectionConfig) -> tuple[Tensor, dict]:
+def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: SelectionConfig,
+                 spacing: Optional[Tensor] = None) -> tuple[Tensor, dict]:
     """The vote / components / grow steps of the module docstring.
 
     probs: Tensor  # [N]
     mask: Tensor  # [N] bool (thresholded)
+    spacing: the model's :func:`~dff_gs.neighbors.typical_spacing` when the caller keeps it (computed if None)
     Returns (mask: Tensor  # [N] bool, stats: dict)
     """
     means = model.get_means().detach().float()
@@ -154,7 +156,8 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
     sel = mask.nonzero()[:, 0]
     if len(sel) > 1:
         size = model.get_scales().detach().amax(1)[sel]  # largest standard deviation of each selected Gaussian
-        src, dst = linked_neighbors(means[sel], size, cfg.knn, cfg.link, cfg.link_sigma, typical_spacing(means))
+        src, dst = linked_neighbors(means[sel], size, cfg.knn, cfg.link, cfg.link_sigma,
+                                      typical_spacing(means) if spacing is None else spacing)
         comp = connected_components(len(sel), src, dst)
         sizes = torch.bincount(comp)
         small = (sizes < cfg.min_component * len(sel)) & (sizes < cfg.keep_component)
@@ -214,7 +217,7 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
     mode = cfg.mode if ctx.scene_path else "gaussian"  # no cameras to render the 2D query from
     probs, infos = None, []
     for spec in specs:
-        if spec.kind == "click" and cfg.click_grouping and ctx.scene_path:  # the object under the click
+        if spec.kind in ("click", "ray") and cfg.click_grouping and ctx.scene_path:  # the object under the click
             p, info = query_probabilities(ctx, spec, grouping=cfg)
             infos.append({"kind": spec.kind, **info})
             probs = p if probs is None else torch.maximum(probs, p)
@@ -232,7 +235,8 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
         info = {"kind": spec.kind, **info, "thresholded": int((p > cfg.threshold).sum())}
         infos.append(info)
         probs = p if probs is None else torch.maximum(probs, p)
-    mask, stats = cleanup_mask(ctx.model, probs, probs > cfg.threshold, cfg)
+    spacing = ctx.per_model("typical_spacing", lambda: typical_spacing(ctx.model.get_means().detach().float()))
+    mask, stats = cleanup_mask(ctx.model, probs, probs > cfg.threshold, cfg, spacing)
     stats["mode"] = mode if mode == cfg.mode else f"{mode} (no scene to render the 2D query from)"
     if not mask.any():
         what = " + ".join(s.describe() for s in specs)

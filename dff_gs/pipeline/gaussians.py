@@ -111,8 +111,15 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     )
     trainer = Trainer(cfg, model, data, device)
     checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg))
-    trainer.fit(on_checkpoint=checkpoint, progress=progress,
-                eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
+    from dff_gs.view.live import live_viewer
+
+    trainer.watcher = live_viewer(cfg)
+    try:
+        trainer.fit(on_checkpoint=checkpoint, progress=progress,
+                    eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
+    finally:
+        if trainer.watcher is not None:
+            trainer.watcher.close()
     checkpoint()
 
     model = trainer.model

@@ -14,16 +14,17 @@ from dff_gs.query.eq5 import (cluster_probabilities, gaussian_features, label_li
                               reference_query_embeddings, text_negatives, text_query_embeddings)
 from dff_gs.query.views import click_feature
 
-QUERY_KINDS = ("text", "patch", "click", "cluster")
+QUERY_KINDS = ("text", "patch", "click", "cluster", "ray")
 
 
 @dataclass(frozen=True)
 class QuerySpec:
     """One query as a user states it (command line or edit script), before it is resolved on a model.
 
-    kind: text | patch | click | cluster
+    kind: text | patch | click | cluster | ray
     value: the text; the patch image path; ``(view, x, y)``; ``(k, cluster_id)`` (``cluster_id`` None: the
-        whole clustering, for ``python -m dff_gs.query --cluster K``)
+        whole clustering, for ``python -m dff_gs.query --cluster K``); ``(ox, oy, oz, dx, dy, dz)``, a click from
+        any viewpoint (:mod:`dff_gs.query.ray`)
     negatives: extra competing labels for a text query
     """
 
@@ -45,12 +46,18 @@ class QuerySpec:
         if self.kind == "cluster" and (not isinstance(v, (tuple, list)) or len(v) != 2 or not isinstance(v[0], int)
                                        or not (v[1] is None or isinstance(v[1], int))):
             raise ConfigError(f"cluster query: expected K:ID (two integers), got {v!r}")
+        if self.kind == "ray":
+            from dff_gs.query.ray import check_ray
+
+            object.__setattr__(self, "value", check_ray(v))
 
     def describe(self) -> str:
         if self.kind == "click":
             return "click view {} at ({}, {})".format(*self.value)
         if self.kind == "cluster":
             return f"cluster {self.value[1]} of {self.value[0]}"
+        if self.kind == "ray":
+            return "ray from ({:.3g}, {:.3g}, {:.3g}) along ({:.3g}, {:.3g}, {:.3g})".format(*self.value)
         return f"{self.kind} {self.value!r}"
 
 
@@ -84,6 +91,15 @@ class QueryContext:
     def with_model(self, model: GaussianModel) -> "QueryContext":
         return QueryContext(model, self.meta, source=self.source, data=self.data, backend=self.backend,
                             scene_options=self.scene_options, _cache=self._cache)
+
+    def per_model(self, name: str, compute):
+        """``compute()`` for this context's model, kept in the shared cache until another model asks for
+        ``name`` (an edit makes a new model; the values of the one before are dropped)."""
+        held = self._cache.get(("per_model", name))
+        if held is None or held[0] is not self.model:
+            held = (self.model, compute())
+            self._cache[("per_model", name)] = held
+        return held[1]
 
     @property
     def class_names(self) -> Optional[list]:
@@ -138,6 +154,11 @@ def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional
         v, x, y = spec.value
         reference = click_feature(model, ctx.scene().cameras.to(model.device), v, x, y, ctx.backend)
         info = {"click": [v, x, y]}
+    elif spec.kind == "ray":
+        from dff_gs.query.ray import ray_camera
+
+        reference = click_feature(model, ray_camera(spec.value, model.device), 0, 0, 0, ctx.backend)
+        info = {"ray": list(spec.value)}
     else:
         k, cid = spec.value
         if cid is None:
@@ -159,6 +180,12 @@ def query_probabilities(ctx: QueryContext, spec: QuerySpec, grouping=None) -> tu
 
         mask, info = group_click(ctx, spec.value, grouping)
         return mask.float(), {"click": list(spec.value), **info}
+    if grouping is not None and spec.kind == "ray" and ctx.scene_path:
+        from dff_gs.grouping import front_seeds, group_seeds
+        from dff_gs.query.ray import ray_seeds
+
+        mask, info = group_seeds(ctx, front_seeds(*ray_seeds(ctx.model, spec.value)), grouping, spec.describe())
+        return mask.float(), {"ray": list(spec.value), **info}
     labels, info = query_label_embeddings(ctx, spec)
     if labels is None:
         k, cid = spec.value

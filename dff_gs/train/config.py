@@ -107,6 +107,9 @@ class TrainConfig:
     checkpoint_every: int = option(500, "write a checkpoint every N steps (and at the end / on Ctrl-C, SIGTERM)")
     checkpoint_minutes: float = option(5.0, "and whenever this many minutes passed since the last one (0 = off)")
     num_render_views: int = option(4, "test views written as PNG renders")
+    viewer: int = option(0, "serve the Gaussians in the browser on this port while training, updated every "
+                            "viewer_every steps, with a pause button (0 = off; --viewer: 8080)")
+    viewer_every: int = option(25, "steps between two updates of the training viewer")
 
 
 @dataclass

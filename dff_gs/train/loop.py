@@ -53,6 +53,7 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
     cfg = trainer.cfg.train
     total = trainer.total_steps
     logger = getattr(trainer, "logger", None)  # a RunLogger (dff_gs.train.logger), when the run set one
+    watcher = getattr(trainer, "watcher", None)  # called after every step (the training viewer), when set
     bar = tqdm(total=total, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
     previous = _install_stop_handlers(trainer)
     last_checkpoint = time.monotonic()
@@ -67,6 +68,8 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
                 if logger is not None:
                     logger.scalars(trainer.step, dict(stats, seconds=trainer.train_seconds), "train")
             bar.update(1)
+            if watcher is not None:
+                watcher(trainer)
             if eval_fn is not None and cfg.eval_every and trainer.step % cfg.eval_every == 0:
                 row = record_eval(trainer, eval_fn)
                 if logger is not None:

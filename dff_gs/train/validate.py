@@ -64,6 +64,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.checkpoint_every": at_least(0),
     "train.checkpoint_minutes": at_least(0),
     "train.num_render_views": at_least(0),
+    "train.viewer": within(0, 65535),
+    "train.viewer_every": at_least(1),
     "lift.steps": at_least(0),
     "lift.top_k": at_least(0),
     "lift.resolution": one_of("image", "map"),
@@ -135,3 +137,16 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"train.device={cfg.train.device!r}: must be auto | cpu | cuda[:N]")
     check_registries(cfg)
     check_renderers(cfg)
+    check_viewer(cfg)
+
+
+def check_viewer(cfg: Config) -> None:
+    """The training viewer shows Gaussians, on a port free now (refused before any work otherwise)."""
+    if not cfg.train.viewer:
+        return
+    if cfg.train.backbone != "gs" or cfg.lift.enabled:
+        raise ConfigError("train.viewer: the training viewer shows the Gaussians trained by train.backbone=gs; "
+                          "a NeRF or a lifting run trains without it")
+    from dff_gs.view.server import check_port
+
+    check_port("127.0.0.1", int(cfg.train.viewer), "train.viewer=")

@@ -1,0 +1,102 @@
+"""Drawing on the server, for browsers without a GPU: what each client's camera sees is rendered by our rasterizer
+(the compiled CPU one on a CPU server) and sent as the page's background image, the browser's own splats hidden.
+
+A browser with a GPU draws the splats itself (the default, ``--render browser``); one without (software WebGL,
+as headless Chromium on a CPU machine) spends seconds per frame on them, where a server render takes a fraction of
+one. The colours are the page's (the DC colour or a feature view, the selection highlighted), so both ways show
+the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dff_gs.cameras import Cameras
+from dff_gs.render.projection import quat_to_rotmat
+
+BACKGROUND = (1.0, 1.0, 1.0)  # the page's own background
+
+
+def client_camera(camera, max_side: int = 960) -> Cameras:
+    """A viser client's view as a pinhole camera (OpenCV, vertical ``fov``), at most ``max_side`` pixels on the
+    longer side of its canvas."""
+    W, H = max(int(camera.image_width), 1), max(int(camera.image_height), 1)
+    f = min(1.0, max_side / max(W, H))
+    W, H = max(1, round(W * f)), max(1, round(H * f))
+    fy = H / 2 / math.tan(camera.fov / 2)
+    c2w = torch.eye(4)
+    c2w[:3, :3] = quat_to_rotmat(torch.tensor(camera.wxyz, dtype=torch.float32)[None])[0]
+    c2w[:3, 3] = torch.tensor(camera.position, dtype=torch.float32)
+    K = torch.tensor([[fy, 0.0, W / 2], [0.0, fy, H / 2], [0.0, 0.0, 1.0]])
+    return Cameras(torch.linalg.inv(c2w)[None], K[None], W, H)
+
+
+class ServerDrawing:
+    """Keeps every client's background image a render of its current view (one worker thread renders the latest
+    request of each client; older ones are dropped)."""
+
+    def __init__(self, snapshot: Callable[[], tuple], backend: str = "auto", max_side: int = 960):
+        """snapshot: () -> (the GaussianModel shown, its colours ``[N, 3]``), taken consistently."""
+        self.snapshot, self.backend, self.max_side = snapshot, backend, max_side
+        self.enabled = False
+        self._pending: dict = {}  # client id -> client
+        self._wake = threading.Condition()
+        self._stop = False
+        self.renders = 0
+        self.last_seconds = 0.0
+        threading.Thread(target=self._run, daemon=True, name="dff-view-render").start()
+
+    def attach(self, client) -> None:
+        client.camera.on_update(lambda _: self.request(client))
+        self.request(client)
+
+    def request(self, *clients) -> None:
+        if not self.enabled:
+            return
+        with self._wake:
+            for c in clients:
+                self._pending[c.client_id] = c
+            self._wake.notify()
+
+    def render(self, client) -> np.ndarray:
+        """The client's view, uint8 ``[H, W, 3]``."""
+        from dff_gs.query.views import render_values
+
+        cams = client_camera(client.camera, self.max_side)
+        model, colors = self.snapshot()
+        colors = torch.from_numpy(colors).to(model.device)
+        with torch.no_grad():
+            img, alpha = render_values(model, cams.to(model.device), colors, self.backend)
+        bg = torch.tensor(BACKGROUND, device=img.device)
+        out = img[0] + (1 - alpha[0]) * bg
+        return (out.clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            with self._wake:
+                while not self._pending and not self._stop:
+                    self._wake.wait()
+                if self._stop:
+                    return
+                _, client = self._pending.popitem()
+            try:
+                t0 = time.perf_counter()
+                image = self.render(client)
+                if self.enabled:
+                    client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
+                self.last_seconds = time.perf_counter() - t0
+                self.renders += 1
+            except Exception as err:  # a client gone mid-render: nothing to draw for
+                print(f"viewer: server render skipped ({type(err).__name__}: {err})", flush=True)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
