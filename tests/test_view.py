@@ -161,7 +161,9 @@ def test_bad_input_nerf_run_plain_ply_and_busy_port(saved, tmp_path):
         check_port("127.0.0.1", 70000)
 
 
-def test_page_server_side_query_tint_and_export(saved, tmp_path):
+def test_page_server_side_query_tint_gizmo_and_export(saved, tmp_path):
+    from types import SimpleNamespace
+
     from dff_gs.view.server import ViewerApp
     from dff_gs.view.session import ViewerSession
     from dff_gs.view.splats import HIGHLIGHT
@@ -182,9 +184,22 @@ def test_page_server_side_query_tint_and_export(saved, tmp_path):
         app.refresh()
         app.highlight_style.value = "dim"
         app.refresh()
+        app.move.value = True  # the gizmo appears at the selection; a drag ends in a translate and a rotate
+        app.refresh()
+        centre = app.session.model.get_means().detach()[labels == 0].mean(0).numpy()
+        assert app.gizmo is not None and np.allclose(app.gizmo.position, centre, atol=1e-5)
+        c, sn = np.cos(np.radians(15)), np.sin(np.radians(15))
+        target = SimpleNamespace(position=centre + [0.0, 0.2, 0.0], wxyz=(c, 0.0, 0.0, sn))
+        app._on_gizmo(SimpleNamespace(phase="end", target=target))
+        assert [st.op.name for st in app.session.steps] == ["translate", "rotate"]
+        assert np.isclose(app.session.steps[1].op.degrees, 30.0) and app.session.steps[1].op.axis[2] > 0
+        moved = app.session.model.get_means().detach()[labels == 0].mean(0).numpy()
+        assert np.allclose(moved, centre + [0.0, 0.2, 0.0], atol=1e-4)  # rotated about its own centre
+        assert app.session.undo() and app.session.undo()
+        app.move.value = False
         app.session.apply(Delete())
         app.refresh()
-        assert app.splats.buffer.shape[0] == 80 and "delete" in app.status.content
+        assert app.gizmo is None and app.splats.buffer.shape[0] == 80 and "delete" in app.status.content
         summary = app.export(str(tmp_path / "e.ply"))
         assert summary is not None and load_ply(tmp_path / "e.ply")[0].num_gaussians == 80
         assert app.export(str(tmp_path / "e.ply")) is None and "exists" in app.session.message
@@ -277,8 +292,13 @@ def test_real_page_query_highlight_and_export_in_chromium(saved, tmp_path):
             out = tmp_path / "from_page.ply"
             field(page, "Export to").fill(str(out))
             wait_for(lambda: app.out.value == str(out))
-            page.get_by_role("button", name="Export PLY").click()
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Export PLY").click()
             wait_for(lambda: (tmp_path / "from_page.edit.json").exists())
+            assert Path(download.value.path()).read_bytes() == out.read_bytes()  # the browser's copy
+            app.go_to_camera(client, 1)  # what a click on a camera frustum does
+            cams = app.session.base.scene().split("train").cameras
+            wait_for(lambda: np.allclose(client.camera.position, cams.centers[1].numpy(), atol=1e-4))
             browser.close()
     finally:
         app.stop()

@@ -238,7 +238,8 @@ class ViewerApp:
             except DffError as err:
                 self.session.message = f"⚠ {err}"
         if summary is not None and client is not None:
-            client.send_file_download(Path(summary["output"]).name, Path(summary["output"]).read_bytes())
+            client.send_file_download(Path(summary["output"]).name, Path(summary["output"]).read_bytes(),
+                                      save_immediately=True)
         self.refresh()
         return summary
 
