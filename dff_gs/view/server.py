@@ -61,7 +61,7 @@ class ViewerApp:
         self.server.gui.configure_theme(control_width="large")
         self.server.scene.set_up_direction("+z")  # dff_gs scenes are Z-up
         self.url = f"http://{host}:{port}"
-        self._colors: dict = {}  # (mode, model id) -> [N, 3]
+        self._colors = None  # ((mode, labels), model, [N, 3]): the view's colours of one model, before highlighting
         self.splats = self.server.scene.add_gaussian_splats("/scene", **splat_arrays(session.model).as_kwargs())
         self.gizmo = None
         self.drawing = ServerDrawing(self._snapshot, session.base.backend)
@@ -78,18 +78,18 @@ class ViewerApp:
     def colors(self) -> np.ndarray:
         """The colours of the current view mode, the selection highlighted ``[N, 3]``."""
         s, mode = self.session, self.color_mode.value
-        key = (mode, id(s.model), self.labels.value if mode == "segmentation" else "")
-        if key not in self._colors:
-            self._colors.clear()
+        key = (mode, self.labels.value if mode == "segmentation" else "")
+        if self._colors is None or self._colors[0] != key or self._colors[1] is not s.model:  # kept per model
             if mode == "pca" and s.model.feature_dim:
-                self._colors[key] = pca_colors(s.model.params["features"])
+                colors = pca_colors(s.model.params["features"])
             elif mode == "segmentation" and s.can_text:
                 names = [n.strip() for n in self.labels.value.split(",") if n.strip()]
                 labels = _segment(s, names)
-                self._colors[key] = label_colors(labels, len(names)) if labels is not None else base_colors(s.model)
+                colors = label_colors(labels, len(names)) if labels is not None else base_colors(s.model)
             else:
-                self._colors[key] = base_colors(s.model)
-        return highlight(self._colors[key], self.session.mask, self.highlight_style.value)
+                colors = base_colors(s.model)
+            self._colors = (key, s.model, colors)
+        return highlight(self._colors[2], self.session.mask, self.highlight_style.value)
 
     def refresh(self) -> None:
         """Send the current model, colours and selection to the browsers (the splats when the browser draws them,
