@@ -209,7 +209,7 @@ def bench_one(backbone: str, args) -> dict:
     with torch.no_grad():
         fps = time_renders(timed, cams, device, args.fps_views)
         query = time_query(backbone, model, meta, cams[[0]], device)
-    result = {k: metrics[k] for k in ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel",
+    result = {k: metrics[k] for k in ("psnr", "ssim", "lpips", "miou", "accuracy", "depth_delta1", "depth_absrel",
                                       "teacher_miou", "train_seconds", "num_gaussians", "num_parameters")
               if k in metrics}
     result.update(render_fps=fps, **query, model_mb=sum(f.stat().st_size for f in files if f.is_file()) / 2**20,
@@ -257,7 +257,8 @@ def _fmt(v, digits: int = 3) -> str:
 def markdown(report: dict) -> str:
     """The side-by-side table, the goals and the machine, as Markdown."""
     gs, nerf, cmp_, m = report["gs"], report["nerf"], report["comparison"], report["machine"]
-    rows = [("test PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("mIoU", "miou", 3), ("accuracy", "accuracy", 3),
+    rows = [("test PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("LPIPS", "lpips", 3), ("mIoU", "miou", 3),
+            ("accuracy", "accuracy", 3),
             ("2D teacher mIoU", "teacher_miou", 3), ("depth δ<1.25", "depth_delta1", 3),
             ("depth AbsRel", "depth_absrel", 3), ("train steps", "steps", 0),
             ("train wall time (s)", "train_seconds", 1), ("time to the NeRF's final PSNR (s)", "time_to_nerf_psnr", 1),

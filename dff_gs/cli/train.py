@@ -94,7 +94,8 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 
 RESUME_MAY_CHANGE = {"resume", "out", "force", "train.device", "train.backend", "train.log_every",
-                     "train.checkpoint_every", "train.checkpoint_minutes", "train.eval_every", "train.num_render_views"}
+                     "train.checkpoint_every", "train.checkpoint_minutes", "train.eval_every", "train.num_render_views",
+                     "train.image_every", "train.lpips_weights"}
 """Keys a resumed run may set differently from the run it continues: where and how it runs and reports, not what it
 trains. ``data.path`` may name the same scene by another path (or where it moved)."""
 

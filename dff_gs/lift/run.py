@@ -93,7 +93,8 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         metrics.update(evaluate(
             model, test_scene, device=device, backend=cfg.train.backend, background=background,
             class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
-            render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views, progress=progress))
+            render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
+            lpips_weights=cfg.train.lpips_weights, progress=progress))
     lift_meta = {"init_ply": str(Path(cfg.model.init_ply).resolve()), "steps": cfg.lift.steps,
                  "top_k": cfg.lift.top_k, "resolution": cfg.lift.resolution, **lift_info}
     save_ply(model, out_dir / PLY_NAME,

@@ -108,7 +108,8 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     if test_scene is not None:
         metrics.update(evaluate(model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
                                 teacher_labels=teacher.test_labels, render_dir=out_dir / RENDERS_NAME,
-                                num_render_views=cfg.train.num_render_views, progress=progress))
+                                num_render_views=cfg.train.num_render_views, lpips_weights=cfg.train.lpips_weights,
+                                progress=progress))
     record_final_eval(trainer, metrics)
     save_nerf(model, out_dir / NERF_MODEL_NAME, metadata=meta)
     write_json(out_dir / METRICS_NAME, metrics)

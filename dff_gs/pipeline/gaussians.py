@@ -122,7 +122,7 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         metrics.update(evaluate(model, test_scene, device=device, backend=cfg.train.backend, background=background,
                                 class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
                                 render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
-                                progress=progress))
+                                lpips_weights=cfg.train.lpips_weights, progress=progress))
     save_ply(model, out_dir / PLY_NAME, metadata={"teacher": teacher.meta, "scene": str(scene_path),
                                                   "scene_options": scene_options(cfg)})
     write_json(out_dir / METRICS_NAME, metrics)

@@ -107,6 +107,10 @@ class TrainConfig:
     checkpoint_every: int = option(500, "write a checkpoint every N steps (and at the end / on Ctrl-C, SIGTERM)")
     checkpoint_minutes: float = option(5.0, "and whenever this many minutes passed since the last one (0 = off)")
     num_render_views: int = option(4, "test views written as PNG renders")
+    image_every: int = option(0, "with train.log=tensorboard, a comparison image (render | ground truth | feature "
+                                 "PCA) of a training view every N steps (0 = off)")
+    lpips_weights: str = option("", "torchvision AlexNet (or VGG16) state dict for LPIPS in the metrics (never "
+                                    "downloaded); empty: LPIPS is reported as unavailable")
 
 
 @dataclass

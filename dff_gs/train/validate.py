@@ -64,6 +64,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.checkpoint_every": at_least(0),
     "train.checkpoint_minutes": at_least(0),
     "train.num_render_views": at_least(0),
+    "train.image_every": at_least(0),
     "lift.steps": at_least(0),
     "lift.top_k": at_least(0),
     "lift.resolution": one_of("image", "map"),
@@ -135,3 +136,7 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"train.device={cfg.train.device!r}: must be auto | cpu | cuda[:N]")
     check_registries(cfg)
     check_renderers(cfg)
+    if cfg.train.lpips_weights:  # read now (and kept): a bad file is refused before any work, not after training
+        from dff_gs.eval.lpips import load_lpips
+
+        load_lpips(cfg.train.lpips_weights)
