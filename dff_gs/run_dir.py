@@ -26,9 +26,10 @@ METRICS_NAME = "metrics.json"
 HISTORY_NAME = "history.json"
 RENDERS_NAME = "renders"
 TB_NAME = "tb"
+PSNR_CURVE_NAME, MIOU_CURVE_NAME = "psnr_vs_time.png", "miou_vs_time.png"  # dff_gs.plots, periodic evaluation
 LOCK_NAME = ".dff.lock"
 RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, PLY_NAME, SIDECAR_NAME, NERF_MODEL_NAME, METRICS_NAME, HISTORY_NAME,
-             RENDERS_NAME, TB_NAME)
+             RENDERS_NAME, TB_NAME, PSNR_CURVE_NAME, MIOU_CURVE_NAME)
 """Everything a run writes into its folder (the lock aside)."""
 
 

@@ -14,6 +14,7 @@ from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import save_ply
 from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
                                     start_trainer, write_json)
+from dff_gs.plots import plot_run_curves
 from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
@@ -128,4 +129,5 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     write_json(out_dir / METRICS_NAME, metrics)
     record_final_eval(trainer, metrics)
     write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
+    plot_run_curves(out_dir, trainer.eval_history, "Gaussians")
     return metrics
