@@ -38,10 +38,13 @@ def tiny_cfg(scene, out, *extra):
 
 
 def test_run_writes_run_folder(tiny_scene, tmp_path):
-    metrics = run(tiny_cfg(tiny_scene, tmp_path / "run"), progress=False)
+    metrics = run(tiny_cfg(tiny_scene, tmp_path / "run", "train.export=splat,ply_compressed"), progress=False)
     out = tmp_path / "run"
-    for name in ["config.yaml", "checkpoint.pt", "point_cloud.ply", "point_cloud.dff.json", "metrics.json"]:
+    for name in ["config.yaml", "checkpoint.pt", "point_cloud.ply", "point_cloud.dff.json", "metrics.json",
+                 "point_cloud.splat", "point_cloud.compressed.ply"]:
         assert (out / name).is_file(), name
+    assert (out / "point_cloud.splat").stat().st_size == 32 * metrics["num_gaussians"]
+    assert metrics["lpips"] == "unavailable (no weights)"
     assert list((out / "renders").glob("*.png"))
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["num_gaussians"] == metrics["num_gaussians"] > 0

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="views the before | after renders are chosen from")
     r.add_argument("--views", type=int, default=3, help="number of before | after renders (0: none)")
     r.add_argument("--quiet", action="store_true", help="no progress bars, summary only")
+    x = p.add_argument_group("viewer exports (beside --out, through gsplat's exporter; --out stays the primary)")
+    x.add_argument("--export", default="", help="comma list of ply (plain 3DGS PLY, no features) | splat | "
+                                                "ply_compressed")
+    x.add_argument("--up", default="z", help="up axis of the exports: z (our world) | y (Y-up viewers)")
     return p
 
 
@@ -119,10 +123,13 @@ def run_edit(args) -> dict:
     from dff_gs.query import QueryContext
     from dff_gs.runs import resolve_ply
 
+    from dff_gs.io.export import check_up, parse_exports
+
     script = script_from_args(args)
+    exports, up = parse_exports(args.export), check_up(args.up)
     ply = resolve_ply(args.model)
     with OutputLock(OutputPaths.for_ply(args.out).lock, f"output {args.out}"):  # one writer per output
-        paths = check_outputs(ply, args.out, args.force)  # before any work
+        paths = check_outputs(ply, args.out, args.force, exports, up)  # before any work
         ctx = QueryContext.open(args.model, data=args.data, backend=args.backend)
         base = Path(args.script).parent if args.script else Path(".")
         outcome = apply_script(ctx, script, EditEnv(meta=ctx.meta, base_dir=base), progress=not args.quiet)
@@ -174,6 +181,8 @@ def format_summary(summary: dict) -> str:
     lines.append(f"wrote {summary['output']} (+ sidecar), {summary['summary']}"
                  + (f", {len(summary['renders'])} before | after renders in {Path(summary['renders'][0]).parent}"
                     if summary.get("renders") else ""))
+    if summary.get("exports"):
+        lines.append(f"exported {', '.join(summary['exports'])}")
     return "\n".join(lines)
 
 

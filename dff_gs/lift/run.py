@@ -58,7 +58,7 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.train.evaluate import evaluate
     from dff_gs.train.logger import make_logger
-    from dff_gs.pipeline.common import eval_row, load_run_scene, resolve_device, scene_options, write_json
+    from dff_gs.pipeline.common import eval_row, export_run, load_run_scene, resolve_device, scene_options, write_json
     from dff_gs.utils import seed_everything
 
     check_lift_config(cfg)
@@ -100,6 +100,7 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     save_ply(model, out_dir / PLY_NAME,
              metadata={"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg),
                        "lift": lift_meta})
+    export_run(cfg, model, out_dir / PLY_NAME)
     write_json(out_dir / METRICS_NAME, metrics)
     final = eval_row(cfg.lift.steps, metrics["train_seconds"], metrics)
     write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "lift": True, "history": tuner.history if tuner else [],

@@ -104,6 +104,15 @@ def record_final_eval(trainer, metrics: dict) -> None:
         logger.close()
 
 
+def export_run(cfg: Config, model, ply: Path) -> list[Path]:
+    """The viewer exports ``train.export`` names, beside the run's PLY (:mod:`dff_gs.io.export`)."""
+    if not cfg.train.export:
+        return []
+    from dff_gs.io.export import export_model, parse_exports
+
+    return export_model(model, ply, parse_exports(cfg.train.export, "train.export"), cfg.train.export_up)
+
+
 def write_json(path: Path, data: dict) -> None:
     with atomic_write_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=float))

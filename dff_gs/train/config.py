@@ -109,6 +109,9 @@ class TrainConfig:
     num_render_views: int = option(4, "test views written as PNG renders")
     image_every: int = option(0, "with train.log=tensorboard, a comparison image (render | ground truth | feature "
                                  "PCA) of a training view every N steps (0 = off)")
+    export: str = option("", "viewer exports beside point_cloud.ply through gsplat's exporter, a comma list of "
+                             "ply (plain 3DGS PLY) | splat | ply_compressed (--export)")
+    export_up: str = option("z", "up axis of the exports: z (our world) | y (Y-up viewers such as SuperSplat; --up)")
     lpips_weights: str = option("", "torchvision AlexNet (or VGG16) state dict for LPIPS in the metrics (never "
                                     "downloaded); empty: LPIPS is reported as unavailable")
 
