@@ -29,7 +29,7 @@ REQUIRES = [
     "pyyaml>=6.0",
     "tqdm>=4.60",
     "tensorboard>=2.10",  # train.log=tensorboard: a run's event files
-    "torchmetrics>=1.0",  # SSIM (and LPIPS when its weights are given) as nerfstudio / gsplat report them
+    "torchmetrics>=1.5",  # SSIM (border kept since 1.5) and LPIPS (when its weights are given), as nerfstudio / gsplat
     "transformers>=4.40",  # the text encoder of the labels teacher
     "huggingface-hub>=0.20",  # the hub cache location the teachers look in
 ]
