@@ -43,10 +43,10 @@ def _read_backbone(path: Path) -> tuple[str, dict]:
 def load_lpips(path: str) -> torch.nn.Module:
     """torchmetrics' LPIPS network (eval mode, frozen) with the backbone weights of ``path`` and the packaged
     LPIPS linear layers."""
+    net, state = _read_backbone(Path(path).expanduser())  # a bad file is refused before the imports below
     import torchvision
     from torchmetrics.functional.image.lpips import _NoTrainLpips
 
-    net, state = _read_backbone(Path(path).expanduser())
     tv_model = getattr(torchvision.models, _NETS[11 if net == "alex" else 3][1])(weights=None)
     try:
         tv_model.features.load_state_dict({k[len("features."):]: v for k, v in state.items()
