@@ -24,15 +24,22 @@ REQUIRES = [
     "plyfile>=1.0",
     "opencv-python-headless>=4.8",  # lens undistortion at load
     "scikit-image>=0.21",  # image segments for the efficientnet teacher's edge-aware maps
-    "scipy>=1.10",  # spanning trees of the click grouping
+    "scipy>=1.10",  # spanning trees of the click grouping; exact kNN (cKDTree) of big initial clouds
     "pillow>=9.0",
     "pyyaml>=6.0",
     "viser>=1.1",  # the web viewer (python -m dff_gs.view)
     "tqdm>=4.60",
     "tensorboard>=2.10",  # train.log=tensorboard: a run's event files
+    "torchmetrics>=1.5",  # SSIM (border kept since 1.5) and LPIPS (when its weights are given), as nerfstudio / gsplat
+    "transformers>=4.40",  # the text encoder of the labels teacher
+    "huggingface-hub>=0.20",  # the hub cache location the teachers look in
 ]
-# test: the README's test command (pytest, hypothesis, ruff); bench: benchmarks/scenes/pybullet_scene.py
-EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4", "playwright>=1.40"], "bench": ["pybullet>=3.2"]}
+# test: the README's test command (pytest, hypothesis, ruff, matplotlib for the plot tests,
+# playwright for the viewer's browser test);
+# bench: benchmarks/scenes/pybullet_scene.py; plots: PSNR / mIoU against time (dff_gs.plots)
+PLOTS = ["matplotlib>=3.5"]
+EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4", "playwright>=1.40", *PLOTS],
+          "bench": ["pybullet>=3.2"], "plots": PLOTS}
 
 
 def _kernel_build_spec():

@@ -43,16 +43,41 @@ def sh0_to_rgb(sh0: Tensor) -> Tensor:
     return sh0 * SH_C0 + 0.5
 
 
+EXACT_TORCH_MAX = 20000  # clouds up to this size: the chunked torch cdist (float32), as before
+
+
 def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
-    """Mean distance ``[P]`` of each of ``points  # [P, 3]`` to its ``k`` nearest other points (chunked,
-    exact, pure torch). For very large clouds a random subset of 20k reference points is used."""
-    ref = points
-    if len(points) > 20000:
-        g = torch.Generator(device="cpu").manual_seed(0)
-        ref = points[torch.randperm(len(points), generator=g)[:20000].to(points.device)]
-    if min(k + 1, len(ref)) <= 1:  # nothing to skip: the nearest reference point (itself, when in ref)
-        return knn(points, ref, 1, chunk=chunk)[0][:, 0]
-    return knn(points, ref, k, chunk=chunk, exclude_self=True)[0].mean(1)
+    """Mean distance ``[P]`` of each of ``points  # [P, 3]`` to its ``k`` nearest other points, exact.
+
+    Up to ``EXACT_TORCH_MAX`` points: chunked float32 ``torch.cdist`` over every point, the point itself dropped
+    (as before, so small initial clouds train bit for bit as they did). Bigger clouds: scipy's ``cKDTree`` on
+    the CPU, :func:`knn_mean_distance_torch64` on CUDA; both in float64, cast back to the points' dtype. A cloud
+    of one point gets 0 (no other point)."""
+    P = len(points)
+    if P <= 1:
+        return torch.zeros(P, device=points.device, dtype=points.dtype)
+    if P <= EXACT_TORCH_MAX:
+        return knn(points, points, k, chunk=chunk, exclude_self=True)[0].mean(1)
+    if points.is_cuda:
+        return knn_mean_distance_torch64(points, k, chunk=chunk)
+    from scipy.spatial import cKDTree
+
+    xyz = points.detach().double().cpu().numpy()
+    dist, _ = cKDTree(xyz).query(xyz, k=min(k + 1, P))  # [P, k+1] ascending, the point itself (0) first
+    return torch.from_numpy(dist[:, 1:].mean(1)).to(device=points.device, dtype=points.dtype)
+
+
+def knn_mean_distance_torch64(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
+    """``knn_mean_distance`` on any device by brute force in float64 (differences, not the matrix-product
+    expansion that float32 ``cdist`` uses on large inputs and that cancels for close points far from the
+    origin). points: Tensor  # [P, 3] (P >= 2); returns Tensor  # [P] in the points' dtype."""
+    xyz = points.detach().double()
+    kk = min(k + 1, len(xyz))
+    out = []
+    for s in range(0, len(xyz), chunk):
+        d = torch.cdist(xyz[s:s + chunk], xyz, compute_mode="donot_use_mm_for_euclid_dist")
+        out.append(d.topk(kk, dim=1, largest=False).values[:, 1:].mean(1))
+    return torch.cat(out).to(points.dtype)
 
 
 class GaussianModel(nn.Module):

@@ -26,9 +26,13 @@ METRICS_NAME = "metrics.json"
 HISTORY_NAME = "history.json"
 RENDERS_NAME = "renders"
 TB_NAME = "tb"
+PSNR_CURVE_NAME, MIOU_CURVE_NAME = "psnr_vs_time.png", "miou_vs_time.png"  # dff_gs.plots, periodic evaluation
 LOCK_NAME = ".dff.lock"
+EXPORT_SUFFIXES = {"ply": ".plain.ply", "splat": ".splat", "ply_compressed": ".compressed.ply"}
+"""Viewer exports (``--export``, dff_gs.io.export): format -> the suffix that replaces ``.ply`` of the PLY's name."""
+EXPORT_NAMES = tuple(PLY_NAME[: -len(".ply")] + s for s in EXPORT_SUFFIXES.values())
 RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, PLY_NAME, SIDECAR_NAME, NERF_MODEL_NAME, METRICS_NAME, HISTORY_NAME,
-             RENDERS_NAME, TB_NAME)
+             RENDERS_NAME, TB_NAME, PSNR_CURVE_NAME, MIOU_CURVE_NAME, *EXPORT_NAMES)
 """Everything a run writes into its folder (the lock aside)."""
 
 

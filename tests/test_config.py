@@ -54,3 +54,18 @@ def test_help_shows_what_a_bare_run_uses_and_presets_layer_on_it(tmp_path, capsy
     expected = to_dict(Config())
     expected["strategy"]["max_gaussians"] = 7
     assert to_dict(layered) == expected
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--export", "splat,obj"], "train.export='obj': not an export format"),
+    (["--up", "x"], "train.export_up='x': must be one of z | y"),
+    (["--export", "splat", "--backbone", "nerf"], "the NeRF backbone has no Gaussians to export"),
+    (["train.lpips_weights=/no/such/alexnet.pth"], "train.lpips_weights=/no/such/alexnet.pth: no such file"),
+    (["train.image_every=-1"], "train.image_every=-1: must be >= 0"),
+])
+def test_export_and_metric_keys_checked_before_any_work(flags, message):
+    from dff_gs.train.validate import validate_config
+
+    cfg = resolve_config(build_parser().parse_args(flags))
+    with pytest.raises(ConfigError, match=message.replace("|", r"\|")):
+        validate_config(cfg)

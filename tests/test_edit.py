@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dff_gs.edit import SelectionConfig, cleanup_mask, ops
-from dff_gs.edit.color import dc_colors, hue_matrix
+from dff_gs.edit.color import apply_color_matrix, dc_colors, hue_matrix, sh_bound
 from dff_gs.edit.script import load_script, parse_script
 from dff_gs.edit.transforms import Similarity, axis_angle_matrix, matrix_to_quat, quat_multiply, quat_to_matrix
 from dff_gs.errors import ConfigError
@@ -137,19 +137,32 @@ def test_scale_translate_and_bad_transforms():
 # ------------------------------------------------------------------------------------------- recolour
 def test_recolor_keeps_view_dependence_and_hits_the_target():
     model, labels = blobs(sh_degree=2)
+    with torch.no_grad():
+        model.params["shN"].mul_(0.25)  # view dependence of a trained scene's size: most colours stay displayable
     mask = labels == 0
     d = F.normalize(torch.randn(mask.sum(), 3, generator=torch.Generator().manual_seed(3)), dim=-1)
     colour = lambda m: eval_sh(2, m.get_sh().detach()[mask], d) + 0.5  # noqa: E731
     res = ops.recolor(model, mask, hue=120.0)
-    torch.testing.assert_close(colour(res.model), colour(model) @ hue_matrix(120.0).T, atol=1e-5, rtol=1e-5)
+    # where the mapped colour is displayable in every direction, c(d) -> M c(d) exactly; elsewhere it is kept
+    # within [0, 1] (clamp_displayable), so that 8-bit viewers show what our renderer shows
+    mapped0, mappedN = apply_color_matrix(model.params["sh0"].detach()[mask], model.params["shN"].detach()[mask],
+                                          hue_matrix(120.0))
+    bound = sh_bound(mappedN)
+    fine = ((dc_colors(mapped0) >= bound) & (dc_colors(mapped0) <= 1 - bound) & (bound <= 0.5)).all(-1)
+    assert 0 < int(fine.sum()) < int(mask.sum()) and res.info["clamped_to_displayable"] == int((~fine).sum())
+    expected = colour(model) @ hue_matrix(120.0).T
+    torch.testing.assert_close(colour(res.model)[fine], expected[fine], atol=1e-5, rtol=1e-5)
+    assert colour(res.model)[~fine].min() >= -1e-6 and colour(res.model)[~fine].max() <= 1 + 1e-6
     assert torch.equal(res.model.params["sh0"][~mask], model.params["sh0"][~mask])
-    target = [0.9, 0.2, 0.1]
+    target = [0.6, 0.2, 0.1]  # the selection's mean colour becomes the target (the brightest clipped at 1)
     tinted = ops.recolor(model, mask, color=target).model
     torch.testing.assert_close(dc_colors(tinted.params["sh0"].detach()[mask]).mean(0), torch.tensor(target),
                                atol=0.05, rtol=0)
     flat = ops.recolor(model, mask, color="#ff0000", shading=False).model
+    b = sh_bound(flat.params["shN"].detach()[mask])  # pure red, moved inside by the kept view-dependent part
+    red = torch.tensor([1.0, 0.0, 0.0]).expand(int(mask.sum()), 3)
     torch.testing.assert_close(dc_colors(flat.params["sh0"].detach()[mask]),
-                               torch.tensor([1.0, 0.0, 0.0]).expand(int(mask.sum()), 3), atol=1e-5, rtol=0)
+                               torch.minimum(torch.maximum(red, b), 1 - b), atol=1e-5, rtol=0)
     with pytest.raises(ConfigError):
         ops.recolor(model, mask, color="not a colour")
     with pytest.raises(ConfigError):
@@ -287,8 +300,12 @@ def test_edit_cli_end_to_end_and_the_result_reads_back(saved, tmp_path, capsys):
     before = digest(ply)
     out = tmp_path / "out" / "edited.ply"
     assert run_edit(ply, "--text", "couch", "--op", "recolor", "--color", "1,0,0", "--op", "translate",
-                    "--offset", 0, 0.3, 0, "--out", out, "--views", 1) == 0
+                    "--offset", 0, 0.3, 0, "--out", out, "--views", 1, "--export", "splat,ply", "--up", "y") == 0
     printed = capsys.readouterr().out
+    assert "exported" in printed and (out.parent / "edited.splat").stat().st_size == 32 * 120
+    assert (out.parent / "edited.plain.ply").is_file()
+    assert run_edit(ply, "--text", "couch", "--op", "delete", "--out", out.with_name("x.ply"), "--export", "spz") == 2
+    assert "--export='spz': not an export format" in capsys.readouterr().err
     assert "selected 40 Gaussians" in printed and "recolor" in printed
     summary = json.loads(out.with_name("edited.edit.json").read_text())
     assert summary["selection"]["selected"] == 40

@@ -254,7 +254,13 @@ def test_nerf_resume_continues_exactly(tiny_scene, tmp_path, monkeypatch):
     from dff_gs.pipeline import run
 
     extra = ("train.steps=8", "train.eval_every=0", "nerf.occ_update_every=3", "nerf.occ_warmup=4")
-    run(tiny_cfg(tiny_scene, tmp_path / "full", tmp_path / "cache", *extra), progress=False)
+    # the straight run also logs a comparison image every 4 steps: that must not change what it trains
+    run(tiny_cfg(tiny_scene, tmp_path / "full", tmp_path / "cache", *extra, "train.image_every=4"), progress=False)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "full" / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    assert [(e.step, e.width) for e in events.Images("train/comparison")] == [(4, 3 * 48), (8, 3 * 48)]
     original = NerfTrainer.train_step
 
     def stop_at_5(self):

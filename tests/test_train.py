@@ -38,10 +38,13 @@ def tiny_cfg(scene, out, *extra):
 
 
 def test_run_writes_run_folder(tiny_scene, tmp_path):
-    metrics = run(tiny_cfg(tiny_scene, tmp_path / "run"), progress=False)
+    metrics = run(tiny_cfg(tiny_scene, tmp_path / "run", "train.export=splat,ply_compressed"), progress=False)
     out = tmp_path / "run"
-    for name in ["config.yaml", "checkpoint.pt", "point_cloud.ply", "point_cloud.dff.json", "metrics.json"]:
+    for name in ["config.yaml", "checkpoint.pt", "point_cloud.ply", "point_cloud.dff.json", "metrics.json",
+                 "point_cloud.splat", "point_cloud.compressed.ply"]:
         assert (out / name).is_file(), name
+    assert (out / "point_cloud.splat").stat().st_size == 32 * metrics["num_gaussians"]
+    assert metrics["lpips"] == "unavailable (no weights)"
     assert list((out / "renders").glob("*.png"))
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["num_gaussians"] == metrics["num_gaussians"] > 0
@@ -115,14 +118,51 @@ def test_unknown_teacher_is_a_config_error(tiny_scene, tmp_path):
 def test_tensorboard_events_read_back(tiny_scene, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run(tiny_cfg(tiny_scene, tmp_path / "tb", "train.log=tensorboard", "train.log_every=5"), progress=False)
-    events = EventAccumulator(str(tmp_path / "tb" / "tb"))
+    run(tiny_cfg(tiny_scene, tmp_path / "tb", "train.log=tensorboard", "train.log_every=5", "train.image_every=10",
+                 "train.eval_every=12"), progress=False)
+    events = EventAccumulator(str(tmp_path / "tb" / "tb"), size_guidance={"images": 0})
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/loss_rgb", "train/psnr", "train/num_gaussians", "eval/psnr"} <= tags
+    assert {"train/loss", "train/loss_rgb", "train/psnr", "train/num_gaussians", "eval/psnr", "eval/ssim"} <= tags
+    assert "eval/lpips" not in tags  # no weights: "unavailable (no weights)" in metrics.json, no number logged
     assert [e.step for e in events.Scalars("train/loss")] == [5, 10, 15, 20, 24]
-    assert [e.step for e in events.Scalars("eval/psnr")] == [24]
+    assert [e.step for e in events.Scalars("eval/psnr")] == [12, 24]
+    images = events.Images("train/comparison")
+    assert [e.step for e in images] == [10, 20]
+    assert (images[0].width, images[0].height) == (2 * 48, 36)  # render | ground truth (teacher none: no PCA)
+    # periodic evaluation: PSNR / mIoU against time drawn with matplotlib in the run folder
+    assert (tmp_path / "tb" / "psnr_vs_time.png").stat().st_size > 1000
     history = json.loads((tmp_path / "tb" / "history.json").read_text())
     assert events.Scalars("train/psnr")[-1].value == pytest.approx(history["history"][-1]["psnr"], rel=1e-6)
     run(tiny_cfg(tiny_scene, tmp_path / "none", "train.log=none"), progress=False)
     assert not (tmp_path / "none" / "tb").exists()
+
+
+def test_comparison_image_does_not_change_training(tiny_scene, tmp_path):
+    """Logging images every 4 steps (render | ground truth | feature PCA) leaves the run bit-identical."""
+    from dff_gs.train.preview import feature_pca
+
+    extra = ("teacher.name=labels", "train.steps=12")
+    a = run(tiny_cfg(tiny_scene, tmp_path / "a", *extra, "train.log=none"), progress=False)
+    b = run(tiny_cfg(tiny_scene, tmp_path / "b", *extra, "train.image_every=4"), progress=False)
+    assert a["psnr"] == b["psnr"] and a["num_gaussians"] == b["num_gaussians"]
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 1, 30).reshape(6, 5, 1)  # features varying along one direction, plus a little noise
+    feats = t * torch.randn(1, 1, 8, generator=g) + 0.01 * torch.randn(6, 5, 8, generator=g)
+    pca = feature_pca(feats)
+    assert pca.shape == (6, 5, 3) and 0 <= pca.min() and pca.max() <= 1 and torch.equal(pca, feature_pca(feats))
+    assert abs(torch.corrcoef(torch.stack([pca[..., 0].flatten(), t.flatten()]))[0, 1]) > 0.99
+
+
+def test_no_matplotlib_one_line(monkeypatch, tmp_path, capsys):
+    import dff_gs.plots as plots
+
+    history = [{"step": 10, "seconds": 1.0, "psnr": 20.0, "miou": 0.5}, {"step": 20, "seconds": 2.0, "psnr": 22.0}]
+    assert [p.name for p in plots.plot_run_curves(tmp_path, history, "run")] == ["psnr_vs_time.png",
+                                                                               "miou_vs_time.png"]
+    assert plots.plot_run_curves(tmp_path / "single", history[:1], "run") == []  # no periodic evaluation
+    monkeypatch.setattr(plots, "_pyplot", lambda: None)
+    assert plots.plot_run_curves(tmp_path / "x", history, "run") == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no PSNR / mIoU curves drawn: matplotlib is not installed" in err[0]
+    assert not (tmp_path / "x").exists()

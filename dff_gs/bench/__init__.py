@@ -29,7 +29,6 @@ from typing import Optional
 import torch
 
 from dff_gs.run_dir import HISTORY_NAME, PLY_NAME, SIDECAR_NAME
-from dff_gs.utils import atomic_write_path
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = {"gs": ROOT / "configs" / "default.yaml", "nerf": ROOT / "configs" / "nerf.yaml"}
@@ -209,7 +208,7 @@ def bench_one(backbone: str, args) -> dict:
     with torch.no_grad():
         fps = time_renders(timed, cams, device, args.fps_views)
         query = time_query(backbone, model, meta, cams[[0]], device)
-    result = {k: metrics[k] for k in ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel",
+    result = {k: metrics[k] for k in ("psnr", "ssim", "lpips", "miou", "accuracy", "depth_delta1", "depth_absrel",
                                       "teacher_miou", "train_seconds", "num_gaussians", "num_parameters")
               if k in metrics}
     result.update(render_fps=fps, **query, model_mb=sum(f.stat().st_size for f in files if f.is_file()) / 2**20,
@@ -257,7 +256,8 @@ def _fmt(v, digits: int = 3) -> str:
 def markdown(report: dict) -> str:
     """The side-by-side table, the goals and the machine, as Markdown."""
     gs, nerf, cmp_, m = report["gs"], report["nerf"], report["comparison"], report["machine"]
-    rows = [("test PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("mIoU", "miou", 3), ("accuracy", "accuracy", 3),
+    rows = [("test PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3), ("LPIPS", "lpips", 3), ("mIoU", "miou", 3),
+            ("accuracy", "accuracy", 3),
             ("2D teacher mIoU", "teacher_miou", 3), ("depth δ<1.25", "depth_delta1", 3),
             ("depth AbsRel", "depth_absrel", 3), ("train steps", "steps", 0),
             ("train wall time (s)", "train_seconds", 1), ("time to the NeRF's final PSNR (s)", "time_to_nerf_psnr", 1),
@@ -288,95 +288,3 @@ def markdown(report: dict) -> str:
               f"other labels; eval every {gs.get('eval_every')} (GS) / {nerf.get('eval_every')} (NeRF) steps, "
               f"evaluation time excluded from the training clocks."]
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------- plots
-COLOURS = {"gs": (31, 119, 180), "nerf": (214, 39, 40)}
-
-
-def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=10 * mag)
-    start = math.floor(lo / step) * step
-    return [start + i * step for i in range(int(math.ceil((hi - start) / step)) + 1)]
-
-
-def plot_curves(series: dict, key: str, ylabel: str, path: Path, title: str, reference: Optional[float] = None,
-                reference_label: str = "") -> Path:
-    """``key`` of each backbone's eval history against training seconds, both on one plot (matplotlib when
-    installed, else drawn with PIL), with an optional dashed horizontal ``reference`` line."""
-    curves = {b: ([r["seconds"] for r in h if key in r], [r[key] for r in h if key in r]) for b, h in series.items()}
-    curves = {b: c for b, c in curves.items() if c[0]}
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-        for b, (xs, ys) in curves.items():
-            ax.plot(xs, ys, marker="o", ms=3, label=NAMES[b], color=[c / 255 for c in COLOURS[b]])
-        if reference is not None:
-            ax.axhline(reference, ls="--", color="grey", lw=1, label=reference_label)
-        ax.set_xlabel("training wall time (s)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        with atomic_write_path(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-        plt.close(fig)
-        return path
-    except ImportError:
-        pass
-    from PIL import Image, ImageDraw
-
-    W, H, L, R, T, B = 720, 460, 70, 20, 40, 55
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img)
-    xs_all = [x for xs, _ in curves.values() for x in xs] or [0.0, 1.0]
-    ys_all = [y for _, ys in curves.values() for y in ys if math.isfinite(y)] or [0.0, 1.0]
-    if reference is not None and math.isfinite(reference):
-        ys_all.append(reference)
-    xt = _nice_ticks(0.0, max(xs_all))
-    yt = _nice_ticks(min(ys_all), max(ys_all))
-    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return (L + (x - x0) / (x1 - x0 or 1) * (W - L - R), H - B - (y - y0) / (y1 - y0 or 1) * (H - T - B))
-
-    for x in xt:
-        p = px(x, y0)
-        d.line([p, px(x, y1)], fill=(225, 225, 225))
-        d.text((p[0] - 10, H - B + 6), f"{x:g}", fill="black")
-    for y in yt:
-        p = px(x0, y)
-        d.line([p, px(x1, y)], fill=(225, 225, 225))
-        d.text((6, p[1] - 6), f"{y:.4g}", fill="black")
-    d.rectangle([L, T, W - R, H - B], outline="black")
-    if reference is not None and math.isfinite(reference):
-        (xa, ya), (xb, _) = px(x0, reference), px(x1, reference)
-        for xd in range(int(xa), int(xb), 12):  # dashed
-            d.line([(xd, ya), (min(xd + 6, xb), ya)], fill=(128, 128, 128), width=1)
-    for b, (xs, ys) in curves.items():
-        pts = [px(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
-        if len(pts) > 1:
-            d.line(pts, fill=COLOURS[b], width=2)
-        for p in pts:
-            d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=COLOURS[b])
-    entries = [(NAMES[b], COLOURS[b]) for b in curves] + ([(reference_label, (128, 128, 128))] if reference_label
-                                                          and reference is not None else [])
-    lx, ly = W - R - 190, H - B - 12 - 18 * len(entries)  # legend: lower right, on white
-    d.rectangle([lx - 8, ly - 6, W - R - 6, H - B - 6], fill="white", outline=(200, 200, 200))
-    for i, (label, colour) in enumerate(entries):
-        d.line([(lx, ly + 6 + 18 * i), (lx + 26, ly + 6 + 18 * i)], fill=colour, width=3)
-        d.text((lx + 34, ly + 18 * i), label, fill="black")
-    d.text((W // 2 - 3 * len(title), 12), title, fill="black")
-    d.text((W // 2 - 60, H - 22), "training wall time (s)", fill="black")
-    d.text((6, T - 18), ylabel, fill="black")
-    with atomic_write_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path

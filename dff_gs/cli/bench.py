@@ -16,7 +16,8 @@ from typing import Optional
 
 import torch
 
-from dff_gs.bench import NAMES, ROOT, bench_one, compare, machine_info, make_config, markdown, plot_curves
+from dff_gs.bench import NAMES, ROOT, bench_one, compare, machine_info, make_config, markdown
+from dff_gs.plots import plot_curves
 from dff_gs.errors import DffError
 from dff_gs.pipeline.common import write_json
 from dff_gs.utils import atomic_write_path
@@ -104,12 +105,13 @@ def main(argv: Optional[list[str]] = None) -> int:
               **results}
     if len(results) == 2:
         report["comparison"] = compare(results["gs"], results["nerf"])
-        histories = {b: r.get("eval_history", []) for b, r in results.items()}
+        histories = {NAMES[b]: r.get("eval_history", []) for b, r in results.items()}
         nerf = results["nerf"]
+        colours = {NAMES["gs"]: "tab:blue", NAMES["nerf"]: "tab:red"}
         plot_curves(histories, "psnr", "test PSNR (dB)", out / "psnr_vs_time.png", "Held-out PSNR vs training time",
-                    nerf.get("psnr"), "NeRF final PSNR")
+                    nerf.get("psnr"), "NeRF final PSNR", colours)
         plot_curves(histories, "miou", "test mIoU", out / "miou_vs_time.png", "Held-out mIoU vs training time",
-                    nerf.get("miou"), "NeRF final mIoU")
+                    nerf.get("miou"), "NeRF final mIoU", colours)
         text = markdown(report)
         with atomic_write_path(out / "bench.md") as tmp:
             tmp.write_text(text)

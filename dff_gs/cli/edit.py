@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="views the before | after renders are chosen from")
     r.add_argument("--views", type=int, default=3, help="number of before | after renders (0: none)")
     r.add_argument("--quiet", action="store_true", help="no progress bars, summary only")
+    x = p.add_argument_group("viewer exports (beside --out, through gsplat's exporter; --out stays the primary)")
+    x.add_argument("--export", default="", help="comma list of ply (plain 3DGS PLY, no features) | splat | "
+                                                "ply_compressed")
+    x.add_argument("--up", default="z", help="up axis of the exports: z (our world) | y (Y-up viewers)")
     return p
 
 
@@ -113,11 +117,13 @@ def script_from_args(args):
 def run_edit(args) -> dict:
     """Everything ``edit.py`` does; returns the summary (also written beside the PLY)."""
     from dff_gs.edit.export import export_edit
+    from dff_gs.io.export import check_up, parse_exports
 
     script = script_from_args(args)
+    exports, up = parse_exports(args.export), check_up(args.up)
     return export_edit(args.model, script, args.out, data=args.data, backend=args.backend, force=args.force,
                        views=args.views, split=args.split, base_dir=Path(args.script).parent if args.script else ".",
-                       progress=not args.quiet)
+                       progress=not args.quiet, exports=exports, up=up)
 
 
 def format_summary(summary: dict) -> str:
@@ -141,6 +147,8 @@ def format_summary(summary: dict) -> str:
     lines.append(f"wrote {summary['output']} (+ sidecar), {summary['summary']}"
                  + (f", {len(summary['renders'])} before | after renders in {Path(summary['renders'][0]).parent}"
                     if summary.get("renders") else ""))
+    if summary.get("exports"):
+        lines.append(f"exported {', '.join(summary['exports'])}")
     return "\n".join(lines)
 
 

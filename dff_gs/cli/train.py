@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lift-steps", type=int, help="then distil the features alone for N steps (= lift.steps)")
     p.add_argument("--viewer", action="store_true", help="watch the Gaussians train in the browser, on port 8080 "
                                                          "(= train.viewer=8080; another port: train.viewer=PORT)")
+    p.add_argument("--export", help="viewer exports beside point_cloud.ply, through gsplat's exporter: a comma list "
+                                    "of ply | splat | ply_compressed (= train.export)")
+    p.add_argument("--up", help="up axis of the exports: z (our world) | y (Y-up viewers) (= train.export_up)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     return p
@@ -92,13 +95,16 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         "lift.enabled": True if args.lift else None,
         "lift.steps": args.lift_steps,
         "train.viewer": 8080 if args.viewer else None,
+        "train.export": args.export,
+        "train.export_up": args.up,
     }
     return [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
 
 
 RESUME_MAY_CHANGE = {"resume", "out", "force", "train.device", "train.backend", "train.log_every",
                      "train.checkpoint_every", "train.checkpoint_minutes", "train.eval_every", "train.num_render_views",
-                     "train.viewer", "train.viewer_every"}
+                     "train.viewer", "train.viewer_every", "train.image_every", "train.lpips_weights", "train.export",
+                     "train.export_up"}
 """Keys a resumed run may set differently from the run it continues: where and how it runs and reports, not what it
 trains. ``data.path`` may name the same scene by another path (or where it moved)."""
 

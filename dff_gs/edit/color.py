@@ -98,3 +98,38 @@ def apply_color_matrix(sh0: Tensor, shN: Tensor, M: Tensor) -> tuple[Tensor, Ten
     M = M.to(sh0)
     c = dc_colors(sh0) @ M.T
     return rgb_to_sh0(c)[:, None], shN @ M.T
+
+
+def sh_bound(shN: Tensor) -> Tensor:
+    """The largest ``|sum_k Y_k(d) shN_k|`` over all directions ``d``, bounded per channel: band ``l`` adds at most
+    ``sqrt((2l + 1) / 4 pi) |c_l|`` (the addition theorem: ``sum_m Y_lm(d)^2 = (2l + 1) / 4 pi`` for the orthonormal
+    real SH; exact for one band).  shN: Tensor  # [N, K-1, 3]; returns Tensor  # [N, 3]"""
+    bound = shN.new_zeros(shN.shape[0], 3)
+    l, start = 1, 0
+    while start < shN.shape[1]:
+        band = shN[:, start:start + 2 * l + 1]
+        bound = bound + math.sqrt((2 * l + 1) / (4 * math.pi)) * band.norm(dim=1)
+        start, l = start + 2 * l + 1, l + 1
+    return bound
+
+
+def clamp_displayable(sh0: Tensor, shN: Tensor) -> tuple[Tensor, Tensor, int]:
+    """``(sh0, shN)`` changed as little as possible so that each Gaussian's colour ``c(d)`` lies in [0, 1] in every
+    direction: a view-dependent part larger than 0.5 (:func:`sh_bound`) is scaled down to 0.5, then the DC colour
+    is clamped to ``[bound, 1 - bound]`` (so within [0, 1]). Gaussians already inside keep their exact
+    coefficients. Returns the new tensors and how many Gaussians changed.
+
+    A colour map can push colours above 1 (a dark object tinted light: DC up to 2.7 on the sofa). Our renderer
+    composites such values and clips only the pixel, but 8-bit viewers and exports (``.splat``, compressed PLY,
+    SPZ) clip each Gaussian's colour first: the two would show different pictures.
+
+    sh0: Tensor  # [N, 1, 3]; shN: Tensor  # [N, K-1, 3]
+    """
+    bound = sh_bound(shN)
+    scale = (0.5 / bound.clamp_min(1e-12)).clamp(max=1.0)  # [N, 3]
+    bound = bound * scale
+    rgb = dc_colors(sh0)
+    outside = ((rgb < bound) | (rgb > 1 - bound) | (scale < 1)).any(-1)  # [N]
+    new0 = torch.where(outside[:, None], rgb_to_sh0(torch.minimum(torch.maximum(rgb, bound), 1 - bound)), sh0[:, 0])
+    newN = torch.where(outside[:, None, None], shN * scale[:, None, :], shN)
+    return new0[:, None], newN, int(outside.sum())

@@ -8,7 +8,7 @@ lock from the existence check to the last write.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from dff_gs.edit.apply import EditOutcome, apply_script
 from dff_gs.edit.outputs import OutputPaths, before_after_panels, check_outputs, pick_views, write_outputs
@@ -19,16 +19,18 @@ from dff_gs.query import QueryContext
 
 def export_edit(model: Union[str, Path, QueryContext], script: EditScript, out: Union[str, Path], *,
                 data: Optional[str] = None, backend: str = "auto", force: bool = False, views: int = 3,
-                split: str = "test", base_dir: Union[str, Path] = ".", progress: bool = False) -> dict:
+                split: str = "test", base_dir: Union[str, Path] = ".", progress: bool = False,
+                exports: Sequence[str] = (), up: str = "z") -> dict:
     """Apply ``script`` to ``model`` (a run folder or PLY, opened with ``data`` / ``backend``, or an open
     :class:`QueryContext`) and write the outputs at ``out`` (``force``: replace existing outputs; the input is
-    never overwritten). ``views`` before | after renders of the ``split`` views. Returns the summary (also
+    never overwritten). ``views`` before | after renders of the ``split`` views; ``exports`` (``ply``, ``splat``,
+    ``ply_compressed``) written beside, ``up`` their up axis (:mod:`dff_gs.io.export`). Returns the summary (also
     written beside the PLY), with ``summary`` naming that file."""
     from dff_gs.runs import resolve_ply
 
     ply = Path(model.source) if isinstance(model, QueryContext) else resolve_ply(model)
     with OutputLock(OutputPaths.for_ply(out).lock, f"output {out}"):  # one writer per output
-        paths = check_outputs(ply, out, force)  # before any work
+        paths = check_outputs(ply, out, force, exports, up)  # before any work
         ctx = model if isinstance(model, QueryContext) else QueryContext.open(model, data=data, backend=backend)
         outcome = apply_script(ctx, script, EditEnv(meta=ctx.meta, base_dir=Path(base_dir)), progress=progress)
         summary = {"input": str(ply), "output": str(paths.ply), **outcome.summary}

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.edit.color import LUMA, apply_color_matrix, color_matrix, dc_colors, parse_color
+from dff_gs.edit.color import LUMA, apply_color_matrix, clamp_displayable, color_matrix, dc_colors, parse_color
 from dff_gs.edit.transforms import Similarity
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import PARAM_KEYS, GaussianModel, num_sh_bases, rgb_to_sh0
@@ -85,7 +85,9 @@ def recolor(model: GaussianModel, mask: Tensor, color=None, hue: float = 0.0, sa
             brightness: float = 1.0, shading: bool = True) -> OpResult:
     """Recolour the selection (see :mod:`dff_gs.edit.color`): tint to ``color`` (keeping each Gaussian's
     shading if ``shading``, else a flat DC colour with the view-dependent part tinted), then ``hue`` (degrees),
-    ``saturation`` and ``brightness`` factors."""
+    ``saturation`` and ``brightness`` factors. The new colours are kept within [0, 1] in every direction
+    (:func:`~dff_gs.edit.color.clamp_displayable`: DC clamped, an oversized view-dependent part scaled down), so
+    that 8-bit viewers and exports show what our renderer shows."""
     mask = _check_mask(model, mask, "recolor")
     rgb = parse_color(color) if color is not None else None
     if rgb is None and hue == 0 and saturation == 1 and brightness == 1:
@@ -98,9 +100,10 @@ def recolor(model: GaussianModel, mask: Tensor, color=None, hue: float = 0.0, sa
     if rgb is not None and not shading:  # flat target colour, then the hue / saturation / brightness change
         flat = torch.tensor(rgb).to(sh0) @ color_matrix(None, hue, saturation, brightness).to(sh0).T
         new0 = rgb_to_sh0(flat).expand_as(sh0[:, 0])[:, None].clone()
+    new0, newN, clamped = clamp_displayable(new0, newN)
     params["sh0"][mask], params["shN"][mask] = new0, newN
     info = {"recolored": int(mask.sum()), "matrix": M.tolist(), "mean_color_before": dc_colors(sh0).mean(0).tolist(),
-            "mean_color_after": dc_colors(new0).mean(0).tolist()}
+            "mean_color_after": dc_colors(new0).mean(0).tolist(), "clamped_to_displayable": clamped}
     return OpResult(with_params(model, params), mask, info)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,13 +31,18 @@ class OutputPaths:
     sidecar: Path
     summary: Path
     renders: Path
+    exports: dict[str, Path] = field(default_factory=dict)  # viewer exports (--export): format -> file
+    up: str = "z"  # their up axis (--up)
 
     @classmethod
-    def for_ply(cls, out: str | Path) -> "OutputPaths":
+    def for_ply(cls, out: str | Path, exports: Sequence[str] = (), up: str = "z") -> "OutputPaths":
+        from dff_gs.io.export import check_up, export_paths
+
         out = Path(out)
         if out.suffix.lower() != ".ply":
             raise ConfigError(f"{out}: the output must be a .ply file")
-        return cls(out, sidecar_path(out), out.with_name(out.stem + ".edit.json"), out.with_name(out.stem + "_renders"))
+        return cls(out, sidecar_path(out), out.with_name(out.stem + ".edit.json"), out.with_name(out.stem + "_renders"),
+                   export_paths(out, exports), check_up(up))
 
     @property
     def lock(self) -> Path:
@@ -45,20 +50,22 @@ class OutputPaths:
         return self.ply.with_name(f".{self.ply.name}.lock")
 
     def existing(self) -> list[Path]:
-        return [p for p in (self.ply, self.sidecar, self.summary, self.renders) if p.exists()]
+        return [p for p in (self.ply, self.sidecar, self.summary, self.renders, *self.exports.values()) if p.exists()]
 
 
-def check_outputs(input_ply: str | Path, out: str | Path, force: bool = False) -> OutputPaths:
+def check_outputs(input_ply: str | Path, out: str | Path, force: bool = False, exports: Sequence[str] = (),
+                  up: str = "z") -> OutputPaths:
     """The output paths, after refusing to overwrite the input (ever) or existing outputs (without ``force``)."""
-    paths = OutputPaths.for_ply(out)
+    paths = OutputPaths.for_ply(out, exports, up)
     inp = Path(input_ply).resolve()
     protected = {inp, sidecar_path(inp).resolve()}
-    if {paths.ply.resolve(), paths.sidecar.resolve(), paths.summary.resolve()} & protected:
+    if {paths.ply.resolve(), paths.sidecar.resolve(), paths.summary.resolve(),
+            *(e.resolve() for e in paths.exports.values())} & protected:
         raise ConfigError(f"{paths.ply}: refusing to overwrite the input {inp}; choose another --out")
     clash = paths.existing()
     if clash and not force:
         raise ConfigError(f"{clash[0]}: exists; pass --force to overwrite, or choose another --out")
-    for p in (paths.ply, paths.sidecar, paths.summary):
+    for p in (paths.ply, paths.sidecar, paths.summary, *paths.exports.values()):
         if p.is_dir():
             raise ConfigError(f"{p}: is a folder; --out names the edited .ply file")
     return paths
@@ -105,7 +112,8 @@ def sidecar_metadata(meta: dict, summary: dict) -> dict:
 
 def write_outputs(model: GaussianModel, meta: dict, paths: OutputPaths, summary: dict,
                   panels: dict[str, np.ndarray]) -> None:
-    """Write the before | after PNGs (into a fresh folder swapped in whole), the PLY + sidecar, then the summary.
+    """Write the before | after PNGs (into a fresh folder swapped in whole), the PLY + sidecar, the viewer exports
+    (``paths.exports``), then the summary.
 
     The files of one edit carry one ``write_id`` (the PLY's header, its sidecar and the summary): a PLY beside
     a sidecar of another write (a write cut short by a full disk) is refused on load instead of mixing, and the
@@ -116,6 +124,10 @@ def write_outputs(model: GaussianModel, meta: dict, paths: OutputPaths, summary:
     summary["write_id"] = write_id
     write_renders(paths.renders, panels)
     save_ply(model, paths.ply, metadata=sidecar_metadata(meta, summary), write_id=write_id)
+    if paths.exports:
+        from dff_gs.io.export import export_model
+
+        summary["exports"] = [str(p) for p in export_model(model, paths.ply, list(paths.exports), paths.up)]
     with atomic_write_path(paths.summary) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
 

@@ -66,10 +66,21 @@ def ssim_map(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5)
 
 
 def ssim(pred: Tensor, target: Tensor) -> float:
-    """Mean SSIM of images in [0, 1].  pred, target: Tensor  # [B, H, W, 3] or [H, W, 3]"""
+    """Mean SSIM of images in [0, 1] as nerfstudio and gsplat report it: torchmetrics'
+    ``StructuralSimilarityIndexMeasure(data_range=1.0)`` (11x11 Gaussian window, sigma 1.5, the border where
+    the window does not fit left out), the mean over the images. :func:`ssim_map` (reflection-padded, border
+    kept) is the differentiable one of the loss; the two differ by the border.
+
+    pred, target: Tensor  # [B, H, W, 3] or [H, W, 3]
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     if pred.dim() == 3:
         pred, target = pred[None], target[None]
-    return float(ssim_map(pred.clamp(0, 1), target).mean())
+    x = pred.clamp(0, 1).permute(0, 3, 1, 2).float()
+    y = target.to(x).permute(0, 3, 1, 2)
+    per_image = structural_similarity_index_measure(x, y, data_range=1.0, reduction="none")
+    return float(per_image.mean())
 
 
 def confusion_matrix(pred: Tensor, gt: Tensor, num_classes: int) -> Tensor:

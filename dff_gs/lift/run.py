@@ -58,7 +58,7 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.train.evaluate import evaluate
     from dff_gs.train.logger import make_logger
-    from dff_gs.pipeline.common import eval_row, load_run_scene, resolve_device, scene_options, write_json
+    from dff_gs.pipeline.common import eval_row, export_run, load_run_scene, resolve_device, scene_options, write_json
     from dff_gs.utils import seed_everything
 
     check_lift_config(cfg)
@@ -93,12 +93,14 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         metrics.update(evaluate(
             model, test_scene, device=device, backend=cfg.train.backend, background=background,
             class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
-            render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views, progress=progress))
+            render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
+            lpips_weights=cfg.train.lpips_weights, progress=progress))
     lift_meta = {"init_ply": str(Path(cfg.model.init_ply).resolve()), "steps": cfg.lift.steps,
                  "top_k": cfg.lift.top_k, "resolution": cfg.lift.resolution, **lift_info}
     save_ply(model, out_dir / PLY_NAME,
              metadata={"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg),
                        "lift": lift_meta})
+    export_run(cfg, model, out_dir / PLY_NAME)
     write_json(out_dir / METRICS_NAME, metrics)
     final = eval_row(cfg.lift.steps, metrics["train_seconds"], metrics)
     write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "lift": True, "history": tuner.history if tuner else [],

@@ -23,6 +23,7 @@ from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
 from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
                                     start_trainer, write_json)
+from dff_gs.plots import plot_run_curves
 from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import prepare_teacher
@@ -108,9 +109,11 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     if test_scene is not None:
         metrics.update(evaluate(model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
                                 teacher_labels=teacher.test_labels, render_dir=out_dir / RENDERS_NAME,
-                                num_render_views=cfg.train.num_render_views, progress=progress))
+                                num_render_views=cfg.train.num_render_views, lpips_weights=cfg.train.lpips_weights,
+                                progress=progress))
     record_final_eval(trainer, metrics)
     save_nerf(model, out_dir / NERF_MODEL_NAME, metadata=meta)
     write_json(out_dir / METRICS_NAME, metrics)
     write_json(out_dir / HISTORY_NAME, {"backbone": "nerf", "history": trainer.history, "eval": trainer.eval_history})
+    plot_run_curves(out_dir, trainer.eval_history, "NeRF-DFF")
     return metrics

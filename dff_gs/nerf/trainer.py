@@ -55,6 +55,7 @@ class NerfTrainer:
                                     self.ncfg.batch_rays, self.ncfg.patch_size)
         self.optimizer = self._make_optimizer()
         self._interrupted = False
+        self._preview_view = (cameras[[0]], images[0])  # what train.image_every logs
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -115,6 +116,12 @@ class NerfTrainer:
             "occupied": self.model.occupancy.occupied_fraction,
             **(out.stats or {}),
         }
+
+    def preview(self) -> Tensor:
+        """Render | ground truth | feature PCA of training view 0 (``train.image_every``).  Tensor  # [H, kW, 3]"""
+        from dff_gs.train.preview import logged_preview
+
+        return logged_preview(self, self.model, self._preview_view[0], self._preview_view[1])
 
     def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
             eval_fn: Optional[Callable[[], dict]] = None) -> None:

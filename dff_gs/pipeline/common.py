@@ -66,7 +66,7 @@ def load_run_scene(cfg: Config, device: Optional[torch.device] = None, progress:
     return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
 
 
-EVAL_KEYS = ("psnr", "ssim", "miou", "accuracy", "depth_delta1", "depth_absrel")
+EVAL_KEYS = ("psnr", "ssim", "lpips", "miou", "accuracy", "depth_delta1", "depth_absrel")
 """Metrics kept in ``history.json``'s periodic held-out evaluation."""
 
 
@@ -78,7 +78,8 @@ def periodic_eval(trainer, test_scene: Optional[SceneData], device: torch.device
 
     def eval_fn() -> dict:
         return evaluate(trainer.model, test_scene, device=device, backend=cfg.train.backend, background=background,
-                        class_embeddings=teacher.class_embeddings, progress=False)
+                        class_embeddings=teacher.class_embeddings, lpips_weights=cfg.train.lpips_weights,
+                        progress=False)
 
     return eval_fn
 
@@ -101,6 +102,15 @@ def record_final_eval(trainer, metrics: dict) -> None:
             logger.scalars(trainer.step, row, "eval")
     if logger is not None:
         logger.close()
+
+
+def export_run(cfg: Config, model, ply: Path) -> list[Path]:
+    """The viewer exports ``train.export`` names, beside the run's PLY (:mod:`dff_gs.io.export`)."""
+    if not cfg.train.export:
+        return []
+    from dff_gs.io.export import export_model, parse_exports
+
+    return export_model(model, ply, parse_exports(cfg.train.export, "train.export"), cfg.train.export_up)
 
 
 def write_json(path: Path, data: dict) -> None:

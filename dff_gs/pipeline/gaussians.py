@@ -12,8 +12,9 @@ from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import save_ply
-from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
-                                    start_trainer, write_json)
+from dff_gs.pipeline.common import (export_run, load_run_scene, periodic_eval, record_final_eval, resolve_device,
+                                    scene_options, start_trainer, write_json)
+from dff_gs.plots import plot_run_curves
 from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
@@ -129,10 +130,12 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         metrics.update(evaluate(model, test_scene, device=device, backend=cfg.train.backend, background=background,
                                 class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
                                 render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
-                                progress=progress))
+                                lpips_weights=cfg.train.lpips_weights, progress=progress))
     save_ply(model, out_dir / PLY_NAME, metadata={"teacher": teacher.meta, "scene": str(scene_path),
                                                   "scene_options": scene_options(cfg)})
+    export_run(cfg, model, out_dir / PLY_NAME)
     write_json(out_dir / METRICS_NAME, metrics)
     record_final_eval(trainer, metrics)
     write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
+    plot_run_curves(out_dir, trainer.eval_history, "Gaussians")
     return metrics

@@ -110,6 +110,13 @@ class TrainConfig:
     viewer: int = option(0, "serve the Gaussians in the browser on this port while training, updated every "
                             "viewer_every steps, with a pause button (0 = off; --viewer: 8080)")
     viewer_every: int = option(25, "steps between two updates of the training viewer")
+    image_every: int = option(0, "with train.log=tensorboard, a comparison image (render | ground truth | feature "
+                                 "PCA) of a training view every N steps (0 = off)")
+    export: str = option("", "viewer exports beside point_cloud.ply through gsplat's exporter, a comma list of "
+                             "ply (plain 3DGS PLY) | splat | ply_compressed (--export)")
+    export_up: str = option("z", "up axis of the exports: z (our world) | y (Y-up viewers such as SuperSplat; --up)")
+    lpips_weights: str = option("", "torchvision AlexNet (or VGG16) state dict for LPIPS in the metrics (never "
+                                    "downloaded); empty: LPIPS is reported as unavailable")
 
 
 @dataclass

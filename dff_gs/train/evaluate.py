@@ -19,6 +19,7 @@ from tqdm import tqdm
 from dff_gs.backbone import Backbone, as_backbone
 from dff_gs.cameras import Cameras
 from dff_gs.data import SceneData
+from dff_gs.eval.lpips import LPIPS_UNAVAILABLE, load_lpips, lpips_distance
 from dff_gs.eval.metrics import confusion_matrix, depth_metrics, psnr, segmentation_metrics, ssim
 from dff_gs.io.images import colorize_labels, depth_to_rgb, save_png, side_by_side
 
@@ -78,6 +79,7 @@ def evaluate(
     teacher_labels: Optional[Tensor] = None,
     render_dir: Optional[Path] = None,
     num_render_views: int = 4,
+    lpips_weights: str = "",
     progress: bool = True,
 ) -> dict:
     """Render every view of ``scene`` (normally the test split) and measure it.
@@ -87,8 +89,10 @@ def evaluate(
             :class:`~dff_gs.backbone.Backbone` (a NeRF)
         class_embeddings: Tensor  # [K, C] text embeddings of scene.class_names (teacher space), or None
         teacher_labels: Tensor  # [V, h, w] the 2D teacher's own predictions on these views, or None
+        lpips_weights: the LPIPS backbone's weights file (``train.lpips_weights``); empty: no LPIPS
     Returns:
-        dict with psnr, ssim, and where they apply depth_delta1 / depth_absrel, miou / accuracy /
+        dict with psnr, ssim (torchmetrics, as nerfstudio / gsplat), lpips (a float, or LPIPS_UNAVAILABLE), and
+        where they apply depth_delta1 / depth_absrel, miou / accuracy /
         per_class_iou, teacher_miou / teacher_accuracy, and num_views.
     """
     cams = scene.cameras.to(device)
@@ -96,7 +100,8 @@ def evaluate(
     seg = class_embeddings is not None and scene.semantics is not None and backbone.has_features
     k = len(scene.class_names) if scene.class_names else 0
     conf = torch.zeros(k, k, dtype=torch.long) if seg else None
-    psnrs, ssims, depth_pred, depth_gt = [], [], [], []
+    psnrs, ssims, lpipss, depth_pred, depth_gt = [], [], [], [], []
+    lpips_net = load_lpips(lpips_weights).to(device) if lpips_weights else None
     if render_dir is not None:
         render_dir = Path(render_dir)
         render_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +111,8 @@ def evaluate(
         gt = scene.images[i]
         psnrs.append(psnr(rgb, gt))
         ssims.append(ssim(rgb, gt))
+        if lpips_net is not None:
+            lpipss.append(lpips_distance(lpips_net, rgb, gt))
         pred_lab = None
         if scene.depths is not None and out.depth is not None:
             depth_pred.append(out.depth.cpu())
@@ -124,7 +131,8 @@ def evaluate(
                     t = resize_labels(teacher_labels[i : i + 1], scene.height, scene.width)[0]
                     panels.append(colorize_labels(t, k))
             save_png(render_dir / f"compare_{name}.png", side_by_side(*panels))
-    metrics = {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims), "num_views": scene.num_views}
+    metrics = {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims),
+               "lpips": sum(lpipss) / len(lpipss) if lpipss else LPIPS_UNAVAILABLE, "num_views": scene.num_views}
     if depth_pred:
         metrics.update(depth_metrics(torch.stack(depth_pred), torch.stack(depth_gt)))
     if seg:

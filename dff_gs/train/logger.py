@@ -1,6 +1,7 @@
 """A run's training log besides ``history.json``: TensorBoard event files in ``<run>/tb`` (``train.log=tensorboard``)
-with the training stats every ``train.log_every`` steps (loss terms, PSNR, Gaussian count) and every held-out
-evaluation row, against the step; ``train.log=none`` writes nothing. ``tensorboard --logdir runs`` shows every run."""
+with the training stats every ``train.log_every`` steps (loss terms, PSNR, Gaussian count), every held-out
+evaluation row and, every ``train.image_every`` steps, a comparison image (:mod:`dff_gs.train.preview`), against
+the step; ``train.log=none`` writes nothing. ``tensorboard --logdir runs`` shows every run."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class RunLogger:
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
                 self._writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def image(self, step: int, tag: str, image) -> None:
+        """An RGB ``image  # [H, W, 3]`` in [0, 1] under ``tag`` at ``step``."""
+        if self._writer is not None:
+            self._writer.add_image(tag, image, step, dataformats="HWC")
 
     def flush(self) -> None:
         if self._writer is not None:

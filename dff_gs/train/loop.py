@@ -44,7 +44,9 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
 
     Only ``train_step()`` is on the training clock (``trainer.train_seconds``). Every ``train.log_every`` steps
     the stats go to ``trainer.history`` and ``postfix(stats)`` to the progress bar; every ``train.eval_every``
-    steps :func:`record_eval` runs (off the clock); ``on_checkpoint()`` (which returns the file it wrote) every
+    steps :func:`record_eval` runs and every ``train.image_every`` steps ``trainer.preview()`` (render | ground
+    truth | features, when the trainer has one) goes to the log (both off the clock); ``on_checkpoint()`` (which
+    returns the file it wrote) every
     ``train.checkpoint_every`` steps and whenever ``train.checkpoint_minutes`` of wall time passed since the last
     one. Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and raises :class:`Interrupted`.
     """
@@ -68,6 +70,9 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
                 if logger is not None:
                     logger.scalars(trainer.step, dict(stats, seconds=trainer.train_seconds), "train")
             bar.update(1)
+            if logger is not None and cfg.image_every and trainer.step % cfg.image_every == 0 and \
+                    hasattr(trainer, "preview"):
+                logger.image(trainer.step, "train/comparison", trainer.preview())
             if watcher is not None:
                 watcher(trainer)
             if eval_fn is not None and cfg.eval_every and trainer.step % cfg.eval_every == 0:

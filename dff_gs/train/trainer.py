@@ -209,6 +209,14 @@ class Trainer:
         if self.model.num_gaussians > self.cfg.strategy.max_gaussians:
             self.strategy.grow_grad2d = float("inf")
 
+    def preview(self) -> Tensor:
+        """Render | ground truth | feature PCA of training view 0 (``train.image_every``).  Tensor  # [H, kW, 3]"""
+        from dff_gs.backbone import as_backbone
+        from dff_gs.train.preview import logged_preview
+
+        backbone = as_backbone(self.model, backend=self.cfg.train.backend, background=self.data.background)
+        return logged_preview(self, backbone, self.data.cameras[[0]], self.data.images[0])
+
     def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
             eval_fn: Optional[Callable[[], dict]] = None) -> None:
         """Run to ``cfg.train.steps`` (:func:`~dff_gs.train.loop.fit_loop`); Ctrl-C writes a checkpoint (via

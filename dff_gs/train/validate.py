@@ -66,10 +66,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.num_render_views": at_least(0),
     "train.viewer": within(0, 65535),
     "train.viewer_every": at_least(1),
+    "train.image_every": at_least(0),
     "lift.steps": at_least(0),
     "lift.top_k": at_least(0),
     "lift.resolution": one_of("image", "map"),
     "train.log": one_of("tensorboard", "none"),
+    "train.export_up": one_of("z", "y"),
     "model.init": one_of("auto", "depth", "points", "region", "random"),
     "nerf.occ_init": one_of("auto", "depth", "points", "full"),
     "teacher.text_model": one_of("minilm", "clip"),
@@ -137,6 +139,16 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"train.device={cfg.train.device!r}: must be auto | cpu | cuda[:N]")
     check_registries(cfg)
     check_renderers(cfg)
+    if cfg.train.export:
+        from dff_gs.io.export import parse_exports
+
+        parse_exports(cfg.train.export, "train.export")
+        if cfg.train.backbone == "nerf":
+            raise ConfigError(f"train.export={cfg.train.export}: the NeRF backbone has no Gaussians to export")
+    if cfg.train.lpips_weights:  # read now (and kept): a bad file is refused before any work, not after training
+        from dff_gs.eval.lpips import load_lpips
+
+        load_lpips(cfg.train.lpips_weights)
     check_viewer(cfg)
 
 
