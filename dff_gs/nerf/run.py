@@ -18,12 +18,11 @@ from torch import Tensor
 from dff_gs.config import to_dict
 from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
-from dff_gs.nerf.io import NERF_MODEL_NAME, save_nerf
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
 from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
-                                    start_trainer, write_json)
-from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, RENDERS_NAME
+                                    start_trainer)
+from dff_gs.run_dir import RunFolder, run_metadata
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import prepare_teacher
 from dff_gs.features import init_decoder_pca
@@ -97,8 +96,9 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     init_occupancy(model, train_scene, cfg)
     trainer = NerfTrainer(cfg, model, train_scene.images.to(device), train_scene.cameras.to(device),
                           teacher.train_maps, device)
-    meta = {"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg), "backbone": "nerf"}
-    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg), meta)
+    meta = run_metadata(teacher.meta, str(scene_path), scene_options(cfg), backbone="nerf")
+    run = RunFolder(out_dir)
+    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg), meta)
     trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, None, teacher))  # renders its own background
     checkpoint()
@@ -107,10 +107,10 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     metrics: dict = {"train_seconds": trainer.train_seconds, "num_parameters": model.num_parameters}
     if test_scene is not None:
         metrics.update(evaluate(model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
-                                teacher_labels=teacher.test_labels, render_dir=out_dir / RENDERS_NAME,
+                                teacher_labels=teacher.test_labels, render_dir=run.renders,
                                 num_render_views=cfg.train.num_render_views, progress=progress))
     record_final_eval(trainer, metrics)
-    save_nerf(model, out_dir / NERF_MODEL_NAME, metadata=meta)
-    write_json(out_dir / METRICS_NAME, metrics)
-    write_json(out_dir / HISTORY_NAME, {"backbone": "nerf", "history": trainer.history, "eval": trainer.eval_history})
+    run.save_model(model, meta)
+    run.write_metrics(metrics)
+    run.write_history("nerf", trainer.history, trainer.eval_history)
     return metrics

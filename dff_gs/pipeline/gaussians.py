@@ -11,10 +11,10 @@ from dff_gs.config import to_dict
 from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.io.ply import save_ply
+from dff_gs.backbone import GaussianBackbone
 from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
-                                    start_trainer, write_json)
-from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
+                                    start_trainer)
+from dff_gs.run_dir import RunFolder, run_metadata
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
 from dff_gs.features import init_decoder_pca
@@ -110,7 +110,8 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
     trainer = Trainer(cfg, model, data, device)
-    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg))
+    run = RunFolder(out_dir)
+    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg))
     trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
     checkpoint()
@@ -121,11 +122,10 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     if test_scene is not None:
         metrics.update(evaluate(model, test_scene, device=device, backend=cfg.train.backend, background=background,
                                 class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
-                                render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
+                                render_dir=run.renders, num_render_views=cfg.train.num_render_views,
                                 progress=progress))
-    save_ply(model, out_dir / PLY_NAME, metadata={"teacher": teacher.meta, "scene": str(scene_path),
-                                                  "scene_options": scene_options(cfg)})
-    write_json(out_dir / METRICS_NAME, metrics)
+    run.save_model(GaussianBackbone(model), run_metadata(teacher.meta, str(scene_path), scene_options(cfg)))
+    run.write_metrics(metrics)
     record_final_eval(trainer, metrics)
-    write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
+    run.write_history("gs", trainer.history, trainer.eval_history)
     return metrics
