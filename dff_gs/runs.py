@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from dff_gs.backbone import Backbone, GaussianBackbone
 from dff_gs.errors import DataError
 from dff_gs.gaussians import GaussianModel
@@ -118,10 +120,12 @@ def resolve_model(path: str | Path) -> tuple[str, Path]:
     return "gs", resolve_ply(p)
 
 
-def load_backbone(path: str | Path, *, backend: str = "auto", device: str = "cpu") -> tuple[Backbone, dict]:
+def load_backbone(path: str | Path, *, backend: str = "auto", device: str | torch.device = "cpu",
+                  background: Optional[torch.Tensor] = None) -> tuple[Backbone, dict]:
     """(backbone, metadata: teacher, scene, scene options, ...) of a run folder or model file of either kind: the
-    Gaussians of a run or PLY as a :class:`~dff_gs.backbone.GaussianBackbone` rendered with ``backend``, a NeRF run
-    (``nerf_model.pt`` or a NeRF checkpoint) as its :class:`~dff_gs.nerf.model.NerfModel` in eval mode; either on
+    Gaussians of a run or PLY as a :class:`~dff_gs.backbone.GaussianBackbone` rendered with ``backend`` over
+    ``background: Tensor  # [3]`` (None: the renderer's), a NeRF run (``nerf_model.pt`` or a NeRF checkpoint) as
+    its :class:`~dff_gs.nerf.model.NerfModel` in eval mode (over the background it was trained with); either on
     ``device``. :meth:`Backbone.save` writes one back."""
     kind, file = resolve_model(path)
     if kind == "nerf":
@@ -130,7 +134,7 @@ def load_backbone(path: str | Path, *, backend: str = "auto", device: str = "cpu
         model, meta = load_nerf(file, map_location=device)
         return model.eval(), meta
     model, meta = load_model(file)
-    return GaussianBackbone(model.to(device), backend=backend), meta
+    return GaussianBackbone(model.to(device), backend=backend, background=background), meta
 
 
 def teacher_from_meta(meta: dict):

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from dff_gs.backbone import Backbone, GaussianBackbone, as_backbone
 from dff_gs.errors import ConfigError
-from dff_gs.query.eq5 import (feature_cluster_probabilities, gaussian_features, label_list, label_probabilities,
+from dff_gs.query.eq5 import (feature_cluster_probabilities, label_list, label_probabilities,
                               patch_feature, reference_query_embeddings, text_negatives, text_query_embeddings)
 from dff_gs.query.views import click_feature
 
@@ -128,7 +128,7 @@ class QueryContext:
         Gaussian's (computed anew: the model may be edited in place), or the NeRF's at its occupied cells (computed
         once per model).  Returns Tensor  # [N, C]"""
         if self.kind == "gs":
-            return gaussian_features(self.model)
+            return self.backbone.primitive_features()
         key = "primitive_features"
         if key not in self._cache or self._cache[key][0] is not self.model:
             self._cache[key] = (self.model, self.backbone.primitive_features())
