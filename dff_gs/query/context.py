@@ -77,7 +77,7 @@ class QueryContext:
     :meth:`require_gaussians` first.
 
     model: the :class:`~dff_gs.gaussians.GaussianModel`, or the NeRF's :class:`~dff_gs.nerf.model.NerfModel`
-        (a :class:`~dff_gs.backbone.GaussianBackbone` given is unwrapped, its backend kept)
+        (given a :class:`~dff_gs.backbone.GaussianBackbone`, its model; the backbone is kept as it is)
     backbone: the model as a :class:`~dff_gs.backbone.Backbone` (Gaussians rendered with ``backend``)
     data: scene path (default: the scene named in the sidecar, ``meta["scene"]``)
     scene_options: keyword arguments for ``load_scene`` (downscale, test_every, format)
@@ -85,9 +85,11 @@ class QueryContext:
 
     def __init__(self, model, meta: dict, *, source: str = "model", data: Optional[str] = None,
                  backend: str = "auto", scene_options: Optional[dict] = None, _cache: Optional[dict] = None):
-        if isinstance(model, GaussianBackbone):
+        if isinstance(model, GaussianBackbone):  # kept as given (its backend and background)
+            self.backbone: Backbone = model
             model, backend = model.model, model.backend
-        self.backbone: Backbone = as_backbone(model, backend)
+        else:
+            self.backbone = as_backbone(model, backend)
         self.model, self.meta, self.source, self.data, self.backend = model, meta or {}, str(source), data, backend
         self.scene_options = dict(scene_options or {})
         self._cache = {} if _cache is None else _cache
@@ -101,7 +103,7 @@ class QueryContext:
         from dff_gs.runs import load_backbone, resolve_model, run_scene_options
 
         _, file = resolve_model(path)
-        backbone, meta = load_backbone(file, backend=backend, device=device)
+        backbone, meta = load_backbone(path, backend=backend, device=device)
         if backbone.kind == "gs":
             resolve_backend(backend, backbone.device)
         return cls(backbone, meta, source=str(file), data=data, backend=backend,
