@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from dff_gs.errors import ConfigError
+from dff_gs.run_dir import RunFolder
 from dff_gs.train.config import Config
 
 
@@ -48,13 +49,13 @@ def lift_or_resume(cfg: Config, train_scene, teacher, device: torch.device, prog
     return lifted.model, lifted.seconds, lifted.info, None
 
 
-def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
+def run_lift(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
     """Lift (and optionally fine-tune) features onto ``cfg.model.init_ply``, evaluate, write the claimed run folder
-    ``out_dir``. Returns the metrics dict (also in metrics.json)."""
+    ``run`` (a :class:`~dff_gs.run_dir.RunFolder`). Returns the metrics dict (also in metrics.json)."""
     from dff_gs.backbone import GaussianBackbone
     from dff_gs.config import to_dict
     from dff_gs.lift.tuner import FeatureTuner
-    from dff_gs.run_dir import RunFolder, run_metadata
+    from dff_gs.run_dir import run_metadata
     from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.train.evaluate import evaluate
     from dff_gs.train.logger import make_logger
@@ -67,7 +68,6 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
     model, lift_seconds, lift_info, payload = lift_or_resume(cfg, train_scene, teacher, device, progress)
-    run = RunFolder(out_dir)
     run.write_config(cfg)
 
     tuner = None

@@ -9,7 +9,6 @@ Scene loading, teacher maps, losses and evaluation are the Gaussians' own code.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -76,8 +75,8 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
         model.occupancy.init_from_points(pts, 4.0 * model.occupancy_threshold(), cfg.nerf.occ_init_dilation)
 
 
-def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
-    """Train and evaluate the NeRF backbone as ``cfg`` says into the claimed run folder ``out_dir`` (the
+def run_nerf(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
+    """Train and evaluate the NeRF backbone as ``cfg`` says into the claimed run folder ``run`` (the
     pipeline :func:`dff_gs.pipeline.run` picks for ``train.backbone=nerf``); returns the metrics (also in
     metrics.json)."""
     seed_everything(cfg.train.seed)
@@ -97,7 +96,6 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     trainer = NerfTrainer(cfg, model, train_scene.images.to(device), train_scene.cameras.to(device),
                           teacher.train_maps, device)
     meta = run_metadata(teacher.meta, str(scene_path), scene_options(cfg), backbone="nerf")
-    run = RunFolder(out_dir)
     checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg), meta)
     trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, None, teacher))  # renders its own background

@@ -3,7 +3,6 @@ training against the teacher, evaluation, and the run folder's outputs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
@@ -89,8 +88,8 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
 
 
-def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
-    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into ``out_dir``."""
+def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
+    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into the claimed ``run``."""
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
@@ -110,7 +109,6 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
     trainer = Trainer(cfg, model, data, device)
-    run = RunFolder(out_dir)
     checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg))
     trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
