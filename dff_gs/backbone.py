@@ -1,13 +1,19 @@
-"""One interface for a trained scene representation — the Gaussians or the NeRF — so that evaluation, 2D
-queries, segmentation renders and the backbone benchmark are written once, against :class:`Backbone`.
+"""One interface for a trained scene representation — the Gaussians or the NeRF — so that evaluation, queries
+(:class:`dff_gs.query.QueryContext`), segmentation renders, the render command and the backbone benchmark are
+written once, against :class:`Backbone`.
 
 A :class:`~dff_gs.gaussians.GaussianModel` is one through :class:`GaussianBackbone` (it adds the rasterizer
 ``backend`` and the background); :class:`~dff_gs.nerf.model.NerfModel` is one itself. :func:`as_backbone`
-takes either.
+takes either. A run folder or model file of either kind loads as one with :func:`dff_gs.runs.load_backbone`;
+:meth:`Backbone.save` writes one back (a PLY + sidecar, or ``nerf_model.pt``).
+
+Primitives are what a backbone's 3D queries are answered on: each Gaussian, or each occupied cell of a NeRF's
+occupancy grid (its centre standing for the field there).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional, Protocol, runtime_checkable
 
 import torch
@@ -52,6 +58,17 @@ class Backbone(Protocol):
         """Decoded features ``[M, C]`` of what the scene holds: each Gaussian's, or the field's at its occupied
         cells (a seeded subset of at most ``max_points``); the competitors of a patch / click reference."""
 
+    def primitive_points(self) -> Tensor:
+        """Positions ``[N, 3]`` of every primitive: the Gaussians' centres, or the occupied cells' centres."""
+
+    def primitive_features(self) -> Tensor:
+        """Decoded features ``[N, C]`` of every primitive (in the order of :meth:`primitive_points`): what 3D
+        queries (Eq. 5 per primitive, k-means clusters) are answered on."""
+
+    def save(self, path: str | Path, metadata: Optional[dict] = None) -> Path:
+        """Write the model with ``metadata`` (teacher, scene, ...) to ``path`` atomically; returns the path. It loads
+        back with :func:`dff_gs.runs.load_backbone`."""
+
 
 class GaussianBackbone:
     """:class:`Backbone` over a :class:`GaussianModel`, rendered with ``backend`` over ``background``.
@@ -93,6 +110,20 @@ class GaussianBackbone:
     @torch.no_grad()
     def content_features(self, max_points: int = 50000, seed: int = 0) -> Tensor:
         return self.decode(self.model.params["features"].detach())
+
+    def primitive_points(self) -> Tensor:
+        return self.model.get_means().detach()
+
+    @torch.no_grad()
+    def primitive_features(self) -> Tensor:
+        require_features(self)
+        return self.content_features()
+
+    def save(self, path: str | Path, metadata: Optional[dict] = None) -> Path:
+        """A 3DGS PLY with the ``semantic_*`` features and its sidecar (decoder + ``metadata``)."""
+        from dff_gs.io.ply import save_ply
+
+        return save_ply(self.model, path, metadata=metadata)
 
 
 def as_backbone(model, backend: str = "auto", background: Optional[Tensor] = None) -> Backbone:

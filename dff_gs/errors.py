@@ -31,6 +31,16 @@ class Interrupted(KeyboardInterrupt):
         self.signal_name = signal_name
 
 
+def check_version(source, what: str, version, newest: int, error: type = CheckpointError) -> None:
+    """``error`` naming ``source`` unless ``version`` is a file version this code reads (1..``newest``); one
+    written by a newer dff_gs says so. ``what`` names the kind of file ("sidecar", "NeRF model", ...)."""
+    if not isinstance(version, bool) and isinstance(version, (int, float)) and version in range(1, newest + 1):
+        return
+    newer = not isinstance(version, bool) and isinstance(version, (int, float)) and version > newest
+    raise error(f"{source}: unknown {what} version {version!r:.40} (this dff_gs reads 1..{newest}"
+                + ("; written by a newer dff_gs: update it" if newer else "") + ")")
+
+
 def describe_os_error(err: OSError) -> str:
     """``<file>: <problem>`` of an OSError (disk full, permission denied, a folder where a file goes)."""
     where = err.filename or "output"

@@ -1,4 +1,5 @@
-"""The run folder a training (Gaussians, NeRF or lift) writes: its file names, and claiming it before any work.
+"""The run folder a training (Gaussians, NeRF or lift) writes: its file names, the :class:`RunFolder` every
+pipeline writes its outputs through, and claiming it before any work.
 
 Claiming a folder (:func:`claim_run_dir`) takes its lock (so two processes never write one run), notices a
 read-only or impossible ``--out`` at once, and refuses a folder that already holds a run unless the command
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 from dff_gs.errors import OutputError
 from dff_gs.io.lock import OutputLock
@@ -34,6 +36,70 @@ EXPORT_NAMES = tuple(PLY_NAME[: -len(".ply")] + s for s in EXPORT_SUFFIXES.value
 RUN_FILES = (CONFIG_NAME, CHECKPOINT_NAME, PLY_NAME, SIDECAR_NAME, NERF_MODEL_NAME, METRICS_NAME, HISTORY_NAME,
              RENDERS_NAME, TB_NAME, PSNR_CURVE_NAME, MIOU_CURVE_NAME, *EXPORT_NAMES)
 """Everything a run writes into its folder (the lock aside)."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run folder: where each of its files lies, and the writers of its outputs; every pipeline (Gaussians,
+    NeRF, lift) writes through one, so that the files and their schema are known here only.
+
+    The model file holds the model and the run's metadata (:func:`run_metadata`): ``point_cloud.ply`` with its
+    sidecar ``point_cloud.dff.json`` (format / version checked on load, :func:`dff_gs.io.ply.load_ply`), or
+    ``nerf_model.pt`` (tagged and versioned likewise, :func:`dff_gs.nerf.io.load_nerf`).
+    """
+
+    path: Path
+
+    config = property(lambda self: self.path / CONFIG_NAME)
+    checkpoint = property(lambda self: self.path / CHECKPOINT_NAME)
+    ply = property(lambda self: self.path / PLY_NAME)
+    sidecar = property(lambda self: self.path / SIDECAR_NAME)
+    nerf_model = property(lambda self: self.path / NERF_MODEL_NAME)
+    metrics = property(lambda self: self.path / METRICS_NAME)
+    history = property(lambda self: self.path / HISTORY_NAME)
+    renders = property(lambda self: self.path / RENDERS_NAME)
+    tb = property(lambda self: self.path / TB_NAME)
+
+    def model_file(self, kind: str) -> Path:
+        """Where a backbone of ``kind`` (``"gs"`` | ``"nerf"``) is saved."""
+        return self.nerf_model if kind == "nerf" else self.ply
+
+    def write_config(self, cfg) -> Path:
+        """``config.yaml``: the resolved config (what ``--resume`` and the query / edit tools read back)."""
+        from dff_gs.config import save_yaml
+
+        save_yaml(cfg, self.config)
+        return self.config
+
+    def save_model(self, backbone, metadata: dict) -> Path:
+        """The trained :class:`~dff_gs.backbone.Backbone` with the run's ``metadata`` (:func:`run_metadata`)."""
+        return backbone.save(self.model_file(backbone.kind), metadata)
+
+    def write_metrics(self, metrics: dict) -> Path:
+        """``metrics.json``: the final held-out metrics and the run's figures."""
+        from dff_gs.utils import write_json
+
+        return write_json(self.metrics, metrics)
+
+    def write_history(self, backbone: str, history: list, evals: list, **extra) -> Path:
+        """``history.json``: ``{"backbone", **extra (e.g. lift: true), "history": training log rows, "eval":
+        held-out evaluation rows}``."""
+        from dff_gs.utils import write_json
+
+        return write_json(self.history, {"backbone": backbone, **extra, "history": history, "eval": evals})
+
+
+def run_metadata(teacher: dict, scene: str, scene_options: dict, *, backbone: Optional[str] = None,
+                 lift: Optional[dict] = None) -> dict:
+    """The metadata a run stores with its model (the PLY's sidecar, or ``nerf_model.pt``): the teacher (to encode
+    queries), the scene and its ``load_scene`` options (to reopen it as trained), and for a NeRF its ``backbone``,
+    for a lifted run its ``lift`` settings. Edits keep it and append their ``edits`` history."""
+    meta = {"teacher": teacher, "scene": scene, "scene_options": scene_options}
+    if backbone is not None:
+        meta["backbone"] = backbone
+    if lift is not None:
+        meta["lift"] = lift
+    return meta
 
 
 def resume_folder(resume: str | Path) -> Path:

@@ -1,22 +1,24 @@
-"""Open a trained result: a run folder (``point_cloud.ply`` + sidecar) or any PLY, and the teacher that
-goes with it (to encode text / patch queries in the same feature space).
+"""Open a trained result: a run folder or model file of either backbone (:func:`load_backbone`: Gaussians, a PLY
+of ours or any plain 3DGS one, or a NeRF run), and the teacher that goes with it (to encode text / patch queries in
+the same feature space).
 
-These are the Gaussian tools' entry (edit.py, ``python -m dff_gs.query``, ``python -m dff_gs.render``). A
-NeRF run (``train.backbone=nerf``) is refused here with a clear error; it opens with
-:func:`dff_gs.nerf.load_nerf`.
+:func:`load_model` is the Gaussian loader (edits, lifting, composing): it refuses a NeRF run in one line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
+import torch
+
+from dff_gs.backbone import Backbone, GaussianBackbone
 from dff_gs.errors import DataError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.run_dir import CONFIG_NAME, NERF_MODEL_NAME, PLY_NAME
 
-NERF_HINT = ("edit.py and the Gaussian loaders need a Gaussian run or PLY; a NeRF renders with python -m "
-             "dff_gs.render and queries (render-time edits too) with python -m dff_gs.query, or open it with "
-             "dff_gs.nerf.load_nerf and use dff_gs.query's 2D queries, dff_gs.nerf.query's 3D ones, dff_gs.nerf.edit")
+NERF_HINT = ("a NeRF's edits are render-time ones: python -m dff_gs.query RUN --text T --op delete --out DIR, or "
+             "dff_gs.runs.load_backbone and dff_gs.nerf.edit")
 
 
 def run_config(folder: Path) -> dict | None:
@@ -68,33 +70,29 @@ def scene_options_of(data: dict) -> dict:
     return opts
 
 
-def run_scene_options(path: str | Path) -> dict:
+def run_scene_options(path: str | Path, meta: Optional[dict] = None) -> dict:
     """``load_scene`` options a model was trained with (downscale, test split): from the ``config.yaml`` of the
-    run folder it lives in, else from its sidecar's ``scene_options`` (runs and edits write them, so an edited
-    PLY moved elsewhere keeps them); {} when neither says."""
+    run folder it lives in, else from its metadata's ``scene_options`` (``meta`` as loaded: a PLY's sidecar or a
+    NeRF model file's metadata; a PLY's sidecar is read when not given). Runs and edits record them, so an edited
+    PLY moved elsewhere keeps them; {} when neither says."""
     p = Path(path)
     folder = p if p.is_dir() else p.parent
     if (folder / CONFIG_NAME).is_file():
         cfg = run_config(folder)
         data = (cfg or {}).get("data")
         return scene_options_of(data) if isinstance(data, dict) else {}
-    if p.is_file():
-        import json
+    if meta is None and p.is_file() and p.suffix.lower() == ".ply":
+        from dff_gs.io.ply import read_sidecar, sidecar_path
 
-        from dff_gs.io.ply import sidecar_path
+        meta = read_sidecar(sidecar_path(p))
+    opts = (meta or {}).get("scene_options")
+    return scene_options_of(opts) if isinstance(opts, dict) else {}
 
-        try:
-            meta = json.loads(sidecar_path(p).read_text())
-        except (OSError, ValueError):
-            return {}
-        opts = meta.get("scene_options") if isinstance(meta, dict) else None
-        return scene_options_of(opts) if isinstance(opts, dict) else {}
-    return {}
 
 def resolve_ply(path: str | Path) -> Path:
     p = Path(path)
     if p.exists() and run_backbone(p) == "nerf":
-        raise DataError(f"{p}: this is a NeRF run, not Gaussians; {NERF_HINT}")
+        raise DataError(f"{p}: this is a NeRF run, and this needs Gaussians (a run or PLY); {NERF_HINT}")
     if p.is_dir():
         if not (p / PLY_NAME).is_file():
             raise DataError(f"{p}: not a run folder (no {PLY_NAME} in it)")
@@ -105,10 +103,38 @@ def resolve_ply(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> tuple[GaussianModel, dict]:
-    """(model, sidecar metadata) of a run folder or a PLY file (ours or plain 3DGS)."""
+    """(model, sidecar metadata) of a Gaussian run folder or a PLY file (ours or plain 3DGS)."""
     from dff_gs.io.ply import load_ply
 
     return load_ply(resolve_ply(path))
+
+
+def resolve_model(path: str | Path) -> tuple[str, Path]:
+    """``("gs" | "nerf", the model file)`` of a run folder or model file: its PLY, or its ``nerf_model.pt`` (a NeRF
+    model file or checkpoint as it is). A missing path or a folder without a model is a one-line ``DataError``."""
+    p = Path(path)
+    if p.exists() and run_backbone(p) == "nerf":
+        from dff_gs.nerf.io import resolve_nerf_path
+
+        return "nerf", resolve_nerf_path(p)
+    return "gs", resolve_ply(p)
+
+
+def load_backbone(path: str | Path, *, backend: str = "auto", device: str | torch.device = "cpu",
+                  background: Optional[torch.Tensor] = None) -> tuple[Backbone, dict]:
+    """(backbone, metadata: teacher, scene, scene options, ...) of a run folder or model file of either kind: the
+    Gaussians of a run or PLY as a :class:`~dff_gs.backbone.GaussianBackbone` rendered with ``backend`` over
+    ``background: Tensor  # [3]`` (None: the renderer's), a NeRF run (``nerf_model.pt`` or a NeRF checkpoint) as
+    its :class:`~dff_gs.nerf.model.NerfModel` in eval mode (over the background it was trained with); either on
+    ``device``. :meth:`Backbone.save` writes one back."""
+    kind, file = resolve_model(path)
+    if kind == "nerf":
+        from dff_gs.nerf.io import load_nerf
+
+        model, meta = load_nerf(file, map_location=device)
+        return model.eval(), meta
+    model, meta = load_model(file)
+    return GaussianBackbone(model.to(device), backend=backend, background=background), meta
 
 
 def teacher_from_meta(meta: dict):

@@ -54,6 +54,15 @@ def atomic_write_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """``data`` as indented JSON (numbers that JSON lacks, numpy / torch scalars, as floats), written atomically."""
+    import json
+
+    with atomic_write_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+    return Path(path)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
     random.seed(seed)

@@ -354,6 +354,69 @@ def test_render_time_edits_change_the_render(nerf_run, tiny_scene):
         SegmentationEdit(everything, "melt")
 
 
+def test_a_nerf_run_opens_as_a_backbone_and_queries_through_the_context(nerf_run, tmp_path):
+    """QueryContext on a NeRF: per-primitive queries are Eq. 5 at every occupied cell (the 3D query of
+    nerf/query.py), clusters and clicks work, Gaussian-only paths refuse in one line; save / load round-trips."""
+    from dff_gs.backbone import Backbone
+    from dff_gs.edit import EditScript, apply_script
+    from dff_gs.edit.script import Delete
+    from dff_gs.nerf import query as NQ
+    from dff_gs.runs import load_backbone
+
+    out = nerf_run[0]
+    ctx = Q.QueryContext.open(out)
+    assert ctx.kind == "nerf" and isinstance(ctx.backbone, Backbone) and ctx.model is ctx.backbone
+    pts = NQ.field_points(ctx.model, max_points=10**9)
+    assert torch.equal(ctx.model.primitive_points(), pts)
+    negs = Q.text_negatives(ctx.teacher.encode_text, "sofa", ctx.class_names)
+    p, info = Q.query_probabilities(ctx, Q.QuerySpec("text", "sofa"))
+    want = NQ.text_point_probabilities(ctx.model, ctx.teacher.encode_text, "sofa", negs, pts)
+    assert info["negatives"] == negs and torch.equal(p, want)
+    p_click, _ = Q.query_probabilities(ctx, Q.QuerySpec("click", (0, 20, 15)), grouping=object())  # no 3D grouping
+    f = Q.click_feature(ctx.model, ctx.scene().cameras, 0, 20, 15)
+    torch.testing.assert_close(p_click, NQ.reference_point_probabilities(ctx.model, f, pts))
+    p_cluster, _ = Q.query_probabilities(ctx, Q.QuerySpec("cluster", (3, 1)))
+    labels, _ = Q.kmeans(ctx.primitive_features(), 3)
+    assert p_cluster.shape == (len(pts),)
+    assert float(p_cluster[labels == 1].mean()) > float(p_cluster[labels != 1].mean())
+    with pytest.raises(ConfigError, match="an edit needs Gaussians and this is a NeRF run.*--op delete"):
+        apply_script(ctx, EditScript(select=[Q.QuerySpec("text", "sofa")], operations=[Delete()]))
+    # save / load on the interface: the model file reads back as the same backbone
+    saved = ctx.backbone.save(tmp_path / "copy" / "nerf_model.pt", ctx.meta)
+    again, meta = load_backbone(saved)
+    assert meta == ctx.meta and meta["scene_options"]["test_every"] == 5  # a NeRF run records its scene options
+    for k, v in ctx.model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+def test_the_query_command_on_a_nerf_run(nerf_run, tmp_path, capsys):
+    from dff_gs.cli.query import main
+
+    out = nerf_run[0]
+    assert main([str(out), "--text", "sofa", "--out", str(tmp_path / "seg")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["query"] == "sofa" and summary["occupied_cells"] > 0 and "selected_cells" in summary
+    assert json.loads((tmp_path / "seg" / "selection.json").read_text()) == summary
+    assert len(list((tmp_path / "seg").glob("*.png"))) == 2  # the tiny room's two test views
+    assert main([str(out), "--labels", "floor,wall,sofa"]) == 0
+    counts = json.loads(capsys.readouterr().out)["cells_per_label"]
+    assert sum(counts.values()) == summary["occupied_cells"]
+    assert main([str(out), "--cluster", "3"]) == 0
+    assert sum(json.loads(capsys.readouterr().out)["clusters"]) == summary["occupied_cells"]
+    # a render-time edit of everything that is not the mean feature's opposite leaves an empty (background) view
+    assert main([str(out), "--click", "0", "20", "15", "--op", "recolor", "--color", "0,1,0", "--threshold", "0",
+                 "--out", str(tmp_path / "green")]) == 0
+    capsys.readouterr()
+    from PIL import Image
+    import numpy as np
+
+    img = np.asarray(Image.open(next((tmp_path / "green").glob("*.png"))))
+    assert img[..., 1].mean() > img[..., 0].mean() + 50  # every sample recoloured green
+    for bad, msg in ((["--labels", "a,b", "--op", "delete", "--out", "x"], "one query"),
+                     (["--text", "sofa", "--op", "delete"], "give --out")):
+        assert main([str(out), *bad]) == 2 and msg in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------- bad input
 def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
     from dff_gs.gaussians import GaussianModel
@@ -365,12 +428,20 @@ def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
 
     out = nerf_run[0]
     for path in (out, out / "nerf_model.pt", out / "checkpoint.pt"):
-        with pytest.raises(DataError, match="this is a NeRF run"):
+        with pytest.raises(DataError, match="this is a NeRF run.*needs Gaussians"):
             load_model(path)
+    from dff_gs.cli.edit import main as edit_main
+
+    assert edit_main([str(out), "--text", "sofa", "--op", "delete", "--out", str(tmp_path / "e.ply"), "--quiet"]) == 2
+    assert not (tmp_path / "e.ply").exists()
     assert render_main([str(out), "--out", str(tmp_path / "r"), "--quiet"]) == 0  # any backbone renders
     assert len(list((tmp_path / "r").glob("*.png"))) == 2  # the tiny room's two test views
-    assert render_main([str(out), "--out", str(tmp_path / "r2"), "--text", "sofa", "--quiet"]) == 2  # use dff-query
-    assert query_main([str(out), "--text", "sofa"]) == 0  # the query command queries either backbone
+    # a query's segmentation: Eq. 5 on the rendered features, as the query command renders it
+    assert render_main([str(out), "--out", str(tmp_path / "r2"), "--text", "sofa", "--quiet"]) == 0
+    assert query_main([str(out), "--text", "sofa", "--out", str(tmp_path / "q")]) == 0
+    seg = sorted(f.read_bytes() for f in (tmp_path / "r2" / "segmentation").glob("*.png"))
+    assert len(seg) == 2 and seg == sorted(f.read_bytes() for f in (tmp_path / "q").glob("*.png"))
+    assert render_main([str(out), "--out", str(tmp_path / "r3"), "--cluster", "3:1", "--quiet"]) == 2
     gs = GaussianModel.random(torch.tensor([[0.0, 0, 0], [1, 1, 1]]), 50, feature_dim=4)
     save_ply(gs, tmp_path / "gs" / "point_cloud.ply")
     for path in (tmp_path / "gs", tmp_path / "gs" / "point_cloud.ply"):
@@ -378,6 +449,22 @@ def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
             load_nerf(path)
     with pytest.raises(DataError, match="no such"):
         load_nerf(tmp_path / "missing")
+
+
+def test_a_nerf_model_file_round_trips_and_a_newer_one_is_refused(tmp_path):
+    from dff_gs.errors import CheckpointError
+    from dff_gs.nerf import load_nerf
+
+    cfg = NerfConfig(field="mlp", pe_frequencies=2, mlp_width=8, mlp_depth=1, hidden=8, coarse_samples=4,
+                     fine_samples=2, occ_resolution=4)
+    model = NerfModel(cfg, torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), teacher_dim=3)
+    f = model.save(tmp_path / "nerf_model.pt", {"scene": "room"})
+    again, meta = load_nerf(f)
+    assert meta == {"scene": "room"}
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    torch.save(dict(torch.load(f, weights_only=False), version=2), f)
+    with pytest.raises(CheckpointError, match="nerf_model.pt: unknown NeRF model version 2 .*newer dff_gs"):
+        load_nerf(f)
 
 
 def test_unknown_backbone_names_the_valid_ones(tiny_scene, tmp_path):

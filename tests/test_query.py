@@ -103,6 +103,30 @@ def test_bad_queries():
         Q.patch_feature(object(), torch.rand(8, 8, 3))
 
 
+@pytest.mark.parametrize("kind, value, msg, cli", [
+    ("text", "   ", "the query text is empty", ["--text", "   "]), ("patch", "", "patch query", ["--patch", ""]),
+    ("click", (0, 1), "three integers", None), ("click", (0, 1.5, 2), "three integers", None),
+    ("cluster", (3, 3), "0 <= ID < K", ["--cluster", "3:3"]), ("cluster", (0, None), "K >= 1", ["--cluster", "0"]),
+    ("cluster", (3, -1), "0 <= ID < K", ["--cluster", "3:-1"]), ("cluster", (True, 0), "K >= 1", None),
+    ("colour", "red", "unknown query kind", None),
+])
+def test_a_query_is_checked_in_one_place_wherever_it_comes_from(kind, value, msg, cli, tmp_path, capsys):
+    """QuerySpec refuses a bad query, and so do the command line (before any model is read) and an edit script,
+    with its words."""
+    from dff_gs.cli.query import main
+    from dff_gs.edit.script import parse_query
+
+    with pytest.raises(ConfigError, match=msg):
+        Q.QuerySpec(kind, value)
+    if cli is not None:
+        assert main([str(tmp_path / "never-read.ply"), *cli]) == 2
+        assert msg in capsys.readouterr().err
+    if kind in ("text", "click") or (cli is not None and kind == "cluster" and value[1] is not None):
+        with pytest.raises(ConfigError, match=f"select: .*{msg}"):
+            parse_query({kind: list(value) if isinstance(value, tuple) else value})
+    assert Q.QuerySpec("cluster", (3, None)).value == (3, None)  # K alone: the whole clustering
+
+
 def test_query_cli_on_a_saved_model(tmp_path, capsys):
     """The CLI with the real offline text model: a model whose features are MiniLM embeddings."""
     from dff_gs.io.ply import save_ply

@@ -98,6 +98,57 @@ def test_lift_finetune_resume_is_bit_identical(labelled_run, tiny_scene, tmp_pat
     assert a["miou"] == b["miou"] and a["lifted_fraction"] == b["lifted_fraction"]
 
 
+def test_every_trainer_has_step_state_and_checkpoint(labelled_run, tiny_scene, tmp_path):
+    """The Gaussians', the NeRF's and the lift fine-tune's trainers are LoopTrainers; the fine-tune's load() continues
+    from its checkpoint bit-identically, as the others' do (tests above and in test_nerf.py)."""
+    from dff_gs.data import load_scene
+    from dff_gs.io.ply import load_ply
+    from dff_gs.lift.tuner import FeatureTuner
+    from dff_gs.nerf.trainer import NerfTrainer
+    from dff_gs.train.loop import LoopTrainer
+
+    for cls in (Trainer, NerfTrainer, FeatureTuner):
+        assert all(callable(getattr(cls, n, None)) for n in ("train_step", "fit", "state", "save", "load")), cls
+    ply = labelled_run / "run" / "point_cloud.ply"
+    cams = load_scene(tiny_scene, test_every=5).split("train").cameras
+    model, _ = load_ply(ply)
+    maps = torch.rand(len(cams), 9, 12, model.output_dim, generator=torch.Generator().manual_seed(0))
+    cfg = cfg_of(tiny_scene, tmp_path, "lift.steps=3", "train.backend=torch")
+    straight = FeatureTuner(cfg, model, cams, maps)
+    assert isinstance(straight, LoopTrainer)
+    straight.fit(progress=False)
+    ckpt = straight.save(tmp_path / "checkpoint.pt", {})
+    straight.total_steps = 6
+    straight.fit(progress=False)
+    resumed = FeatureTuner(cfg, load_ply(ply)[0], cams, maps)
+    resumed.load(ckpt)
+    assert resumed.step == 3 and resumed.history == straight.history[:len(resumed.history)]
+    resumed.total_steps = 6
+    resumed.fit(progress=False)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_files_of_a_newer_version_are_refused_in_one_line(labelled_run, tmp_path):
+    from dff_gs.errors import CheckpointError
+    from dff_gs.io.ply import load_ply
+    from dff_gs.train.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "r"
+    shutil.copytree(labelled_run / "run", run_dir)
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    torch.save(dict(payload, version=2), run_dir / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="checkpoint.pt: unknown checkpoint version 2 .*newer dff_gs"):
+        load_checkpoint(run_dir)
+    side = run_dir / "point_cloud.dff.json"
+    side.write_text(json.dumps(dict(json.loads(side.read_text()), version=3)))
+    with pytest.raises(DataError, match="point_cloud.dff.json: unknown sidecar version 3 .*newer dff_gs"):
+        load_ply(run_dir / "point_cloud.ply")
+    side.write_text(json.dumps(dict(json.loads(side.read_text()), version=1, format="splatfacto")))
+    with pytest.raises(DataError, match="unknown sidecar format 'splatfacto'"):
+        load_ply(run_dir / "point_cloud.ply")
+
+
 def test_time_based_checkpoints(tiny_scene, tmp_path, monkeypatch):
     saved = []
     original = Trainer.save

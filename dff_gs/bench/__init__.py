@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from dff_gs.run_dir import HISTORY_NAME, PLY_NAME, SIDECAR_NAME
+from dff_gs.run_dir import RunFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESETS = {"gs": ROOT / "configs" / "default.yaml", "nerf": ROOT / "configs" / "nerf.yaml"}
@@ -174,9 +174,9 @@ def time_query(backbone: str, model, meta: dict, camera, device: torch.device, r
 
 def bench_one(backbone: str, args) -> dict:
     """Train one backbone and measure it (run inside its own process by :func:`main`)."""
-    from dff_gs.backbone import as_backbone
     from dff_gs.pipeline import run
     from dff_gs.pipeline.common import load_run_scene, resolve_device
+    from dff_gs.runs import load_backbone
 
     cfg = make_config(backbone, args)
     device = resolve_device(cfg.train.device)
@@ -185,23 +185,12 @@ def bench_one(backbone: str, args) -> dict:
     t0 = time.perf_counter()
     metrics = run(cfg, progress=not args.quiet)
     wall = time.perf_counter() - t0
-    run_dir = Path(cfg.out)
-    history = json.loads((run_dir / HISTORY_NAME).read_text())
-
-    if backbone == "gs":
-        from dff_gs.runs import load_model
-
-        model, meta = load_model(run_dir)
-        model = model.to(device)
-        timed = as_backbone(model, backend=cfg.train.backend, background=torch.tensor(cfg.data.background))
-        files = [run_dir / PLY_NAME, run_dir / SIDECAR_NAME]
-    else:
-        from dff_gs.nerf import NERF_MODEL_NAME, load_nerf
-
-        model, meta = load_nerf(run_dir, map_location=device)
-        model.eval()
-        timed = model
-        files = [run_dir / NERF_MODEL_NAME]
+    folder = RunFolder(Path(cfg.out))
+    history = json.loads(folder.history.read_text())
+    timed, meta = load_backbone(folder.path, backend=cfg.train.backend, device=device,
+                                background=torch.tensor(cfg.data.background))
+    model = timed.model if timed.kind == "gs" else timed
+    files = [folder.ply, folder.sidecar] if timed.kind == "gs" else [folder.nerf_model]
     _, scene, _, test = load_run_scene(cfg, device)
     test = test if test is not None else scene
     cams = test.cameras.to(device)
@@ -213,7 +202,7 @@ def bench_one(backbone: str, args) -> dict:
               if k in metrics}
     result.update(render_fps=fps, **query, model_mb=sum(f.stat().st_size for f in files if f.is_file()) / 2**20,
                   rss_peak_mb=peak_rss_mb(), run_wall_seconds=wall, steps=cfg.train.steps,
-                  eval_every=cfg.train.eval_every, resolution=[test.width, test.height], run_dir=str(run_dir),
+                  eval_every=cfg.train.eval_every, resolution=[test.width, test.height], run_dir=str(folder.path),
                   eval_history=history.get("eval", []))
     result["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                              else result["rss_peak_mb"])

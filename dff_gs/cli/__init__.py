@@ -7,7 +7,6 @@ module             command                                console script (``pip 
 ``train``          ``python train.py``                    ``dff-train``
 ``edit``           ``python edit.py``                     ``dff-edit``
 ``query``          ``python -m dff_gs.query``             ``dff-query`` (Gaussians or a NeRF)
-``nerf_query``     (``dff-query`` on a NeRF run)
 ``render``         ``python -m dff_gs.render``            ``dff-render``
 ``bench``          ``python -m dff_gs.bench``             ``dff-bench``
 =================  =====================================  ====================================

@@ -19,7 +19,7 @@ import torch
 from dff_gs.bench import NAMES, ROOT, bench_one, compare, machine_info, make_config, markdown
 from dff_gs.plots import plot_curves
 from dff_gs.errors import DffError
-from dff_gs.pipeline.common import write_json
+from dff_gs.utils import write_json
 from dff_gs.utils import atomic_write_path
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,11 @@
-"""``python -m dff_gs.query RUN_OR_PLY (--text T | --labels A,B,.. | --patch IMG | --click V X Y | --cluster K[:ID])``
-(also ``dff-query``; a NeRF run is queried by :mod:`dff_gs.cli.nerf_query`)
+"""``python -m dff_gs.query RUN (--text T | --labels A,B,.. | --patch IMG | --click V X Y | --cluster K[:ID])``
+(also ``dff-query``): a Gaussian run or PLY, or a NeRF run.
 
-Prints how many Gaussians a query selects; with ``--out DIR`` also writes, for each view of the scene's
-split, the query rendered as a 2D segmentation (PNG) and ``selection.json``.
+Prints how much of the model a query selects (p(query|x) of Eq. 5 above ``--threshold``): how many Gaussians, or
+how many of a NeRF's occupied cells. With ``--out DIR`` also writes, for each view of the scene's split, the query
+rendered as a 2D segmentation over the model's render (PNG) and ``selection.json``; on a NeRF, ``--op delete |
+extract | recolor`` renders the views with that edit applied at render time instead (Gaussians are edited with
+``edit.py``).
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from dff_gs import query as Q
 
 
 def parse_cluster(text: str) -> tuple[int, Optional[int]]:
-    """``"K"`` -> ``(K, None)`` (the whole clustering); ``"K:ID"`` -> ``(K, ID)`` (one cluster)."""
+    """``"K"`` -> ``(K, None)`` (the whole clustering); ``"K:ID"`` -> ``(K, ID)`` (one cluster). Only the form is
+    read here: the values are checked by :class:`~dff_gs.query.QuerySpec`, as every query's are."""
     try:
         parts = [int(t) for t in text.split(":")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected K or K:ID (integers), got {text!r}") from None
-    if len(parts) not in (1, 2) or parts[0] < 1 or (len(parts) == 2 and not 0 <= parts[1] < parts[0]):
-        raise argparse.ArgumentTypeError(f"expected K or K:ID with K >= 1 and 0 <= ID < K, got {text!r}")
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected K or K:ID (one or two integers), got {text!r}")
     return parts[0], (parts[1] if len(parts) == 2 else None)
 
 
@@ -85,46 +89,87 @@ def click_grouping(args):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dff_gs.query", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="run folder or PLY")
+    p.add_argument("model", help="run folder or model file: a Gaussian run or PLY, or a NeRF run")
     add_query_arguments(p, multiple=False)
     p.add_argument("--split", default="test", choices=["test", "train", "all"], help="views to render with --out")
     p.add_argument("--out", help="folder for segmentation PNGs and selection.json")
+    p.add_argument("--op", default="none", choices=("none", *RENDER_EDITS),
+                   help="a NeRF: render --out's views with this render-time edit of the selection")
+    p.add_argument("--color", default="1,0,0", help="--op recolor: r,g,b in [0, 1]")
+    p.add_argument("--device", default="cpu", help="where the model is loaded: cpu | cuda")
     return p
 
 
+RENDER_EDITS = ("delete", "extract", "recolor")
+"""The NeRF's render-time edits (:class:`dff_gs.nerf.edit.SegmentationEdit`)."""
+
+
 def run_query(args) -> dict:
-    ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
-    model = ctx.model
-    summary: dict = {"model": str(args.model), "num_gaussians": model.num_gaussians}
-    labels = probs = None
+    """Everything ``python -m dff_gs.query`` does, on either backbone; returns the summary."""
+    specs = query_specs(args)  # every query is checked (QuerySpec) before any work
+    ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend, device=args.device)
+    _check_op(args, ctx)
+    gs = ctx.kind == "gs"
+    summary: dict = {"model": str(args.model), **({"num_gaussians": ctx.model.num_gaussians} if gs else {})}
+    labels = probs = queries = None
     if args.labels is not None:
         names = list(Q.label_list(args.labels))
         if len(names) < 2:
             raise ConfigError("--labels needs at least two labels")
-        labels = Q.segment_gaussians(model, ctx.teacher.encode_text(names))
-        summary["labels"] = {n: int((labels == i).sum()) for i, n in enumerate(names)}
+        queries = ctx.teacher.encode_text(names)
+        labels = Q.segment_features(ctx.primitive_features(), queries)
+        counts = {n: int((labels == i).sum()) for i, n in enumerate(names)}
+        summary.update({"labels": counts} if gs else {"labels": names, "cells_per_label": counts})
     elif args.cluster is not None and args.cluster[1] is None:
         k = args.cluster[0]
-        labels, _ = Q.kmeans(Q.gaussian_features(model), k)
+        labels, _ = Q.kmeans(ctx.primitive_features(), k)
         summary["clusters"] = torch.bincount(labels, minlength=k).tolist()
     else:
-        if args.text is not None and not args.text.strip():
-            raise ConfigError("the query text is empty")
-        probs, info = Q.query_probabilities(ctx, query_specs(args)[0], grouping=click_grouping(args))
+        probs, info = Q.query_probabilities(ctx, specs[0], grouping=click_grouping(args))
         summary.update(info)
         sel = Q.select(probs, args.threshold)
-        summary["selected"] = sel.count
-        if sel.count:
-            summary["bbox"] = Q.selection_bbox(model, sel.mask)
+        if gs:
+            summary["selected"] = sel.count
+            if sel.count:
+                summary["bbox"] = Q.selection_bbox(ctx.model, sel.mask)
+        else:
+            summary.update(selected_cells=sel.count, occupied_cells=len(probs))
+            if args.out:
+                queries = Q.query_label_embeddings(ctx, specs[0])[0]
     if args.out:
-        _write_renders(args, model, ctx.scene().split(args.split), probs, labels, summary)
+        scene = ctx.scene().split(args.split)
+        if gs:
+            _write_gaussian_renders(args, ctx.model, scene, probs, labels)
+        else:
+            _write_nerf_renders(args, ctx.model, scene, queries, labels is not None)
+        from dff_gs.utils import atomic_write_path
+
+        with atomic_write_path(Path(args.out) / "selection.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _write_renders(args, model, scene, probs, labels, summary) -> None:
-    """Render the selection (or the segmentation) from the scene's cameras, over the model's RGB."""
+def _check_op(args, ctx) -> None:
+    """``--op`` is a NeRF's render-time edit of one query's selection, rendered into ``--out``."""
+    if args.op == "none":
+        return
+    if ctx.kind == "gs":
+        raise ConfigError("--op renders a NeRF with a render-time edit; Gaussians are edited with edit.py RUN --text T "
+                          "--op OP --out edited.ply (a persistent edit)")
+    if args.labels is not None or args.cluster is not None:
+        raise ConfigError("--op edits one query's selection: use --text, --patch or --click")
+    if not args.out:
+        raise ConfigError("--op renders the edited views: give --out DIR")
+
+
+def _png_path(out: Path, name: str) -> Path:
+    return out / f"{name.replace('/', '_')}.png"
+
+
+def _write_gaussian_renders(args, model, scene, probs, labels) -> None:
+    """Render the selection (or the segmentation) from the scene's cameras, over the model's RGB: per-Gaussian
+    values composited."""
     from dff_gs.io.images import save_png
-    from dff_gs.utils import atomic_write_path
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,21 +179,31 @@ def _write_renders(args, model, scene, probs, labels, summary) -> None:
     for i, name in enumerate(scene.image_names):
         img = Q.segmentation_overlay(model, scene.cameras[[i]], values,
                                      None if labels is not None else args.threshold, args.backend)[0]
-        save_png(out / f"{name.replace('/', '_')}.png", img)
-    with atomic_write_path(out / "selection.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+        save_png(_png_path(out, name), img)
+
+
+def _write_nerf_renders(args, model, scene, queries, is_label_set: bool) -> None:
+    """Each view: Eq. 5 on the NeRF's rendered features over its RGB, or (``--op``) the view rendered with that
+    render-time edit of the query's selection."""
+    from dff_gs.io.images import save_png
+    from dff_gs.nerf.edit import SegmentationEdit, render_edit
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    edit = None
+    if args.op != "none":
+        color = torch.tensor([float(c) for c in args.color.split(",")]) if args.op == "recolor" else None
+        edit = SegmentationEdit(queries, args.op, args.threshold, color)
+    for i, name in enumerate(scene.image_names):
+        cams = scene.cameras[[i]]
+        if edit is not None:
+            img = render_edit(model, cams, edit).rgb[0].clamp(0, 1).cpu()
+        else:
+            img = Q.rendered_overlay(model, cams, queries, None if is_label_set else args.threshold)[0]
+        save_png(_png_path(out, name), img)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dff_gs.query`` / ``dff-query``: a NeRF run goes to :mod:`dff_gs.cli.nerf_query`."""
-    import sys
-
-    from dff_gs.runs import run_backbone
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and not argv[0].startswith("-") and Path(argv[0]).exists() and run_backbone(argv[0]) == "nerf":
-        from dff_gs.cli.nerf_query import main as nerf_main
-
-        return nerf_main(argv)
+    """``python -m dff_gs.query`` / ``dff-query`` on either backbone."""
     args = build_parser().parse_args(argv)
     return run_cli(lambda: run_query(args), lambda summary: json.dumps(summary, indent=2))

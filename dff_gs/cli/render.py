@@ -4,8 +4,9 @@ Renders any run (Gaussians or a NeRF, through :class:`dff_gs.backbone.Backbone`)
 one without features) at a scene's cameras and writes one
 RGB PNG per view, named like the scene's images (``images/0008.png`` -> ``DIR/0008.png``). With queries
 (``--text`` / ``--patch`` / ``--click`` / ``--cluster K:ID``, repeatable and unioned) it also writes the
-query's 2D segmentation over the render, ``DIR/segmentation/NAME.png`` (p(query|x) of Eq. 5 composited per
-pixel, selected where it exceeds ``--threshold``). The scene defaults to the one the run was trained on.
+query's 2D segmentation over the render, ``DIR/segmentation/NAME.png`` (p(query|x) of Eq. 5 per pixel: the
+Gaussians' composited, a NeRF's from its rendered features; selected where it exceeds ``--threshold``). The
+scene defaults to the one the run was trained on.
 """
 
 from __future__ import annotations
@@ -42,38 +43,19 @@ def output_names(image_names: list[str]) -> list[str]:
     return [f"{n.replace('/', '_')}.png" for n in image_names]
 
 
-def open_for_render(args):
-    """(backbone, scene, scene path, query context or None) of a Gaussian run / PLY or a NeRF run: what any
-    backbone renders, and for the Gaussians what queries need."""
-    from dff_gs import query as Q
-    from dff_gs.backbone import as_backbone
-    from dff_gs.runs import run_backbone, run_scene_options
-
-    if Path(args.model).exists() and run_backbone(args.model) == "nerf":
-        from dff_gs.data import load_scene
-        from dff_gs.nerf import load_nerf
-
-        model, meta = load_nerf(args.model)
-        scene_path = args.data or meta.get("scene")
-        if not scene_path:
-            raise ConfigError(f"{args.model}: no scene: pass --data SCENE (the model does not name one)")
-        return model.eval(), load_scene(scene_path, **run_scene_options(args.model)), scene_path, None
-    ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
-    return as_backbone(ctx.model, args.backend), ctx.scene(), ctx.scene_path, ctx
-
-
 def run_render(args) -> list[Path]:
-    """Render every view of the split with any backbone (Gaussians or a NeRF); with queries (Gaussians) also their
-    segmentation over the render."""
+    """Render every view of the split with any backbone (Gaussians or a NeRF); with queries also their segmentation
+    over the render (Gaussians: per-Gaussian p composited; a NeRF: Eq. 5 on its rendered features)."""
     from dff_gs import query as Q
     from dff_gs.cli.query import click_grouping, query_specs
     from dff_gs.io.images import save_png
 
-    backbone, scene, scene_path, ctx = open_for_render(args)
     specs = query_specs(args)
-    if specs and ctx is None:
-        raise ConfigError(f"{args.model}: a NeRF run's queries render with python -m dff_gs.query RUN --text T "
-                          "--out DIR")
+    ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
+    if ctx.kind != "gs" and any(s.kind == "cluster" for s in specs):
+        raise ConfigError(f"{args.model}: a NeRF's clusters are not rendered; python -m dff_gs.query RUN --cluster "
+                          "K:ID counts a cluster's cells")
+    backbone, scene, scene_path = ctx.backbone, ctx.scene(), ctx.scene_path
     if args.split != "all" and not (scene.test_ids if args.split == "test" else scene.train_ids):
         raise ConfigError(f"{scene_path}: the scene has no {args.split} views")
     scene = scene.split(args.split)
@@ -83,10 +65,12 @@ def run_render(args) -> list[Path]:
     clash = [f for f in files if f.exists()]
     if clash and not args.force:
         raise ConfigError(f"{clash[0]}: exists; pass --force to overwrite, or choose another --out")
-    values = None
-    if specs:
+    values = label_sets = None
+    if specs and ctx.kind == "gs":  # per-Gaussian p composited (the selection an edit would make)
         probs = torch.stack([Q.query_probabilities(ctx, s, click_grouping(args))[0] for s in specs]).amax(0)
         values = torch.stack([probs, 1 - probs], -1)
+    elif specs:  # Eq. 5 on the rendered features
+        label_sets = [Q.query_label_embeddings(ctx, s)[0] for s in specs]
     threshold = 0.5 if args.threshold is None else args.threshold
     cams = scene.cameras.to(backbone.device)
     written = []
@@ -94,8 +78,9 @@ def run_render(args) -> list[Path]:
         with torch.no_grad():
             rgb = backbone.render(cams[[i]], with_features=False).rgb[0]
         written.append(save_png(out / names[i], rgb.cpu().clamp(0, 1)))
-        if values is not None:
-            seg = Q.segmentation_overlay(ctx.model, cams[[i]], values, threshold, args.backend, rgb=rgb[None])[0]
+        if specs:
+            seg = (Q.segmentation_overlay(ctx.model, cams[[i]], values, threshold, args.backend, rgb=rgb[None])[0]
+                   if values is not None else Q.rendered_overlay(ctx.model, cams[[i]], label_sets, threshold)[0])
             written.append(save_png(out / "segmentation" / names[i], seg))
     return written
 

@@ -32,8 +32,10 @@ def _selection_summary(model: GaussianModel, sel: EditSelection) -> dict:
 
 def apply_script(ctx: QueryContext, script: EditScript, env: Optional[EditEnv] = None,
                  progress: bool = False) -> EditOutcome:
-    """Apply ``script`` to ``ctx.model`` (not modified). Raises ``EmptySelectionError`` when a query selects
-    nothing and ``ConfigError`` / ``DataError`` for bad options or files, before anything is written."""
+    """Apply ``script`` to ``ctx.model`` (Gaussians; not modified). Raises ``EmptySelectionError`` when a query selects
+    nothing and ``ConfigError`` / ``DataError`` for bad options or files (a NeRF context: a one-line refusal, its edits
+    being render-time ones, :mod:`dff_gs.nerf.edit`), before anything is written."""
+    ctx.require_gaussians("an edit")
     script.check()
     env = env or EditEnv(meta=ctx.meta)
     if env.scene is None and ctx.scene_path:

@@ -19,10 +19,8 @@ from tqdm import tqdm
 
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.io.ply import sidecar_path
+from dff_gs.io.ply import SIDECAR_OWN_KEYS, sidecar_path
 from dff_gs.utils import atomic_write_path
-
-_SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder", "write_id")
 
 
 @dataclass
@@ -103,7 +101,7 @@ def before_after_panels(before: GaussianModel, after: GaussianModel, cameras, na
 
 def sidecar_metadata(meta: dict, summary: dict) -> dict:
     """The input's sidecar metadata (teacher, scene) with this edit appended to its ``edits`` history."""
-    out = {k: v for k, v in (meta or {}).items() if k not in _SIDECAR_OWN_KEYS}
+    out = {k: v for k, v in (meta or {}).items() if k not in SIDECAR_OWN_KEYS}
     history = list(out.get("edits") or [])
     history.append({k: summary[k] for k in ("input", "operations", "num_gaussians_after") if k in summary})
     out["edits"] = history

@@ -291,28 +291,21 @@ def parse_query(item: Any, negatives: tuple = (), where: str = "select") -> Quer
                           f"got keys {list(item)}")
     kind, value = kinds[0], item[kinds[0]]
     negs = label_list(item.get("negatives", ()))
-    if kind == "click":
-        if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, int) for v in value):
-            raise ConfigError(f"{where}: click needs [view, x, y] (three integers), got {value!r}")
+    if kind == "click" and isinstance(value, list):
         value = tuple(value)
-    elif kind == "cluster":
+    elif kind == "cluster":  # "K:ID" or [K, ID]; an edit selects one cluster
         try:
-            parts = [int(v) for v in (value.split(":") if isinstance(value, str) else value)]
+            value = tuple(int(v) for v in (value.split(":") if isinstance(value, str) else value))
         except (TypeError, ValueError):
-            parts = []
-        if len(parts) != 2 or parts[0] < 1 or not 0 <= parts[1] < parts[0]:
-            raise ConfigError(f"{where}: cluster needs K:ID with 0 <= ID < K, got {value!r}")
-        value = tuple(parts)
+            pass
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise ConfigError(f"{where}: cluster needs K:ID (the cluster ID of K), got {value!r:.60}")
     elif kind == "patch":
         value = str(value)
-    elif kind == "ray":
-        from dff_gs.query.ray import check_ray
-
-        try:
-            value = check_ray(value if isinstance(value, (list, tuple)) else [value])
-        except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
-    return QuerySpec(kind, value, tuple(negatives) + negs)
+    try:
+        return QuerySpec(kind, value, tuple(negatives) + negs)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _queries(value: Any, negatives: tuple, where: str) -> list[QuerySpec]:

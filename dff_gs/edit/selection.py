@@ -210,6 +210,7 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
 
     Raises :class:`EmptySelectionError` (naming the queries and the best probability) if nothing is selected.
     """
+    ctx.require_gaussians("selecting Gaussians")
     cfg = (cfg or SelectionConfig()).validate()
     if not specs:
         raise ConfigError("no query given: pass --text, --click, --patch or --cluster (or select: in the script)")

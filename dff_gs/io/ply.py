@@ -19,13 +19,16 @@ import numpy as np
 import torch
 
 from dff_gs.data.validate import real_array
-from dff_gs.errors import DataError
+from dff_gs.errors import DataError, check_version
 from dff_gs.gaussians import GaussianModel
 from dff_gs.utils import atomic_write_path
 
 SIDECAR_SUFFIX = ".dff.json"
 SIDECAR_FORMAT = "dff_gs"
 SIDECAR_VERSION = 1  # the newest sidecar version this code reads (and the one it writes)
+SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder", "write_id")
+"""The sidecar keys :func:`save_ply` writes from the model itself; the rest is the caller's metadata (teacher, scene,
+scene_options, backbone, lift, edits: :func:`dff_gs.run_dir.run_metadata`)."""
 BASE_PROPS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
 TAIL_PROPS = ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
 
@@ -135,7 +138,7 @@ def _property_indices(names: list[str], prefix: str, path: Path) -> int:
     return len(idx)
 
 
-def _read_sidecar(side: Path) -> dict:
+def read_sidecar(side: Path) -> dict:
     """The sidecar's JSON object ({} when there is none); its ``format`` and ``version``, when given, must be
     ours."""
     if not side.is_file():
@@ -149,9 +152,7 @@ def _read_sidecar(side: Path) -> dict:
     fmt, version = meta.get("format", SIDECAR_FORMAT), meta.get("version", SIDECAR_VERSION)
     if fmt != SIDECAR_FORMAT:
         raise DataError(f"{side}: unknown sidecar format {fmt!r:.40} (expected {SIDECAR_FORMAT!r})")
-    known = range(1, SIDECAR_VERSION + 1)
-    if isinstance(version, bool) or not isinstance(version, (int, float)) or version not in known:
-        raise DataError(f"{side}: unknown sidecar version {version!r:.40} (this dff_gs reads 1..{SIDECAR_VERSION})")
+    check_version(side, "sidecar", version, SIDECAR_VERSION, DataError)
     return meta
 
 
@@ -207,7 +208,7 @@ def load_ply(path: str | Path) -> tuple[GaussianModel, dict]:
     rest, sem = [f"f_rest_{i}" for i in range(n_rest)], [f"semantic_{i}" for i in range(D)]
     _check_vertices(data, ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2"] + TAIL_PROPS + rest + sem, path)
     side = sidecar_path(path)
-    meta = _read_sidecar(side)
+    meta = read_sidecar(side)
     _check_same_write(comments, meta, side, path)
     dec = _decoder(meta.get("decoder"), D, side, path)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from dff_gs.errors import ConfigError
+from dff_gs.run_dir import RunFolder
 from dff_gs.train.config import Config
 
 
@@ -48,17 +49,17 @@ def lift_or_resume(cfg: Config, train_scene, teacher, device: torch.device, prog
     return lifted.model, lifted.seconds, lifted.info, None
 
 
-def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
+def run_lift(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
     """Lift (and optionally fine-tune) features onto ``cfg.model.init_ply``, evaluate, write the claimed run folder
-    ``out_dir``. Returns the metrics dict (also in metrics.json)."""
-    from dff_gs.config import save_yaml, to_dict
-    from dff_gs.io.ply import save_ply
+    ``run`` (a :class:`~dff_gs.run_dir.RunFolder`). Returns the metrics dict (also in metrics.json)."""
+    from dff_gs.backbone import GaussianBackbone
+    from dff_gs.config import to_dict
     from dff_gs.lift.tuner import FeatureTuner
-    from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME, HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
+    from dff_gs.run_dir import run_metadata
     from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.train.evaluate import evaluate
     from dff_gs.train.logger import make_logger
-    from dff_gs.pipeline.common import eval_row, export_run, load_run_scene, resolve_device, scene_options, write_json
+    from dff_gs.pipeline.common import eval_row, export_run, load_run_scene, resolve_device, scene_options
     from dff_gs.utils import seed_everything
 
     check_lift_config(cfg)
@@ -67,7 +68,7 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
     teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
     model, lift_seconds, lift_info, payload = lift_or_resume(cfg, train_scene, teacher, device, progress)
-    save_yaml(cfg, out_dir / CONFIG_NAME)
+    run.write_config(cfg)
 
     tuner = None
     if cfg.lift.steps:
@@ -75,8 +76,8 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         if payload is not None:
             tuner.restore(payload, cfg.resume)
         extra = {"lift_seconds": lift_seconds, "lift_info": lift_info}
-        checkpoint = lambda: tuner.save(out_dir / CHECKPOINT_NAME, to_dict(cfg), extra)  # noqa: E731
-        tuner.logger = make_logger(cfg.train.log, out_dir)
+        checkpoint = lambda: tuner.save(run.checkpoint, to_dict(cfg), extra)  # noqa: E731
+        tuner.logger = make_logger(cfg.train.log, run.path)
         tuner.fit(on_checkpoint=checkpoint, progress=progress)
         tuner.logger.close()
         checkpoint()
@@ -93,16 +94,14 @@ def run_lift(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         metrics.update(evaluate(
             model, test_scene, device=device, backend=cfg.train.backend, background=background,
             class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
-            render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
+            render_dir=run.renders, num_render_views=cfg.train.num_render_views,
             lpips_weights=cfg.train.lpips_weights, progress=progress))
     lift_meta = {"init_ply": str(Path(cfg.model.init_ply).resolve()), "steps": cfg.lift.steps,
                  "top_k": cfg.lift.top_k, "resolution": cfg.lift.resolution, **lift_info}
-    save_ply(model, out_dir / PLY_NAME,
-             metadata={"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg),
-                       "lift": lift_meta})
-    export_run(cfg, model, out_dir / PLY_NAME)
-    write_json(out_dir / METRICS_NAME, metrics)
+    run.save_model(GaussianBackbone(model), run_metadata(teacher.meta, str(scene_path), scene_options(cfg),
+                                                         lift=lift_meta))
+    export_run(cfg, model, run.ply)
+    run.write_metrics(metrics)
     final = eval_row(cfg.lift.steps, metrics["train_seconds"], metrics)
-    write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "lift": True, "history": tuner.history if tuner else [],
-                                        "eval": [final] if final else []})
+    run.write_history("gs", tuner.history if tuner else [], [final] if final else [], lift=True)
     return metrics

@@ -74,19 +74,33 @@ class FeatureTuner:
         self.step += 1
         return {"loss": float(loss.detach())}
 
-    def fit(self, on_checkpoint: Optional[Callable[[], Path]] = None, progress: bool = True) -> None:
+    def fit(self, on_checkpoint: Optional[Callable[[], Path]] = None, progress: bool = True,
+            eval_fn: Optional[Callable[[], dict]] = None) -> None:
+        """Run to ``lift.steps`` (:func:`~dff_gs.train.loop.fit_loop`), with ``eval_fn`` every ``train.eval_every``
+        steps when given."""
         from dff_gs.train.loop import fit_loop
 
-        fit_loop(self, desc="lift fine-tune", progress=progress, on_checkpoint=on_checkpoint,
+        fit_loop(self, desc="lift fine-tune", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
                  postfix=lambda s: dict(loss=f"{s['loss']:.4f}"))
 
     # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        """The whole lifted model (the lift pass is not redone on resume), the optimizer, the step and the log."""
+        return {"kind": "lift", "step": self.step, "train_seconds": self.train_seconds,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history}
+
     def save(self, path: str | Path, config: dict, extra: Optional[dict] = None) -> Path:
-        """A checkpoint of the whole lifted model (the lift pass is not redone on resume), the optimizer and
-        the step; ``extra`` (the lift's seconds and info) rides along."""
-        return save_checkpoint(path, {"kind": "lift", "step": self.step, "train_seconds": self.train_seconds,
-                                      "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                      "history": self.history, "config": config, "extra": extra or {}})
+        """A checkpoint of :meth:`state`; ``extra`` (the lift's seconds and info) rides along."""
+        return save_checkpoint(path, dict(self.state(), config=config, extra=extra or {}))
+
+    def load(self, path: str | Path) -> None:
+        """Continue from :meth:`save`'s checkpoint: its model's state into this tuner's model, then
+        :meth:`restore`."""
+        model, payload = self.load_model(path, self.model.device)
+        with torch.no_grad():
+            self.model.load_state_dict(model.state_dict())
+        self._frozen = self._geometry()
+        self.restore(payload, path)
 
     @staticmethod
     def load_model(path: str | Path, device: torch.device) -> tuple[GaussianModel, dict]:

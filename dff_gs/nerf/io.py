@@ -14,40 +14,23 @@ from typing import Any, Optional
 
 import torch
 
-from dff_gs.errors import CheckpointError, DataError
+from dff_gs.errors import CheckpointError, DataError, check_version
 from dff_gs.nerf.config import NerfConfig
-from dff_gs.nerf.model import NerfModel
+from dff_gs.nerf.model import NERF_FORMAT, NERF_VERSION, NerfModel
 from dff_gs.run_dir import NERF_MODEL_NAME, PLY_NAME
 
-NERF_FORMAT = "dff_gs-nerf"
 NERF_CHECKPOINT_FORMAT = "dff_gs-nerf-checkpoint"
-NERF_VERSION = 1
-GAUSSIAN_HINT = "open it with dff_gs.runs.load_model (the Gaussian tools: edit.py, python -m dff_gs.query)"
-
-
-def model_payload(model: NerfModel, metadata: Optional[dict] = None) -> dict:
-    return {
-        "format": NERF_FORMAT,
-        "version": NERF_VERSION,
-        "config": dataclasses.asdict(model.cfg),
-        "aabb": model.aabb.detach().cpu(),
-        "teacher_dim": model.teacher_dim,
-        "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": dict(metadata or {}),
-    }
+GAUSSIAN_HINT = "open it with dff_gs.runs.load_model or load_backbone (or edit.py for a persistent edit)"
 
 
 def save_nerf(model: NerfModel, path: str | Path, metadata: Optional[dict] = None) -> Path:
-    """Write ``model`` (+ ``metadata``: teacher, scene) to ``path`` atomically. Returns the path."""
-    from dff_gs.train.checkpoint import write_torch
-
-    path = Path(path)
-    write_torch(model_payload(model, metadata), path)
-    return path
+    """Write ``model`` (+ ``metadata``: teacher, scene) to ``path`` atomically (:meth:`NerfModel.save`). Returns the
+    path."""
+    return model.save(path, metadata)
 
 
 def model_from_payload(payload: dict, source: str = "NeRF model") -> NerfModel:
-    """Rebuild a :class:`NerfModel` from :func:`model_payload`'s dict."""
+    """Rebuild a :class:`NerfModel` from :meth:`NerfModel.payload`'s dict."""
     try:
         known = {f.name for f in dataclasses.fields(NerfConfig)}
         cfg = NerfConfig(**{k: v for k, v in payload["config"].items() if k in known})
@@ -111,8 +94,7 @@ def load_nerf(path: str | Path, map_location: str | torch.device = "cpu") -> tup
         if isinstance(payload, dict) and isinstance(payload.get("model"), dict) and "params.means" in payload["model"]:
             raise DataError(f"{p}: this is a Gaussian checkpoint, not a NeRF model; {GAUSSIAN_HINT}")
         raise DataError(f"{p}: not a dff_gs NeRF model (no '{NERF_FORMAT}' tag)")
-    if payload.get("version") != NERF_VERSION:
-        raise CheckpointError(f"{p}: NeRF model version {payload.get('version')} (this code reads {NERF_VERSION})")
+    check_version(p, "NeRF model", payload.get("version"), NERF_VERSION)
     model = model_from_payload(payload, str(p)).to(map_location)
     return model, dict(payload.get("metadata") or {})
 
@@ -122,7 +104,7 @@ def save_nerf_checkpoint(path: str | Path, model: NerfModel, trainer_state: dict
     """A resumable training checkpoint: the model payload, optimiser/step state, config and RNG states."""
     from dff_gs.train.checkpoint import rng_state, write_torch
 
-    payload = {"format": NERF_CHECKPOINT_FORMAT, "version": NERF_VERSION, "model": model_payload(model, metadata),
+    payload = {"format": NERF_CHECKPOINT_FORMAT, "version": NERF_VERSION, "model": model.payload(metadata),
                "trainer": trainer_state, "config": config, "rng": rng_state()}
     path = Path(path)
     write_torch(payload, path)
@@ -139,4 +121,5 @@ def load_nerf_checkpoint(path: str | Path) -> dict:
         if isinstance(payload, dict) and isinstance(payload.get("model"), dict) and "params.means" in payload["model"]:
             raise CheckpointError(f"{p}: this is a Gaussian checkpoint; resume it with train.backbone=gs")
         raise CheckpointError(f"{p}: not a dff_gs NeRF checkpoint")
+    check_version(p, "NeRF checkpoint", payload.get("version"), NERF_VERSION)
     return payload

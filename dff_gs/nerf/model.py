@@ -2,13 +2,15 @@
 
 It is a :class:`dff_gs.backbone.Backbone`, as the Gaussians are: ``render(cameras)`` returns RGB, stored
 features, depth and alpha per pixel; ``decode`` maps features to the teacher's space; ``pixel_feature`` and
-``content_features`` serve click and patch queries. Nothing is tied to a device: the model lives wherever
-``.to()`` puts it.
+``content_features`` serve click and patch queries; its primitives are the occupied cells of its occupancy grid
+(``primitive_points`` / ``primitive_features``); ``save`` writes it as a model file (``nerf_model.pt``, read back by
+:func:`dff_gs.nerf.io.load_nerf`). Nothing is tied to a device: the model lives wherever ``.to()`` puts it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -22,6 +24,11 @@ from dff_gs.nerf.occupancy import OccupancyGrid
 from dff_gs.nerf.renderer import RayOutput, composite, render_weights
 from dff_gs.nerf.sampler import ray_aabb, sample_pdf, stratified_edges
 from dff_gs.render import RenderOutput
+
+
+NERF_FORMAT = "dff_gs-nerf"
+NERF_VERSION = 1
+"""The tag and version of a model file (:meth:`NerfModel.payload`); :func:`dff_gs.nerf.io.load_nerf` checks both."""
 
 
 def camera_rays(cameras: Cameras) -> tuple[Tensor, Tensor, Tensor]:
@@ -217,14 +224,22 @@ class NerfModel(nn.Module):
         seeded subset of at most ``max_points``)."""
         return self.decoded_at(self.occupied_points(max_points, seed))
 
+    def primitive_points(self) -> Tensor:
+        """:class:`~dff_gs.backbone.Backbone`: the centres ``[M, 3]`` of every occupied cell."""
+        return self.occupied_points(None)
+
+    def primitive_features(self) -> Tensor:
+        """:class:`~dff_gs.backbone.Backbone`: decoded features ``[M, C]`` at every occupied cell's centre."""
+        return self.decoded_at(self.primitive_points())
+
     @torch.no_grad()
-    def occupied_points(self, max_points: int = 50000, seed: int = 0) -> Tensor:
+    def occupied_points(self, max_points: Optional[int] = 50000, seed: int = 0) -> Tensor:
         """Points that hold the field's content: centres of occupied cells (at most ``max_points``, a seeded
-        subset).  Returns Tensor  # [M, 3] world"""
+        subset; None: all of them).  Returns Tensor  # [M, 3] world"""
         pts = self.occupancy.occupied_centers()
         if len(pts) == 0:
             raise ConfigError("the NeRF's occupancy grid is empty (an untrained model?)")
-        if len(pts) > max_points:
+        if max_points is not None and len(pts) > max_points:
             g = torch.Generator().manual_seed(seed)
             pts = pts[torch.randperm(len(pts), generator=g)[:max_points].to(pts.device)]
         return pts
@@ -238,6 +253,29 @@ class NerfModel(nn.Module):
         if len(pts) == 0:
             return torch.zeros(0, self.output_dim, device=self.device)
         return torch.cat([self.point_features(pts[s:s + chunk]) for s in range(0, len(pts), chunk)])
+
+    # ------------------------------------------------------------------ saving
+    def payload(self, metadata: Optional[dict] = None) -> dict:
+        """What a model file holds: the tag and version, the config, the scene box, the teacher dimension, the weights
+        (occupancy grid included) and ``metadata`` (teacher, scene): enough to rebuild it without the training
+        config (:func:`dff_gs.nerf.io.model_from_payload`)."""
+        return {
+            "format": NERF_FORMAT,
+            "version": NERF_VERSION,
+            "config": dataclasses.asdict(self.cfg),
+            "aabb": self.aabb.detach().cpu(),
+            "teacher_dim": self.teacher_dim,
+            "state": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "metadata": dict(metadata or {}),
+        }
+
+    def save(self, path: str | Path, metadata: Optional[dict] = None) -> Path:
+        """:class:`~dff_gs.backbone.Backbone`: write :meth:`payload` to ``path`` atomically; returns the path."""
+        from dff_gs.train.checkpoint import write_torch
+
+        path = Path(path)
+        write_torch(self.payload(metadata), path)
+        return path
 
     # ------------------------------------------------------------------ occupancy
     @torch.no_grad()

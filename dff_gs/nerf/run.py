@@ -9,7 +9,6 @@ Scene loading, teacher maps, losses and evaluation are the Gaussians' own code.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -18,13 +17,12 @@ from torch import Tensor
 from dff_gs.config import to_dict
 from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
-from dff_gs.nerf.io import NERF_MODEL_NAME, save_nerf
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
 from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
-                                    start_trainer, write_json)
+                                    start_trainer)
 from dff_gs.plots import plot_run_curves
-from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, RENDERS_NAME
+from dff_gs.run_dir import RunFolder, run_metadata
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import prepare_teacher
 from dff_gs.features import init_decoder_pca
@@ -78,8 +76,8 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
         model.occupancy.init_from_points(pts, 4.0 * model.occupancy_threshold(), cfg.nerf.occ_init_dilation)
 
 
-def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
-    """Train and evaluate the NeRF backbone as ``cfg`` says into the claimed run folder ``out_dir`` (the
+def run_nerf(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
+    """Train and evaluate the NeRF backbone as ``cfg`` says into the claimed run folder ``run`` (the
     pipeline :func:`dff_gs.pipeline.run` picks for ``train.backbone=nerf``); returns the metrics (also in
     metrics.json)."""
     seed_everything(cfg.train.seed)
@@ -98,8 +96,8 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     init_occupancy(model, train_scene, cfg)
     trainer = NerfTrainer(cfg, model, train_scene.images.to(device), train_scene.cameras.to(device),
                           teacher.train_maps, device)
-    meta = {"teacher": teacher.meta, "scene": str(scene_path), "scene_options": scene_options(cfg), "backbone": "nerf"}
-    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg), meta)
+    meta = run_metadata(teacher.meta, str(scene_path), scene_options(cfg), backbone="nerf")
+    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg), meta)
     trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, None, teacher))  # renders its own background
     checkpoint()
@@ -108,12 +106,12 @@ def run_nerf(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     metrics: dict = {"train_seconds": trainer.train_seconds, "num_parameters": model.num_parameters}
     if test_scene is not None:
         metrics.update(evaluate(model, test_scene, device=device, class_embeddings=teacher.class_embeddings,
-                                teacher_labels=teacher.test_labels, render_dir=out_dir / RENDERS_NAME,
+                                teacher_labels=teacher.test_labels, render_dir=run.renders,
                                 num_render_views=cfg.train.num_render_views, lpips_weights=cfg.train.lpips_weights,
                                 progress=progress))
     record_final_eval(trainer, metrics)
-    save_nerf(model, out_dir / NERF_MODEL_NAME, metadata=meta)
-    write_json(out_dir / METRICS_NAME, metrics)
-    write_json(out_dir / HISTORY_NAME, {"backbone": "nerf", "history": trainer.history, "eval": trainer.eval_history})
-    plot_run_curves(out_dir, trainer.eval_history, "NeRF-DFF")
+    run.save_model(model, meta)
+    run.write_metrics(metrics)
+    run.write_history("nerf", trainer.history, trainer.eval_history)
+    plot_run_curves(run.path, trainer.eval_history, "NeRF-DFF")
     return metrics

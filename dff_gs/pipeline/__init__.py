@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dff_gs.errors import ConfigError, Interrupted
 from dff_gs.pipeline.common import resolve_scene_path
-from dff_gs.run_dir import CHECKPOINT_NAME, claim_run_dir, run_dir_for
+from dff_gs.run_dir import CHECKPOINT_NAME, RunFolder, claim_run_dir, run_dir_for
 from dff_gs.train.config import Config
 from dff_gs.train.validate import validate_config
 
@@ -22,7 +22,8 @@ BACKBONES = ("gs", "nerf")
 
 
 def pipeline_of(cfg: Config):
-    """The function that trains ``cfg``'s run into a claimed folder: ``(cfg, out_dir, progress) -> metrics``."""
+    """The function that trains ``cfg``'s run into a claimed folder: ``(cfg, run: RunFolder, progress) -> metrics``;
+    every pipeline writes its outputs through the :class:`~dff_gs.run_dir.RunFolder` it is given."""
     if cfg.train.backbone == "nerf":
         from dff_gs.nerf.run import run_nerf
 
@@ -52,7 +53,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
     with claim_run_dir(out_dir, resume=cfg.resume, force=cfg.force, inputs=inputs):
         cfg.out = str(out_dir)
         try:
-            return pipeline(cfg, out_dir, progress)
+            return pipeline(cfg, RunFolder(out_dir), progress)
         except KeyboardInterrupt as e:
             ckpt = out_dir / CHECKPOINT_NAME
             if getattr(e, "checkpoint", None) is None and ckpt.is_file():

@@ -4,22 +4,19 @@ periodic and final evaluation rows, JSON outputs and the start of a trainer (res
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from dff_gs.config import save_yaml
 from dff_gs.data import SceneData, load_scene
 from dff_gs.errors import ConfigError, DataError
-from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME
+from dff_gs.run_dir import RunFolder
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.logger import make_logger
-from dff_gs.utils import atomic_write_path
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -41,7 +38,7 @@ def resolve_scene_path(cfg: Config) -> Path:
 
 
 def scene_options(cfg: Config) -> dict:
-    """``cfg.data``'s ``load_scene`` options, as the PLY sidecar records them (for tools that reopen the scene)."""
+    """``cfg.data``'s ``load_scene`` options, as a run's metadata records them (for tools that reopen the scene)."""
     return {"downscale": cfg.data.downscale, "test_every": cfg.data.test_every, "format": cfg.data.format,
             "background": list(cfg.data.background), "skip_missing": cfg.data.skip_missing}
 
@@ -113,19 +110,13 @@ def export_run(cfg: Config, model, ply: Path) -> list[Path]:
     return export_model(model, ply, parse_exports(cfg.train.export, "train.export"), cfg.train.export_up)
 
 
-def write_json(path: Path, data: dict) -> None:
-    with atomic_write_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=float))
-
-
-def start_trainer(cfg: Config, trainer, out_dir: Path, *saved) -> Callable[[], Path]:
+def start_trainer(cfg: Config, trainer, run: RunFolder, *saved) -> Callable[[], Path]:
     """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
     a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
     ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.train.logger.RunLogger`
     (``train.log``) as ``trainer.logger``."""
     if cfg.resume:
         trainer.load(cfg.resume)
-    save_yaml(cfg, out_dir / CONFIG_NAME)
-    trainer.logger = make_logger(cfg.train.log, out_dir)
-    ckpt = out_dir / CHECKPOINT_NAME
-    return lambda: trainer.save(ckpt, *saved)
+    run.write_config(cfg)
+    trainer.logger = make_logger(cfg.train.log, run.path)
+    return lambda: trainer.save(run.checkpoint, *saved)

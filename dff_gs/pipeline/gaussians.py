@@ -3,7 +3,6 @@ training against the teacher, evaluation, and the run folder's outputs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
@@ -11,11 +10,11 @@ from dff_gs.config import to_dict
 from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.io.ply import save_ply
+from dff_gs.backbone import GaussianBackbone
 from dff_gs.pipeline.common import (export_run, load_run_scene, periodic_eval, record_final_eval, resolve_device,
-                                    scene_options, start_trainer, write_json)
+                                    scene_options, start_trainer)
 from dff_gs.plots import plot_run_curves
-from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
+from dff_gs.run_dir import RunFolder, run_metadata
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
 from dff_gs.features import init_decoder_pca
@@ -90,8 +89,8 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
 
 
-def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
-    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into ``out_dir``."""
+def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
+    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into the claimed ``run``."""
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
@@ -111,7 +110,7 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
     trainer = Trainer(cfg, model, data, device)
-    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg))
+    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg))
     from dff_gs.view.live import live_viewer
 
     trainer.watcher = live_viewer(cfg)
@@ -129,13 +128,12 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     if test_scene is not None:
         metrics.update(evaluate(model, test_scene, device=device, backend=cfg.train.backend, background=background,
                                 class_embeddings=teacher.class_embeddings, teacher_labels=teacher.test_labels,
-                                render_dir=out_dir / RENDERS_NAME, num_render_views=cfg.train.num_render_views,
+                                render_dir=run.renders, num_render_views=cfg.train.num_render_views,
                                 lpips_weights=cfg.train.lpips_weights, progress=progress))
-    save_ply(model, out_dir / PLY_NAME, metadata={"teacher": teacher.meta, "scene": str(scene_path),
-                                                  "scene_options": scene_options(cfg)})
-    export_run(cfg, model, out_dir / PLY_NAME)
-    write_json(out_dir / METRICS_NAME, metrics)
+    run.save_model(GaussianBackbone(model), run_metadata(teacher.meta, str(scene_path), scene_options(cfg)))
+    export_run(cfg, model, run.ply)
+    run.write_metrics(metrics)
     record_final_eval(trainer, metrics)
-    write_json(out_dir / HISTORY_NAME, {"backbone": "gs", "history": trainer.history, "eval": trainer.eval_history})
-    plot_run_curves(out_dir, trainer.eval_history, "Gaussians")
+    run.write_history("gs", trainer.history, trainer.eval_history)
+    plot_run_curves(run.path, trainer.eval_history, "Gaussians")
     return metrics

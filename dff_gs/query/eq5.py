@@ -164,7 +164,16 @@ def patch_feature(teacher, image: Tensor) -> Tensor:
 def segment_gaussians(model: GaussianModel, label_embeddings: Tensor,
                       temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
     """Full 3D segmentation: argmax of Eq. 5 over a label set.  label_embeddings [K, C] -> Tensor  # [N] int64"""
-    return label_probabilities(gaussian_features(model), label_embeddings, temperature).argmax(-1)
+    return segment_features(gaussian_features(model), label_embeddings, temperature)
+
+
+def segment_features(features: Tensor, label_embeddings: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+    """The label of each feature: argmax of Eq. 5 over a label set ``[K, C]`` (moved to the features' device).
+
+    features: Tensor  # [..., C]
+    Returns Tensor  # [...] int64
+    """
+    return label_probabilities(features, label_embeddings.to(features.device), temperature).argmax(-1)
 
 
 def kmeans(x: Tensor, k: int, iters: int = 30, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -205,8 +214,14 @@ def cluster_probabilities(model: GaussianModel, k: int, cluster_id: int, seed: i
     """Eq. 5 with the k-means centroids of the Gaussians' features as the label set: ``p(cluster | x)``.
     Cluster ids are those of :func:`kmeans` with the same ``k`` and ``seed`` (``python -m dff_gs.query
     --cluster K`` prints their sizes).  Returns Tensor  # [N]"""
+    return feature_cluster_probabilities(gaussian_features(model), k, cluster_id, seed, temperature)
+
+
+def feature_cluster_probabilities(feats: Tensor, k: int, cluster_id: int, seed: int = 0,
+                                  temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+    """:func:`cluster_probabilities` on any features ``feats: Tensor  # [N, C]`` (a NeRF's at its occupied cells).
+    Returns Tensor  # [N]"""
     if not 0 <= cluster_id < k:
         raise ConfigError(f"cluster id {cluster_id} is out of range for k={k} (0..{k - 1})")
-    feats = gaussian_features(model)
     _, centroids = kmeans(feats, k, seed=seed)
     return label_probabilities(feats, centroids, temperature)[:, cluster_id]

@@ -13,7 +13,8 @@ from dff_gs.cameras import Cameras
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.backbone import as_backbone, require_features
-from dff_gs.query.eq5 import DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings, text_query_embeddings
+from dff_gs.query.eq5 import (DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings, segment_features,
+                              text_query_embeddings)
 from dff_gs.utils import fit_side
 
 if TYPE_CHECKING:
@@ -68,9 +69,12 @@ def render_reference_probabilities(model, cameras: Cameras, reference: Tensor, k
     return render_probabilities(b, cameras, queries, temperature)[..., 0]
 
 
+@torch.no_grad()
 def render_segmentation(model, cameras: Cameras, label_embeddings: Tensor, backend: str = "auto") -> Tensor:
     """Argmax of Eq. 5 over a label set per pixel.  label_embeddings [K, C] -> Tensor  # [C_cams, H, W] int64"""
-    return render_probabilities(model, cameras, label_embeddings, backend=backend).argmax(-1)
+    b = as_backbone(model, backend)
+    require_features(b)
+    return segment_features(b.decode(b.render(cameras, with_features=True).features), label_embeddings)
 
 
 @torch.no_grad()
@@ -160,7 +164,6 @@ def segmentation_overlay(model: GaussianModel, cameras: Cameras, values: Tensor,
 
     Returns Tensor  # [C, H, W, 3] in [0, 1]
     """
-    from dff_gs.io.images import colorize_labels
     from dff_gs.render import render
 
     out = []
@@ -169,6 +172,41 @@ def segmentation_overlay(model: GaussianModel, cameras: Cameras, values: Tensor,
         view_rgb = render(model, cams, with_features=False, backend=backend).rgb[0] if rgb is None else rgb[i]
         img, alpha = render_values(model, cams, values, backend)
         seg = img[0].argmax(-1) if threshold is None else (img[0, ..., 0] > threshold * alpha[0, ..., 0]).long()
-        colours = torch.from_numpy(colorize_labels(seg.cpu(), values.shape[1])).float() / 255.0
-        out.append(0.5 * colours + 0.5 * view_rgb.cpu().clamp(0, 1))
+        out.append(blend_labels(seg, values.shape[1], view_rgb))
     return torch.stack(out)
+
+
+@torch.no_grad()
+def rendered_overlay(model, cameras: Cameras, queries, threshold: Optional[float] = None,
+                     backend: str = "auto") -> Tensor:
+    """Any backbone's RGB blended half-and-half with Eq. 5 on its rendered, decoded features, one view at a time:
+    with ``threshold`` None the argmax over a label set ``queries: Tensor  # [K, C]``; else ``p(query | pixel) >
+    threshold`` where ``queries`` is one query's label set ``[1 + M, C]`` (its embedding, then its competitors) or
+    a list of them (their ``p`` unioned: the largest counts). (Gaussians also have :func:`segmentation_overlay`, from
+    per-Gaussian values.)
+
+    Returns Tensor  # [C, H, W, 3] in [0, 1]
+    """
+    b = as_backbone(model, backend)
+    require_features(b)
+    sets = [queries] if isinstance(queries, Tensor) else list(queries)
+    out = []
+    for i in range(len(cameras)):
+        r = b.render(cameras[[i]], with_features=True)
+        feats = b.decode(r.features[0])
+        if threshold is None:
+            seg, k = segment_features(feats, sets[0]), len(sets[0])
+        else:
+            p = torch.stack([label_probabilities(feats, q.to(b.device))[..., 0] for q in sets]).amax(0)
+            seg, k = (p > threshold).long(), 2
+        out.append(blend_labels(seg, k, r.rgb[0]))
+    return torch.stack(out)
+
+
+def blend_labels(seg: Tensor, num_labels: int, rgb: Tensor) -> Tensor:
+    """Label colours of ``seg: Tensor  # [H, W] int64`` (``num_labels`` of them) half-and-half over ``rgb: Tensor
+    # [H, W, 3]``.  Returns Tensor  # [H, W, 3] in [0, 1], on the CPU"""
+    from dff_gs.io.images import colorize_labels
+
+    colours = torch.from_numpy(colorize_labels(seg.cpu(), num_labels)).float() / 255.0
+    return 0.5 * colours + 0.5 * rgb.cpu().clamp(0, 1)

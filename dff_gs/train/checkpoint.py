@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dff_gs.errors import CheckpointError, OutputError
+from dff_gs.errors import CheckpointError, OutputError, check_version
 from dff_gs.run_dir import CHECKPOINT_NAME
 from dff_gs.utils import atomic_write_path
 
@@ -81,6 +81,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint, turning truncation or a foreign file into a clear CheckpointError."""
     path = resolve_checkpoint(path)
     payload = read_payload(path, map_location)
-    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION or "model" not in payload:
-        raise CheckpointError(f"{path}: not a dff_gs Gaussian checkpoint (version {CHECKPOINT_VERSION})")
+    if not isinstance(payload, dict) or "model" not in payload or "version" not in payload:
+        raise CheckpointError(f"{path}: not a dff_gs Gaussian checkpoint")
+    check_version(path, "checkpoint", payload["version"], CHECKPOINT_VERSION)
     return payload

@@ -1,9 +1,8 @@
 """The optimisation loop every trainer shares: steps, progress bar, log, evaluation, checkpoints, Ctrl-C / SIGTERM.
 
-A trainer brings ``cfg`` (the run :class:`~dff_gs.train.config.Config`), ``model``, ``step``, ``total_steps``,
-``train_seconds``, ``history``, ``eval_history``, ``train_step() -> dict`` (its stats; ``loss`` and ``psnr`` at
-least) and ``_interrupted`` (False; Ctrl-C / SIGTERM set it to the signal's name, and a test may set it True);
-:func:`fit_loop` does the rest.
+A trainer is a :class:`LoopTrainer` (the Gaussians' :class:`~dff_gs.train.trainer.Trainer`, the NeRF's
+:class:`~dff_gs.nerf.trainer.NerfTrainer`, the lift fine-tune's :class:`~dff_gs.lift.tuner.FeatureTuner`): it
+brings its step, its state and its checkpoint; :func:`fit_loop` does the rest.
 """
 
 from __future__ import annotations
@@ -11,9 +10,45 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol, runtime_checkable
 
 from dff_gs.errors import Interrupted
+
+
+@runtime_checkable
+class LoopTrainer(Protocol):
+    """What :func:`fit_loop` runs and a run folder checkpoints.
+
+    cfg: the run's :class:`~dff_gs.train.config.Config`; model: what it optimises (a Backbone's model);
+    step / total_steps: steps done / to do; train_seconds: time spent in ``train_step`` only;
+    history / eval_history: the training log rows and the held-out evaluation rows;
+    _interrupted: False, or the name of the signal that asked it to stop (a test may set it True).
+    """
+
+    cfg: object
+    model: object
+    step: int
+    total_steps: int
+    train_seconds: float
+    history: list
+    eval_history: list
+
+    def train_step(self) -> dict:
+        """One optimisation step; returns its stats (``loss`` at least)."""
+
+    def fit(self, on_checkpoint: Optional[Callable[[], Path]] = None, progress: bool = True,
+            eval_fn: Optional[Callable[[], dict]] = None) -> None:
+        """:func:`fit_loop` to ``total_steps``, with ``eval_fn`` every ``train.eval_every`` steps."""
+
+    def state(self) -> dict:
+        """Everything that continues training exactly (step, optimizers, logs; the model where it is not saved
+        beside it)."""
+
+    def save(self, path: str | Path, config: dict, *extra) -> Path:
+        """A resumable checkpoint of :meth:`state`, the model, ``config`` and the random states."""
+
+    def load(self, path: str | Path) -> None:
+        """Continue from :meth:`save`'s checkpoint, bit-identically."""
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
