@@ -30,11 +30,11 @@ def field(page, label: str):
     return page.locator("div.mantine-Flex-root", has=page.get_by_text(label, exact=True)).locator("input").first
 
 
-def screen(page) -> np.ndarray:
-    """A screenshot of ``page`` as float RGB ``[H, W, 3]`` in 0..255."""
+def screen(page, clip: Optional[dict] = None) -> np.ndarray:
+    """A screenshot of ``page`` (of its ``clip = {x, y, width, height}``) as float RGB ``[H, W, 3]`` in 0..255."""
     from PIL import Image
 
-    return np.asarray(Image.open(BytesIO(page.screenshot())).convert("RGB")).astype(float)
+    return np.asarray(Image.open(BytesIO(page.screenshot(clip=clip))).convert("RGB")).astype(float)
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20.0, poll: float = 0.02) -> float:

@@ -38,7 +38,9 @@ def client_camera(camera, max_side: int = 960) -> Cameras:
 
 class ServerDrawing:
     """Keeps every client's background image a render of its current view (one worker thread renders the latest
-    request of each client; older ones are dropped)."""
+    request of each client, a quarter-size preview first; older requests are dropped).
+
+    renders: images sent so far; last_seconds: from taking a request to sending its last image"""
 
     def __init__(self, snapshot: Callable[[], tuple], backend: str = "auto", max_side: int = 960):
         """snapshot: () -> (the GaussianModel shown, its colours ``[N, 3]``), taken consistently."""
@@ -63,11 +65,11 @@ class ServerDrawing:
                 self._pending[c.client_id] = c
             self._wake.notify()
 
-    def render(self, client) -> np.ndarray:
-        """The client's view, uint8 ``[H, W, 3]``."""
+    def render(self, client, max_side: int = 0) -> np.ndarray:
+        """The client's view, uint8 ``[H, W, 3]``, at most ``max_side`` (default: the drawing's) on its longer side."""
         from dff_gs.query.views import render_values
 
-        cams = client_camera(client.camera, self.max_side)
+        cams = client_camera(client.camera, max_side or self.max_side)
         model, colors = self.snapshot()
         colors = torch.from_numpy(colors).to(model.device)
         with torch.no_grad():
@@ -86,13 +88,17 @@ class ServerDrawing:
                 if self._stop:
                     return
                 _, client = self._pending.popitem()
-            try:
+            try:  # a quarter-size preview first, then the full render unless a newer request came meanwhile
                 t0 = time.perf_counter()
-                image = self.render(client)
-                if self.enabled:
+                for side in (self.max_side // 4, self.max_side):
+                    image = self.render(client, side)
+                    if not self.enabled:
+                        break
                     client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
-                self.last_seconds = time.perf_counter() - t0
-                self.renders += 1
+                    self.last_seconds = time.perf_counter() - t0
+                    self.renders += 1
+                    if client.client_id in self._pending:
+                        break
             except Exception as err:  # a client gone mid-render: nothing to draw for
                 print(f"viewer: server render skipped ({type(err).__name__}: {err})", flush=True)
 

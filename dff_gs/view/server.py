@@ -23,7 +23,7 @@ from dff_gs.query import QuerySpec
 from dff_gs.view.session import ViewerSession
 from dff_gs.view.splats import COLOR_MODES, base_colors, highlight, label_colors, pca_colors, splat_arrays
 
-THUMBNAIL_SIDE = 96  # pixels: the images shown on the camera frustums
+THUMBNAIL_SIDE = 48  # pixels: the images shown on the camera frustums
 DRAWING = ("browser", "server")
 
 
