@@ -80,6 +80,10 @@ def main() -> None:
             server.append(app.last_action_seconds)
             selected = app.session.selected_count
             if args.png:
+                close = page.locator("button.mantine-Notification-closeButton")  # the software-WebGL notice
+                if close.count():
+                    close.first.click()
+                    page.wait_for_timeout(1500)
                 Image.fromarray(screen(page).astype(np.uint8)).save(args.png)
             app.session.clear_selection()
             app.refresh()

@@ -65,17 +65,6 @@ def write_scene(root: Path, n=3, w=40, h=30):
     return root
 
 
-@pytest.fixture()
-def saved(tmp_path):
-    """Our PLY (MiniLM features, labels teacher, a scene named in the sidecar)."""
-    model, labels = minilm_model()
-    scene = write_scene(tmp_path / "scene")
-    ply = save_ply(model, tmp_path / "m.ply", metadata={"teacher": {"name": "labels", "degrade": True, "text_model":
-                                                                    "minilm", "class_names": NAMES},
-                                                        "scene": str(scene)})
-    return ply, labels
-
-
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -16,20 +16,9 @@ from dff_gs.io.ply import load_ply, save_ply
 from dff_gs.query import QuerySpec
 from dff_gs.query.ray import ray_camera, ray_through_pixel
 from dff_gs.view.browser import chromium_path, field, launch, screen, wait_for
-from tests.test_edit import NAMES, blobs, minilm_model, write_scene
+from tests.test_edit import blobs
 
 CHROMIUM = chromium_path()
-
-
-@pytest.fixture()
-def saved(tmp_path):
-    """Our PLY with MiniLM features of NAMES (sofa left, chair right, wall behind) and a scene that sees them."""
-    model, labels = minilm_model()
-    scene = write_scene(tmp_path / "scene")
-    ply = save_ply(model, tmp_path / "m.ply", metadata={"teacher": {"name": "labels", "degrade": True, "text_model":
-                                                                    "minilm", "class_names": NAMES},
-                                                        "scene": str(scene)})
-    return ply, labels
 
 
 def free_port() -> int:
