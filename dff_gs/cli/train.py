@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(result: tuple[Config, dict]) -> str:
         cfg, metrics = result
+        if not metrics:  # a torchrun rank other than 0: rank 0 reports the run
+            return ""
         return f"run folder: {cfg.out}\n" + json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)},
                                                        indent=2)
 

@@ -5,6 +5,7 @@ periodic and final evaluation rows, JSON outputs and the start of a trainer (res
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -13,12 +14,14 @@ import torch
 
 from dff_gs.config import save_yaml
 from dff_gs.data import SceneData, load_scene
+from dff_gs.distributed import PeerLost
 from dff_gs.errors import ConfigError, DataError
 from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.logger import make_logger
+from dff_gs.train.loop import STOP_SIGNALS
 from dff_gs.utils import atomic_write_path
 
 def resolve_device(name: str) -> torch.device:
@@ -108,14 +111,41 @@ def write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=float))
 
 
-def start_trainer(cfg: Config, trainer, out_dir: Path, *saved) -> Callable[[], Path]:
+def start_trainer(cfg: Config, trainer, out_dir: Path, *saved, main: bool = True) -> Optional[Callable[[], Path]]:
     """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
     a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
     ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.train.logger.RunLogger`
-    (``train.log``) as ``trainer.logger``."""
+    (``train.log``) as ``trainer.logger``. Not ``main`` (a torchrun rank other than 0): the resume alone; it
+    writes nothing, has no logger and gets None."""
     if cfg.resume:
         trainer.load(cfg.resume)
+    if not main:
+        return None
     save_yaml(cfg, out_dir / CONFIG_NAME)
     trainer.logger = make_logger(cfg.train.log, out_dir)
     ckpt = out_dir / CHECKPOINT_NAME
     return lambda: trainer.save(ckpt, *saved)
+
+
+def stopped_run(err: PeerLost, trainer, checkpoint: Optional[Callable[[], Path]], out_dir: Path) -> PeerLost:
+    """The one-line error a rank ends with when another rank stopped mid-run (:class:`PeerLost`). Rank 0 (the one
+    with a ``checkpoint`` writer) first saves the state of the last finished step when nothing of the failed step
+    was applied (``err.state_intact``), so that the run resumes exactly; else it names its last checkpoint. While
+    it writes, SIGTERM / SIGINT (torchrun stopping the survivors) are ignored."""
+    where = f"training stopped at step {trainer.step}: {err}"
+    if checkpoint is None:
+        return PeerLost(f"{where}; rank 0 writes the run's checkpoints")
+    ckpt = out_dir / CHECKPOINT_NAME
+    if err.state_intact:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+        try:
+            checkpoint()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        saved = f"its progress (step {trainer.step}) is in {ckpt}"
+    elif ckpt.is_file():
+        saved = f"its last checkpoint is {ckpt}"
+    else:
+        return PeerLost(f"{where}; nothing was saved (no checkpoint yet)")
+    return PeerLost(f"{where}; {saved}: continue with torchrun ... train.py --resume {out_dir}")

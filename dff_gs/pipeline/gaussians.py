@@ -9,11 +9,12 @@ import torch
 
 from dff_gs.config import to_dict
 from dff_gs.data import SceneData
+from dff_gs.distributed import PeerLost, World
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import save_ply
 from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
-                                    start_trainer, write_json)
+                                    start_trainer, stopped_run, write_json)
 from dff_gs.run_dir import HISTORY_NAME, METRICS_NAME, PLY_NAME, RENDERS_NAME
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
@@ -90,11 +91,17 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
 
 
 def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
-    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into ``out_dir``."""
+    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into ``out_dir``.
+
+    Under torchrun every rank trains its share of each step's views (:class:`~dff_gs.train.trainer.Trainer`);
+    rank 0 loads the scene and computes the teacher maps first (the others then read its caches), and alone
+    writes, evaluates and returns the metrics (the others return an empty dict)."""
+    world = World.current()
     seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
-    teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
+    device = world.place(resolve_device(cfg.train.device))
+    with world.main_first("loading the scene and computing its teacher maps"):
+        scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
+        teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
 
     seed_everything(cfg.train.seed)
     model = init_model(cfg, train_scene, teacher)
@@ -109,10 +116,15 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         scene_scale=scene_scale_of(train_scene),
         masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
-    trainer = Trainer(cfg, model, data, device)
-    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg))
-    trainer.fit(on_checkpoint=checkpoint, progress=progress,
-                eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
+    trainer = Trainer(cfg, model, data, device, world)
+    checkpoint = start_trainer(cfg, trainer, out_dir, to_dict(cfg), main=world.main)
+    eval_fn = periodic_eval(trainer, test_scene, device, cfg, background, teacher) if world.main else None
+    try:
+        trainer.fit(on_checkpoint=checkpoint, progress=progress, eval_fn=eval_fn)
+    except PeerLost as e:
+        raise stopped_run(e, trainer, checkpoint, out_dir) from None
+    if not world.main:
+        return {}
     checkpoint()
 
     model = trainer.model
