@@ -37,6 +37,23 @@ class PeerLost(DffError):
         self.state_intact = state_intact
 
 
+def _core(message: str) -> str:
+    """The gist of a gloo / NCCL error: its first line, less the source location and the advice after it."""
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    line = line.rsplit("] ", 1)[-1] if line.startswith("[") else line
+    return line.split(". This is", 1)[0][:160]
+
+
+def fingerprint(tensors: Sequence[Tensor]) -> list[float]:
+    """Per tensor, the float64 sums of its values and of their squares: equal on two ranks when the tensors are
+    (the same arithmetic on the same bits), different in practice as soon as one value differs."""
+    out = []
+    for t in tensors:
+        d = t.detach().double()
+        out += [float(d.sum()), float((d * d).sum())]
+    return out
+
+
 def env_world_size() -> int:
     """``WORLD_SIZE`` as torchrun sets it (1 when this process was not started by torchrun)."""
     raw = os.environ.get("WORLD_SIZE", "1")
@@ -77,7 +94,7 @@ class World:
         try:
             return fn()
         except RuntimeError as e:  # gloo / NCCL: a peer closed its connection, or the timeout passed
-            why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            why = _core(str(e)) or type(e).__name__
             raise PeerLost(f"rank {self.rank} of {self.size}: {what} failed, another rank has stopped ({why})"
                            ) from None
 
@@ -139,15 +156,18 @@ class World:
         if self.main:
             self.barrier(f"releasing the other ranks ({what})")
 
-    def same_everywhere(self, value: int, what: str) -> None:
-        """Check that an integer (the number of Gaussians) is the same on every rank; a :class:`PeerLost` else."""
+    def same_everywhere(self, values: Sequence[float], what: str) -> None:
+        """Check that ``values`` (the number of Gaussians, a fingerprint of the parameters) are the same on every
+        rank; a :class:`PeerLost` saying that the parameter sets diverged else."""
         if self.size == 1:
             return
-        t = torch.tensor([value, -value], dtype=torch.float64, device=self._device())
-        self.max_(t, f"comparing the {what}")
-        if int(t[0]) != value or int(-t[1]) != value:
-            raise PeerLost(f"rank {self.rank} of {self.size}: the ranks disagree on the {what} ({int(-t[1])}..."
-                           f"{int(t[0])}, here {value}); their parameter sets diverged")
+        mine = torch.tensor(list(values), dtype=torch.float64)
+        both = torch.cat([mine, -mine]).to(self._device())
+        self.max_(both, f"comparing the {what}")
+        high, low = both[:len(mine)].cpu(), -both[len(mine):].cpu()
+        if not (torch.equal(high, mine) and torch.equal(low, mine)):
+            raise PeerLost(f"rank {self.rank} of {self.size}: the ranks disagree on the {what} (from "
+                           f"{low.tolist()} to {high.tolist()}); their parameter sets diverged")
 
     def _device(self) -> torch.device:
         import torch.distributed as dist

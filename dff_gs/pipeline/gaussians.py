@@ -9,7 +9,7 @@ import torch
 
 from dff_gs.config import to_dict
 from dff_gs.data import SceneData
-from dff_gs.distributed import PeerLost, World
+from dff_gs.distributed import PeerLost, World, fingerprint
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import save_ply
@@ -101,7 +101,7 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     device = world.place(resolve_device(cfg.train.device))
     with world.main_first("loading the scene and computing its teacher maps"):
         scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
-        teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
+        teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress, evaluation=world.main)
 
     seed_everything(cfg.train.seed)
     model = init_model(cfg, train_scene, teacher)
@@ -121,6 +121,7 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
     eval_fn = periodic_eval(trainer, test_scene, device, cfg, background, teacher) if world.main else None
     try:
         trainer.fit(on_checkpoint=checkpoint, progress=progress, eval_fn=eval_fn)
+        world.same_everywhere(fingerprint(trainer.model.state_dict().values()), "final parameters")
     except PeerLost as e:
         raise stopped_run(e, trainer, checkpoint, out_dir) from None
     if not world.main:

@@ -248,7 +248,7 @@ class Trainer:
             )
             self._cap_gaussians()
             if self.world.size > 1 and step % self.strategy.refine_every == 0:
-                self.world.same_everywhere(self.model.num_gaussians, "number of Gaussians")
+                self.world.same_everywhere([self.model.num_gaussians], "number of Gaussians")
         for g in self.optimizers["means"].param_groups:
             g["lr"] = self._means_lr(step)
         for opt in self.optimizers.values():
