@@ -111,29 +111,30 @@ def write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=float))
 
 
-def start_trainer(cfg: Config, trainer, out_dir: Path, *saved, main: bool = True) -> Optional[Callable[[], Path]]:
+def start_trainer(cfg: Config, trainer, out_dir: Path, *saved, main: bool = True) -> Callable[[], Path]:
     """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
     a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
     ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.train.logger.RunLogger`
     (``train.log``) as ``trainer.logger``. Not ``main`` (a torchrun rank other than 0): the resume alone; it
-    writes nothing, has no logger and gets None."""
+    writes nothing and has no logger, and its "writer" only names the checkpoint rank 0 writes (for the message
+    of a stop)."""
     if cfg.resume:
         trainer.load(cfg.resume)
+    ckpt = out_dir / CHECKPOINT_NAME
     if not main:
-        return None
+        return lambda: ckpt
     save_yaml(cfg, out_dir / CONFIG_NAME)
     trainer.logger = make_logger(cfg.train.log, out_dir)
-    ckpt = out_dir / CHECKPOINT_NAME
     return lambda: trainer.save(ckpt, *saved)
 
 
-def stopped_run(err: PeerLost, trainer, checkpoint: Optional[Callable[[], Path]], out_dir: Path) -> PeerLost:
-    """The one-line error a rank ends with when another rank stopped mid-run (:class:`PeerLost`). Rank 0 (the one
-    with a ``checkpoint`` writer) first saves the state of the last finished step when nothing of the failed step
-    was applied (``err.state_intact``), so that the run resumes exactly; else it names its last checkpoint. While
-    it writes, SIGTERM / SIGINT (torchrun stopping the survivors) are ignored."""
+def stopped_run(err: PeerLost, trainer, checkpoint: Callable[[], Path], out_dir: Path, main: bool) -> PeerLost:
+    """The one-line error a rank ends with when another rank stopped mid-run (:class:`PeerLost`). Rank 0 (``main``)
+    first saves the state of the last finished step when nothing of the failed step was applied
+    (``err.state_intact``), so that the run resumes exactly; else it names its last checkpoint. While it writes,
+    SIGTERM / SIGINT (torchrun stopping the survivors) are ignored."""
     where = f"training stopped at step {trainer.step}: {err}"
-    if checkpoint is None:
+    if not main:
         return PeerLost(f"{where}; rank 0 writes the run's checkpoints")
     ckpt = out_dir / CHECKPOINT_NAME
     if err.state_intact:

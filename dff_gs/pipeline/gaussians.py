@@ -123,7 +123,7 @@ def train_gaussians(cfg: Config, out_dir: Path, progress: bool = True) -> dict:
         trainer.fit(on_checkpoint=checkpoint, progress=progress, eval_fn=eval_fn)
         world.same_everywhere(fingerprint(trainer.model.state_dict().values()), "final parameters")
     except PeerLost as e:
-        raise stopped_run(e, trainer, checkpoint, out_dir) from None
+        raise stopped_run(e, trainer, checkpoint, out_dir, world.main) from None
     if not world.main:
         return {}
     checkpoint()
