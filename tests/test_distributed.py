@@ -148,3 +148,31 @@ def test_views_of_a_step_and_bad_settings(tiny_scene, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it: checked before the process group is opened
     with pytest.raises(ConfigError, match="train.batch_views=3: must be a multiple of the number of processes"):
         run(cfg("train.batch_views=3"), progress=False)
+
+
+def test_batched_render_gives_the_gradients_of_views_one_at_a_time(tiny_scene, tmp_path, monkeypatch):
+    """The batched render (one call for the step's views) and the views rendered one at a time give the same
+    gradients of every parameter and the same densification statistics, to float rounding."""
+    from dff_gs.train.trainer import Trainer
+
+    seen = {}
+
+    def capture(self, step, info):  # in place of densifying and stepping: the step's gradients, kept
+        self.strategy._update_state(self.model.params, self.strategy_state, info)
+        seen[self.cfg.train.batch_render] = ({k: t.grad.clone() for k, t in self.model.named_parameters()},
+                                             self.strategy_state["grad2d"].clone())
+
+    monkeypatch.setattr(Trainer, "_apply", capture)
+    for batched in (True, False):
+        cfg = Config()
+        apply_overrides(cfg, [f"data.path={tiny_scene}", f"out={tmp_path / str(batched)}", "train.steps=1",
+                              f"teacher.cache_dir={tmp_path / 'cache'}", *SETTINGS, "train.batch_views=4",
+                              f"train.batch_render={batched}", "data.test_every=0"])  # no evaluation
+        run(cfg, progress=False)
+    (grads_b, stats_b), (grads_v, stats_v) = seen[True], seen[False]
+    assert grads_b.keys() == grads_v.keys() and "decoder.weight" in grads_b
+    for k in grads_b:
+        scale = float(grads_v[k].abs().max())
+        assert float((grads_b[k] - grads_v[k]).abs().max()) <= 1e-5 * scale, k  # shN: 0 (SH degree 0 at step 0)
+    assert float(grads_v["params.means"].abs().max()) > 0 and float(grads_v["params.features"].abs().max()) > 0
+    assert stats_v.sum() > 0 and torch.allclose(stats_b, stats_v, rtol=1e-5, atol=1e-12)
