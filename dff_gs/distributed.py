@@ -131,13 +131,14 @@ class World:
         return box[0]
 
     def from_main(self, fn: Callable[[], Any], what: str) -> Any:
-        """``fn()`` run on rank 0 alone; its result on every rank, or its :class:`DffError` raised on every rank."""
+        """``fn()`` run on rank 0 alone; its result on every rank, or its error (a :class:`DffError` or an OSError:
+        the run folder refused, unwritable) raised on rank 0 and a :class:`DffError` naming it on the others."""
         if self.size == 1:
             return fn()
         if self.main:
             try:
                 result = ("ok", fn())
-            except DffError as e:
+            except (DffError, OSError) as e:
                 self.broadcast(("error", str(e)), what)
                 raise
             return self.broadcast(result, what)[1]

@@ -96,7 +96,7 @@ def test_two_ranks_equal_each_other_and_one_process(two_ranks, tiny_scene, tmp_p
     assert_close(load(two_ranks / "run" / "checkpoint.pt"), r0, 0.0)
     assert r0["params.means"].shape[0] > 600  # densification grew the model on both ranks alike
     one_process(tiny_scene, tmp_path / "one", two_ranks / "cache")
-    assert_close(load(tmp_path / "one" / "checkpoint.pt"), r0, 1e-5)
+    assert_close(load(tmp_path / "one" / "checkpoint.pt"), r0, 0.0)  # asked: within 1e-5; it is bit for bit
     written = {p.name for p in (two_ranks / "run").iterdir()}  # rank 0's files, once, and nothing else
     assert {"checkpoint.pt", "config.yaml", "history.json", "metrics.json", "point_cloud.ply"} <= written
     assert written <= {*RUN_FILES, LOCK_NAME}, written
@@ -127,7 +127,7 @@ def test_killed_rank_stops_all_and_the_run_resumes(two_ranks, tiny_scene, tmp_pa
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     one_process(tiny_scene, tmp_path / "straight", two_ranks / "cache", light)  # = a straight 2-rank run
-    assert_close(load(out / "checkpoint.pt"), load(tmp_path / "straight" / "checkpoint.pt"), 1e-5)
+    assert_close(load(out / "checkpoint.pt"), load(tmp_path / "straight" / "checkpoint.pt"), 0.0)
 
 
 def test_views_of_a_step_and_bad_settings(tiny_scene, tmp_path, monkeypatch):
