@@ -11,7 +11,8 @@ Rows, each trained by ``train.py`` in its own process(es), one after the other, 
 The CPU threads are shared out fairly: a single process gets ``--threads`` (default: every core), each of N ranks
 ``--threads / N`` (``OMP_NUM_THREADS``). Steps per second are ``train.steps / train_seconds`` (the training
 clock of rank 0, which includes waiting on the all-reduce; start-up, teacher maps and evaluation excluded), views
-per second that times ``batch_views``. Printed and written to ``OUT/bench_distributed.md`` and ``.json``; each
+per second that times ``batch_views``; ``load`` is the machine's 1-minute load average when the row ended (other
+work on the machine skews a row). Printed and written to ``OUT/bench_distributed.md`` and ``.json``; each
 run folder stays in ``OUT/NAME``.
 
     python benchmarks/bench_distributed.py [--steps 850] [--procs 2] [--views 2] [--out runs/bench_distributed]
@@ -50,19 +51,20 @@ def launch(name: str, out: Path, procs: int, threads: int, argv: list[str]) -> d
     cfg_steps = json.loads((run_dir / "history.json").read_text())["history"][-1]["step"]
     return {"name": name, "procs": procs, "threads_per_proc": int(env["OMP_NUM_THREADS"]), "steps": cfg_steps,
             "train_seconds": m["train_seconds"], "steps_per_s": cfg_steps / m["train_seconds"],
-            "psnr": m.get("psnr"), "miou": m.get("miou"), "num_gaussians": m["num_gaussians"], "wall_seconds": wall}
+            "psnr": m.get("psnr"), "miou": m.get("miou"), "num_gaussians": m["num_gaussians"], "wall_seconds": wall,
+            "load": os.getloadavg()[0]}
 
 
 def table(rows: list[dict], views: int) -> str:
     lines = ["| run | processes x threads | views / step | steps | train s | steps / s | views / s | PSNR | mIoU | "
-             "Gaussians | wall s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "Gaussians | wall s | load |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         v = 1 if r["name"].startswith("1 proc, 1 view") else views
         miou = "" if r["miou"] is None else f"{r['miou']:.4f}"
         psnr = "" if r["psnr"] is None else f"{r['psnr']:.3f}"
         lines.append(f"| {r['name']} | {r['procs']} x {r['threads_per_proc']} | {v} | {r['steps']} | "
                      f"{r['train_seconds']:.1f} | {r['steps_per_s']:.2f} | {r['steps_per_s'] * v:.2f} | {psnr} | "
-                     f"{miou} | {r['num_gaussians']} | {r['wall_seconds']:.0f} |")
+                     f"{miou} | {r['num_gaussians']} | {r['wall_seconds']:.0f} | {r['load']:.1f} |")
     return "\n".join(lines)
 
 
