@@ -45,8 +45,10 @@ def launch(name: str, out: Path, procs: int, threads: int, argv: list[str]) -> d
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"error: {name}: exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+    if proc.returncode != 0:  # the ranks' own one-line errors, else the end of what torchrun printed
+        lines = proc.stderr.strip().splitlines()
+        said = [ln for ln in lines if ln.startswith(("error:", "interrupted"))] or lines[-15:]
+        raise SystemExit(f"error: {name}: exit {proc.returncode}:\n" + "\n".join(said))
     m = json.loads((run_dir / "metrics.json").read_text())
     cfg_steps = json.loads((run_dir / "history.json").read_text())["history"][-1]["step"]
     return {"name": name, "procs": procs, "threads_per_proc": int(env["OMP_NUM_THREADS"]), "steps": cfg_steps,
