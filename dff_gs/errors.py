@@ -58,8 +58,9 @@ def interrupted_message(err: KeyboardInterrupt) -> str:
 
 
 def run_cli(job, report) -> int:
-    """The error boundary of a command: ``report(job())`` is printed and 0 returned, or a :class:`DffError`'s (or an
-    OSError's) one-line reason goes to stderr and 2 is returned; Ctrl-C / SIGTERM returns 130.
+    """The error boundary of a command: ``report(job())`` is printed (unless empty) and 0 returned, or a
+    :class:`DffError`'s (or an OSError's) one-line reason goes to stderr and 2 is returned; Ctrl-C / SIGTERM
+    returns 130.
     job: () -> result; report: result -> str."""
     import signal
     import sys
@@ -85,5 +86,7 @@ def run_cli(job, report) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    print(report(result))
+    text = report(result)
+    if text:
+        print(text)
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from dff_gs.config import apply_dict, apply_overrides, describe, load_yaml, to_dict
@@ -175,13 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
 
     def job() -> tuple[Config, dict]:
-        cfg = resolve_config(args)
-        from dff_gs.pipeline import run
+        with contextlib.ExitStack() as quiet:
+            if os.environ.get("RANK", "0") != "0":  # a torchrun rank other than 0: rank 0 says it all (errors aside)
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
+            cfg = resolve_config(args)
+            from dff_gs.pipeline import run
 
-        return cfg, run(cfg, progress=not args.quiet)
+            return cfg, run(cfg, progress=not args.quiet)
 
     def report(result: tuple[Config, dict]) -> str:
         cfg, metrics = result
+        if not metrics:  # a torchrun rank other than 0: rank 0 reports the run
+            return ""
         return f"run folder: {cfg.out}\n" + json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)},
                                                        indent=2)
 

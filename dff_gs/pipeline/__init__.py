@@ -11,6 +11,10 @@ A run folder (:mod:`dff_gs.run_dir`) holds ``config.yaml`` (resolved), ``checkpo
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
+from dff_gs.distributed import join_world
 from dff_gs.errors import ConfigError, Interrupted
 from dff_gs.pipeline.common import resolve_scene_path
 from dff_gs.run_dir import CHECKPOINT_NAME, RunFolder, claim_run_dir, run_dir_for
@@ -44,18 +48,25 @@ def run(cfg: Config, progress: bool = True) -> dict:
 
     The config is checked and the run folder claimed (:func:`~dff_gs.run_dir.claim_run_dir`: locked, an
     existing run refused without ``force``) before any work. Ctrl-C / SIGTERM at any point after a checkpoint
-    exists (the final evaluation and writing included) is an :class:`Interrupted` that names it."""
+    exists (the final evaluation and writing included) is an :class:`Interrupted` that names it.
+
+    Started by torchrun (:mod:`dff_gs.distributed`), every rank runs this: rank 0 alone claims and writes the run
+    folder (the others learn its path from it, and return an empty dict)."""
     validate_config(cfg)
     pipeline = pipeline_of(cfg)
     scene_path = resolve_scene_path(cfg)
-    out_dir = run_dir_for(cfg.out, cfg.resume, scene_path)
-    inputs = [p for p in (cfg.data.path and scene_path, cfg.model.init_ply, cfg.resume) if p]
-    with claim_run_dir(out_dir, resume=cfg.resume, force=cfg.force, inputs=inputs):
+    with join_world(cfg) as world, contextlib.ExitStack() as held:
+        def claim() -> Path:
+            out_dir = run_dir_for(cfg.out, cfg.resume, scene_path)
+            inputs = [p for p in (cfg.data.path and scene_path, cfg.model.init_ply, cfg.resume) if p]
+            return held.enter_context(claim_run_dir(out_dir, resume=cfg.resume, force=cfg.force, inputs=inputs))
+
+        out_dir = Path(world.from_main(claim, "sharing the run folder"))
         cfg.out = str(out_dir)
         try:
-            return pipeline(cfg, RunFolder(out_dir), progress)
+            return pipeline(cfg, RunFolder(out_dir), progress and world.main)
         except KeyboardInterrupt as e:
             ckpt = out_dir / CHECKPOINT_NAME
-            if getattr(e, "checkpoint", None) is None and ckpt.is_file():
+            if world.main and getattr(e, "checkpoint", None) is None and ckpt.is_file():
                 raise Interrupted(ckpt, getattr(e, "signal_name", "SIGINT")) from None
             raise

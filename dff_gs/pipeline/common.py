@@ -4,6 +4,7 @@ periodic and final evaluation rows, JSON outputs and the start of a trainer (res
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -11,12 +12,14 @@ from typing import Callable, Optional
 import torch
 
 from dff_gs.data import SceneData, load_scene
+from dff_gs.distributed import PeerLost
 from dff_gs.errors import ConfigError, DataError
 from dff_gs.run_dir import RunFolder
 from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.logger import make_logger
+from dff_gs.train.loop import STOP_SIGNALS
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -110,13 +113,41 @@ def export_run(cfg: Config, model, ply: Path) -> list[Path]:
     return export_model(model, ply, parse_exports(cfg.train.export, "train.export"), cfg.train.export_up)
 
 
-def start_trainer(cfg: Config, trainer, run: RunFolder, *saved) -> Callable[[], Path]:
+def start_trainer(cfg: Config, trainer, run: RunFolder, *saved, main: bool = True) -> Callable[[], Path]:
     """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
     a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
     ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.train.logger.RunLogger`
-    (``train.log``) as ``trainer.logger``."""
+    (``train.log``) as ``trainer.logger``. Not ``main`` (a torchrun rank other than 0): the resume alone; it
+    writes nothing and has no logger, and its "writer" only names the checkpoint rank 0 writes (for the message
+    of a stop)."""
     if cfg.resume:
         trainer.load(cfg.resume)
+    if not main:
+        return lambda: run.checkpoint
     run.write_config(cfg)
     trainer.logger = make_logger(cfg.train.log, run.path)
     return lambda: trainer.save(run.checkpoint, *saved)
+
+
+def stopped_run(err: PeerLost, trainer, checkpoint: Callable[[], Path], run: RunFolder, main: bool) -> PeerLost:
+    """The one-line error a rank ends with when another rank stopped mid-run (:class:`PeerLost`). Rank 0 (``main``)
+    first saves the state of the last finished step when nothing of the failed step was applied
+    (``err.state_intact``), so that the run resumes exactly; else it names its last checkpoint. While it writes,
+    SIGTERM / SIGINT (torchrun stopping the survivors) are ignored."""
+    where = f"training stopped at step {trainer.step}: {err}"
+    if not main:
+        return PeerLost(f"{where}; rank 0 writes the run's checkpoints")
+    ckpt = run.checkpoint
+    if err.state_intact:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+        try:
+            checkpoint()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        saved = f"its progress (step {trainer.step}) is in {ckpt}"
+    elif ckpt.is_file():
+        saved = f"its last checkpoint is {ckpt}"
+    else:
+        return PeerLost(f"{where}; nothing was saved (no checkpoint yet)")
+    return PeerLost(f"{where}; {saved}: continue with torchrun ... train.py --resume {run.path}")

@@ -8,11 +8,12 @@ import torch
 
 from dff_gs.config import to_dict
 from dff_gs.data import SceneData
+from dff_gs.distributed import PeerLost, World, fingerprint
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.backbone import GaussianBackbone
 from dff_gs.pipeline.common import (export_run, load_run_scene, periodic_eval, record_final_eval, resolve_device,
-                                    scene_options, start_trainer)
+                                    scene_options, start_trainer, stopped_run)
 from dff_gs.plots import plot_run_curves
 from dff_gs.run_dir import RunFolder, run_metadata
 from dff_gs.train.config import Config
@@ -90,11 +91,17 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
 
 
 def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
-    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into the claimed ``run``."""
+    """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into the claimed ``run``.
+
+    Under torchrun every rank trains its share of each step's views (:class:`~dff_gs.train.trainer.Trainer`);
+    rank 0 loads the scene and computes the teacher maps first (the others then read its caches), and alone
+    writes, evaluates and returns the metrics (the others return an empty dict)."""
+    world = World.current()
     seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
-    scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
-    teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress)
+    device = world.place(resolve_device(cfg.train.device))
+    with world.main_first("loading the scene and computing its teacher maps"):
+        scene_path, scene, train_scene, test_scene = load_run_scene(cfg, device, progress)
+        teacher = prepare_teacher(cfg.teacher, scene, device, progress=progress, evaluation=world.main)
 
     seed_everything(cfg.train.seed)
     model = init_model(cfg, train_scene, teacher)
@@ -109,17 +116,22 @@ def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
         scene_scale=scene_scale_of(train_scene),
         masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
-    trainer = Trainer(cfg, model, data, device)
-    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg))
+    trainer = Trainer(cfg, model, data, device, world)
+    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg), main=world.main)
+    eval_fn = periodic_eval(trainer, test_scene, device, cfg, background, teacher) if world.main else None
     from dff_gs.view.live import live_viewer
 
-    trainer.watcher = live_viewer(cfg)
+    trainer.watcher = live_viewer(cfg) if world.main else None
     try:
-        trainer.fit(on_checkpoint=checkpoint, progress=progress,
-                    eval_fn=periodic_eval(trainer, test_scene, device, cfg, background, teacher))
+        trainer.fit(on_checkpoint=checkpoint, progress=progress, eval_fn=eval_fn)
+        world.same_everywhere(fingerprint(trainer.model.state_dict().values()), "final parameters")
+    except PeerLost as e:
+        raise stopped_run(e, trainer, checkpoint, run, world.main) from None
     finally:
         if trainer.watcher is not None:
             trainer.watcher.close()
+    if not world.main:
+        return {}
     checkpoint()
 
     model = trainer.model

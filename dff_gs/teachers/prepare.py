@@ -56,10 +56,12 @@ default ``teacher.segments``) it is the best offline choice measured by ``benchm
 
 
 def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.device,
-                    progress: bool = True) -> TeacherOutputs:
+                    progress: bool = True, evaluation: bool = True) -> TeacherOutputs:
     """Compute (or load from the cache) the teacher maps of the training views of ``scene``. The ``labels``
     teacher on a scene without label maps becomes :data:`LABEL_FREE_TEACHER` (``settings.name`` is updated, so
-    the run's resolved config says so), with one printed line."""
+    the run's resolved config says so), with one printed line. ``evaluation=False`` (a torchrun rank that only
+    trains) leaves out what evaluation alone reads: the class names' text embeddings and the teacher's test
+    labels (no text model is loaded)."""
     if settings.name == "labels" and scene.semantics is None:
         print(f"{scene.source}: no label maps for the labels teacher; using teacher.name={LABEL_FREE_TEACHER} "
               f"(offline ImageNet features, averaged within image segments; --teacher clip / dino with weights, or "
@@ -79,6 +81,8 @@ def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.d
         meta={"name": settings.name, "dim": int(maps.shape[-1]), "cache_key": teacher.cache_key(),
               **teacher_kwargs(settings)},
     )
+    if not evaluation:
+        return out
     if getattr(teacher, "supports_text", False) and scene.class_names:
         out.class_embeddings = teacher.encode_text(list(scene.class_names)).float()
         out.meta["class_names"] = list(scene.class_names)

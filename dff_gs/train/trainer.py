@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.cameras import Cameras
+from dff_gs.distributed import World
 from dff_gs.errors import CheckpointError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.render import render
@@ -23,6 +25,7 @@ from dff_gs.train.config import Config
 from dff_gs.features import resample_maps
 from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features
 from dff_gs.train.loop import fit_loop
+from dff_gs.train.sync import shared_stats_strategy, sum_gradients
 
 PARAM_LR_KEYS = {
     "means": "means_lr",
@@ -41,6 +44,13 @@ def view_for_step(step: int, num_views: int, seed: int) -> int:
     run continues exactly without extra state."""
     epoch, i = divmod(step, num_views)
     return int(torch.randperm(num_views, generator=torch.Generator().manual_seed(seed * 100003 + epoch))[i])
+
+
+def views_for_step(step: int, num_views: int, seed: int, batch: int = 1) -> list[int]:
+    """The ``batch`` training views of ``step``: the next ``batch`` entries of :func:`view_for_step`'s sequence
+    (entries ``step * batch`` to ``step * batch + batch - 1``), so one view a step is that sequence itself and a
+    batch crosses into the next epoch's permutation when it must."""
+    return [view_for_step(step * batch + j, num_views, seed) for j in range(batch)]
 
 @dataclass
 class TrainData:
@@ -77,8 +87,11 @@ def scene_scale_of(scene) -> float:
 class Trainer:
     """Optimises a :class:`GaussianModel` against images and (optionally) teacher feature maps."""
 
-    def __init__(self, cfg: Config, model: GaussianModel, data: TrainData, device: torch.device):
+    def __init__(self, cfg: Config, model: GaussianModel, data: TrainData, device: torch.device,
+                 world: Optional[World] = None):
         self.cfg = cfg
+        self.world = world or World()  # the ranks of a torchrun training (one process: rank 0 of 1)
+        self.batch_views = cfg.train.batch_views
         self.model = model.to(device)
         self.data = data
         self.device = device
@@ -118,7 +131,9 @@ class Trainer:
         from gsplat.strategy import DefaultStrategy  # pure PyTorch; works with our torch backend's info
 
         steps = self.cfg.train.steps
-        strategy = DefaultStrategy(
+        one = self.world.size == 1 and self.batch_views == 1  # gsplat's own strategy, as it always was
+        make = DefaultStrategy if one else partial(shared_stats_strategy, self.world)
+        strategy = make(
             prune_opa=s.prune_opa,
             grow_grad2d=s.grow_grad2d,
             grow_scale3d=s.grow_scale3d,
@@ -148,43 +163,92 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train_step(self) -> dict:
+        """One optimisation step on ``train.batch_views`` views (this rank's share of them under torchrun): rendered
+        in one batch, or one at a time with their gradients accumulated (``train.batch_render``)."""
         cfg = self.cfg.train
         step = self.step
-        vid = view_for_step(step, len(self.data.cameras), self.cfg.train.seed)
-        cams = self.data.cameras[[vid]]
-        gt = self.data.images[vid : vid + 1]
+        vids = self.world.share(views_for_step(step, len(self.data.cameras), cfg.seed, self.batch_views))
         active_sh = min(step // max(cfg.sh_degree_interval, 1), self.model.sh_degree)
         feat_on = self.use_features and step >= cfg.feature_start
+        groups = [vids] if cfg.batch_render else [[v] for v in vids]
+        logged, infos = None, []
+        for group in groups:
+            out = render(
+                self.model,
+                self.data.cameras[group],
+                backgrounds=self.data.background[None].expand(len(group), 3),
+                with_features=feat_on,
+                backend=cfg.backend,
+                sh_degree=active_sh,
+                render_depth=False,  # no loss reads it: one channel less to composite
+            )
+            out.info["n_cameras"] = self.batch_views  # densification scales image-plane gradients to one view's
+            if self.strategy is not None:
+                self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step,
+                                                out.info)
+            gt = self.data.images[group]  # [b, H, W, 3]
+            loss, loss_rgb, loss_feat = self._loss(out, group, gt, feat_on)
+            loss.backward()  # gradients of several groups add up in .grad, view after view
+            with torch.no_grad():
+                mse = ((out.rgb.detach().clamp(0, 1) - gt) ** 2).mean() * (len(group) / self.batch_views)
+            values = torch.stack([loss.detach(), loss_rgb.detach(), loss_feat.detach().to(loss.device), mse])
+            logged = values if logged is None else logged + values
+            infos.append(out.info)
+        if self.world.size > 1:  # every rank's gradients and log values summed: the mean over the step's views
+            logged = sum_gradients(self.world, self._trained_tensors(), logged)
+        self._apply(step, infos[0] if len(infos) == 1 else {"parts": infos})
+        self.step += 1
+        loss_v, rgb_v, feat_v, mse_v = (float(v) for v in logged)
+        return {
+            "loss": loss_v,
+            "loss_rgb": rgb_v,
+            "loss_feat": feat_v,
+            "psnr": -10 * math.log10(max(mse_v, 1e-10)),
+            "num_gaussians": self.model.num_gaussians,
+        }
 
-        out = render(
-            self.model,
-            cams,
-            backgrounds=self.data.background[None],
-            with_features=feat_on,
-            backend=cfg.backend,
-            sh_degree=active_sh,
-            render_depth=False,  # no loss reads it: one channel less to composite
-        )
-        if self.strategy is not None:
-            self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step, out.info)
+    def _loss(self, out, vids: list[int], gt: Tensor, feat_on: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, photometric part, distillation part) of this rank's views: each view's loss as a one-view step
+        computes it, summed with weight ``1 / train.batch_views`` (the sum over ranks is the mean over the step's
+        views; :mod:`dff_gs.train.sync`).  gt: Tensor  # [b, H, W, 3]"""
+        cfg = self.cfg.train
         rgb = out.rgb
         if self.data.masks is not None:  # masked-out pixels match the target: no loss, no gradient
-            keep = self.data.masks[vid : vid + 1, ..., None]
+            keep = self.data.masks[vids][..., None]
             rgb = torch.where(keep, rgb, gt)
-        loss_rgb = photometric_loss(rgb, gt, cfg.ssim_lambda)
+        rgb_terms = [photometric_loss(rgb[i:i + 1], gt[i:i + 1], cfg.ssim_lambda) for i in range(len(vids))]
+        loss_rgb = self._batch_mean(rgb_terms)
         loss = loss_rgb
         loss_feat = torch.zeros(())
         if feat_on:
+            cams = self.data.cameras
             h, w = feature_grid(cams.height, cams.width, self.feature_side)
-            target = resample_maps(self.data.teacher_maps[vid : vid + 1].to(self.device), h, w)
-            loss_feat = feature_loss(self.model.decode(pool_features(out.features, h, w)), target)
+            target = resample_maps(self.data.teacher_maps[vids].to(self.device), h, w)
+            pred = self.model.decode(pool_features(out.features, h, w))
+            loss_feat = self._batch_mean([feature_loss(pred[i:i + 1], target[i:i + 1]) for i in range(len(vids))])
             loss = loss + cfg.feature_lambda * loss_feat
-        loss.backward()
+        return loss, loss_rgb, loss_feat
+
+    def _batch_mean(self, terms: list[Tensor]) -> Tensor:
+        """``sum(terms) / train.batch_views`` (one view a step: the term itself)."""
+        if self.batch_views == 1:
+            return terms[0]
+        return torch.stack(terms).sum() / self.batch_views
+
+    def _trained_tensors(self) -> list[Tensor]:
+        """Every tensor an optimizer steps: the Gaussians' parameters, then the decoder's."""
+        decoder = list(self.model.decoder.parameters()) if self.model.decoder is not None else []
+        return list(self.model.params.values()) + decoder
+
+    def _apply(self, step: int, info: dict) -> None:
+        """Densify (gsplat's strategy) and take the optimizer steps, the gradients of the step in place."""
         if self.strategy is not None:
             self.strategy.step_post_backward(
-                self.model.params, self.optimizers, self.strategy_state, step, out.info, packed=False
+                self.model.params, self.optimizers, self.strategy_state, step, info, packed=False
             )
             self._cap_gaussians()
+            if self.world.size > 1 and step % self.strategy.refine_every == 0:
+                self.world.same_everywhere([self.model.num_gaussians], "number of Gaussians")
         for g in self.optimizers["means"].param_groups:
             g["lr"] = self._means_lr(step)
         for opt in self.optimizers.values():
@@ -193,16 +257,6 @@ class Trainer:
         if self.decoder_opt is not None:
             self.decoder_opt.step()
             self.decoder_opt.zero_grad(set_to_none=True)
-        self.step += 1
-        with torch.no_grad():
-            mse = float(((out.rgb.detach().clamp(0, 1) - gt) ** 2).mean())
-        return {
-            "loss": float(loss.detach()),
-            "loss_rgb": float(loss_rgb.detach()),
-            "loss_feat": float(loss_feat.detach()),
-            "psnr": -10 * math.log10(max(mse, 1e-10)),
-            "num_gaussians": self.model.num_gaussians,
-        }
 
     def _cap_gaussians(self) -> None:
         """Stop growth past ``max_gaussians`` by raising the growth threshold (never drops Gaussians)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from dff_gs.distributed import check_distributable, env_world_size
 from dff_gs.errors import ConfigError
 from dff_gs.train.config import Config
 
@@ -53,6 +54,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "teacher.noise": within(0, 1),
     "teacher.wrong_views": within(0, 1),
     "train.steps": at_least(0),
+    "train.batch_views": at_least(1),
     "train.backend": one_of("auto", "cpu", "torch", "gsplat"),
     "train.ssim_lambda": within(0, 1),
     "train.feature_lambda": at_least(0),
@@ -127,7 +129,8 @@ def check_renderers(cfg: Config) -> None:
 
 
 def validate_config(cfg: Config) -> None:
-    """Every bounded value in range and finite, the background an RGB in [0, 1], the renderer runnable here."""
+    """Every bounded value in range and finite, the background an RGB in [0, 1], the renderer runnable here, and
+    several views a step or several processes (torchrun) only where the pipeline trains them."""
     for key, (ok, requirement) in RULES.items():
         value = value_of(cfg, key)
         if not ok(value):
@@ -150,6 +153,7 @@ def validate_config(cfg: Config) -> None:
 
         load_lpips(cfg.train.lpips_weights)
     check_viewer(cfg)
+    check_distributable(cfg, env_world_size())
 
 
 def check_viewer(cfg: Config) -> None:
