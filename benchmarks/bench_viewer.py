@@ -54,7 +54,7 @@ def main() -> None:
     app = ViewerApp(session, port=port, drawing=args.render)
     size = tuple(args.size)
     scene = {"x": 0, "y": 160, "width": size[0] - 420, "height": size[1] - 160}  # not the panel, not the notice
-    first, query, server = [], [], []
+    first, query, server, sent = [], [], [], []
     with sync_playwright() as p:
         browser = launch(p)
         for _ in range(args.repeats):
@@ -78,6 +78,8 @@ def main() -> None:
             query.append(time.monotonic() - t0)
             wait_for(lambda: app.actions > done)
             server.append(app.last_action_seconds)
+            if args.render == "server":  # from the click to the first image of the highlight leaving the server
+                sent.append(min(t for t in app.drawing.sent_at if t > t0) - t0)
             selected = app.session.selected_count
             if args.png:
                 close = page.locator("button.mantine-Notification-closeButton")  # the software-WebGL notice
@@ -91,13 +93,15 @@ def main() -> None:
         browser.close()
     app.stop()
     row = {"run": args.run, "render": args.render, "size": size, "gaussians": session.model.num_gaussians,
-           "selected": selected, "open_s": open_s, "first_frame_s": first, "query_s": query, "server_query_s": server}
+           "selected": selected, "open_s": open_s, "first_frame_s": first, "query_s": query, "server_query_s": server,
+           "image_sent_s": sent}
     print("| run | drawn by | window | Gaussians | selected | open + warm-up s | first frame s (median / worst) | "
-          "text query highlight s (median / worst) | of which server s |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "text query highlight s (median / worst) | of which the query on the server s | image sent after s |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     med = statistics.median
     print(f"| {args.run} | {args.render} | {size[0]}x{size[1]} | {row['gaussians']:,} | {selected:,} | {open_s:.1f} | "
-          f"{med(first):.2f} / {max(first):.2f} | {med(query):.2f} / {max(query):.2f} | {med(server):.2f} |")
+          f"{med(first):.2f} / {max(first):.2f} | {med(query):.2f} / {max(query):.2f} | {med(server):.2f} | "
+          f"{f'{med(sent):.2f}' if sent else 'n/a'} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(row, f, indent=2)

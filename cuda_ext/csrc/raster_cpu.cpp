@@ -592,18 +592,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     py::class_<dff_raster::Trace, std::shared_ptr<dff_raster::Trace>>(
         m, "Trace", py::module_local(), "the contributions a differentiated forward pass kept for its backward pass");
     m.doc() = "dff_gs compiled CPU rasterizer (OpenMP); twins: dff_gs/render/projection.py, backend_torch.py";
-    m.def("project_forward", &dff_raster::project_forward, py::arg("means"), py::arg("quats"), py::arg("scales"),
+    // The kernels touch no Python object: other Python threads (a viewer's server, a data loader) run meanwhile.
+    using release_gil = py::call_guard<py::gil_scoped_release>;
+    m.def("project_forward", &dff_raster::project_forward, release_gil(), py::arg("means"), py::arg("quats"), py::arg("scales"),
           py::arg("viewmats"), py::arg("Ks"), py::arg("width"), py::arg("height"), py::arg("near_plane"),
           py::arg("far_plane"), py::arg("eps2d"), "EWA projection: (means2d, conics, depths, radii)");
-    m.def("project_backward", &dff_raster::project_backward, py::arg("means"), py::arg("quats"), py::arg("scales"),
+    m.def("project_backward", &dff_raster::project_backward, release_gil(), py::arg("means"), py::arg("quats"), py::arg("scales"),
           py::arg("viewmats"), py::arg("Ks"), py::arg("width"), py::arg("height"), py::arg("eps2d"),
           py::arg("grad_means2d"), py::arg("grad_conics"), py::arg("grad_depths"),
           "Gradients (means, quats, scales) of the projection's outputs");
-    m.def("rasterize_forward", &dff_raster::rasterize_forward, py::arg("means2d"), py::arg("conics"),
+    m.def("rasterize_forward", &dff_raster::rasterize_forward, release_gil(), py::arg("means2d"), py::arg("conics"),
           py::arg("opacities"), py::arg("colors"), py::arg("depths"), py::arg("radii"), py::arg("width"),
           py::arg("height"), py::arg("tile_size"), py::arg("keep_trace"),
           "Composite projected Gaussians: (out [C,H,W,D], alpha [C,H,W,1], tile offsets, Gaussian ids, trace)");
-    m.def("rasterize_backward", &dff_raster::rasterize_backward, py::arg("means2d"), py::arg("conics"),
+    m.def("rasterize_backward", &dff_raster::rasterize_backward, release_gil(), py::arg("means2d"), py::arg("conics"),
           py::arg("opacities"), py::arg("colors"), py::arg("tile_offsets"), py::arg("gaussian_ids"), py::arg("width"),
           py::arg("height"), py::arg("tile_size"), py::arg("grad_out"), py::arg("grad_alpha"), py::arg("trace").none(true),
           "Gradients (means2d, conics, opacities, colors) of the forward's outputs");

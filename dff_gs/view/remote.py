@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -40,7 +41,8 @@ class ServerDrawing:
     """Keeps every client's background image a render of its current view (one worker thread renders the latest
     request of each client, a quarter-size preview first; older requests are dropped).
 
-    renders: images sent so far; last_seconds: from taking a request to sending its last image"""
+    renders: images sent so far; last_seconds: from taking a request to sending its last image; sent_at: when the
+    last images were sent (``time.monotonic()``)"""
 
     def __init__(self, snapshot: Callable[[], tuple], backend: str = "auto", max_side: int = 960):
         """snapshot: () -> (the GaussianModel shown, its colours ``[N, 3]``), taken consistently."""
@@ -51,6 +53,7 @@ class ServerDrawing:
         self._stop = False
         self.renders = 0
         self.last_seconds = 0.0
+        self.sent_at: deque = deque(maxlen=64)  # time.monotonic() of the last images sent
         threading.Thread(target=self._run, daemon=True, name="dff-view-render").start()
 
     def attach(self, client) -> None:
@@ -95,6 +98,7 @@ class ServerDrawing:
                     if not self.enabled:
                         break
                     client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
+                    self.sent_at.append(time.monotonic())
                     self.last_seconds = time.perf_counter() - t0
                     self.renders += 1
                     if client.client_id in self._pending:

@@ -60,9 +60,13 @@ class ViewerApp:
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.server.gui.configure_theme(control_width="large")
         self.server.scene.set_up_direction("+z")  # dff_gs scenes are Z-up
+        # Splats and frustums need no lighting: no environment map (an HDRI fetched from the web), no shadow
+        # passes (seconds per frame in a browser without a GPU).
+        self.server.scene.configure_environment_map(None)
+        self.server.scene.configure_default_lights(enabled=True, cast_shadow=False)
         self.url = f"http://{host}:{port}"
         self._colors = None  # ((mode, labels), model, [N, 3]): the view's colours of one model, before highlighting
-        self.splats = self.server.scene.add_gaussian_splats("/scene", **splat_arrays(session.model).as_kwargs())
+        self.splats = None  # the browser's splat node, while the browser draws (see set_drawing)
         self.gizmo = None
         self.drawing = ServerDrawing(self._snapshot, session.base.backend)
         self.actions, self.last_action_seconds = 0, 0.0  # actions done, and what the last one took
@@ -95,9 +99,12 @@ class ViewerApp:
         """Send the current model, colours and selection to the browsers (the splats when the browser draws them,
         else a new server render of each view), and the status line."""
         with self.lock:
-            if not self.drawing.enabled:  # (set_drawing refreshes when the browser draws again)
+            if not self.drawing.enabled:
                 a = splat_arrays(self.session.model, self.colors())
-                self.splats.set_gaussians(a.centers, a.covariances, a.rgbs, a.opacities)
+                if self.splats is None:
+                    self.splats = self.server.scene.add_gaussian_splats("/scene", **a.as_kwargs())
+                else:
+                    self.splats.set_gaussians(a.centers, a.covariances, a.rgbs, a.opacities)
             s = self.session
             lines = [f"**{s.selected_count:,}** of {s.model.num_gaussians:,} Gaussians selected"]
             if s.message:
@@ -117,7 +124,9 @@ class ViewerApp:
     def set_drawing(self, mode: str) -> None:
         """Who draws the Gaussians: ``browser`` or ``server`` (see :class:`ViewerApp`)."""
         self.drawing.enabled = mode == "server"
-        self.splats.visible = not self.drawing.enabled
+        if self.drawing.enabled and self.splats is not None:  # removed, not hidden: browsers sort hidden splats too
+            self.splats.remove()
+            self.splats = None
         if not self.drawing.enabled:
             self.server.scene.set_background_image(None)
         self.drawn_by.value = mode
@@ -305,7 +314,7 @@ class ViewerApp:
                 f"/cameras/{i}", fov=fov, aspect=cams.width / cams.height, scale=scale, thickness=1.5,
                 thickness_units="screen",
                 image=_thumbnail(train.images[i]), wxyz=matrix_to_quat(torch.from_numpy(c2w[i, :3, :3])).numpy(),
-                position=c2w[i, :3, 3])
+                position=c2w[i, :3, 3], cast_shadow=False, receive_shadow=False)  # no shadow passes to draw
             h.on_click(lambda e, i=i: self.go_to_camera(e.client, i))
             self.frustums.append((h, c2w[i], fov))
         self._initial_view(c2w[0], fov)
