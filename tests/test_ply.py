@@ -47,7 +47,8 @@ def expected_names(sh_degree: int, D: int) -> list[str]:
 
 def test_round_trip(tmp_path):
     model = make_model()
-    path = save_ply(model, tmp_path / "out" / "point_cloud.ply", metadata={"teacher": "clip", "iteration": 30})
+    path = save_ply(model, tmp_path / "out" / "point_cloud.ply",
+                    metadata={"teacher": {"name": "clip"}, "iteration": 30})
     assert path == tmp_path / "out" / "point_cloud.ply" and path.is_file()
     side = tmp_path / "out" / "point_cloud.dff.json"
     assert side.is_file()
@@ -56,7 +57,7 @@ def test_round_trip(tmp_path):
     assert meta_file["sh_degree"] == 3 and meta_file["feature_dim"] == 4 and meta_file["num_gaussians"] == 7
 
     loaded, meta = load_ply(path)
-    assert meta["teacher"] == "clip" and meta["iteration"] == 30
+    assert meta["teacher"] == {"name": "clip"} and meta["iteration"] == 30
     assert loaded.sh_degree == 3 and loaded.feature_dim == 4 and loaded.num_gaussians == 7
     for k, v in model.params.items():
         assert loaded.params[k].shape == v.shape, k

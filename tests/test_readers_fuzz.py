@@ -300,6 +300,11 @@ SIDECAR_CASES = {
     "unknown format": lambda m: m.update(format="gsplat"),
     "unknown version": lambda m: m.update(version=2),
     "version a string": lambda m: m.update(version="1"),
+    "scene a number": lambda m: m.update(scene=5),
+    "teacher a string": lambda m: m.update(teacher="labels"),
+    "scene_options a list": lambda m: m.update(scene_options=[1]),
+    "edits an object": lambda m: m.update(edits={}),
+    "num_gaussians a bool": lambda m: m.update(num_gaussians=True),
 }
 
 

@@ -92,4 +92,5 @@ def make_ply(root: Path, N: int = 6) -> Path:
               "scales": torch.randn(N, 3, generator=g) - 3, "opacities": torch.randn(N, generator=g),
               "sh0": torch.randn(N, 1, 3, generator=g), "shN": torch.randn(N, 3, 3, generator=g),
               "features": torch.randn(N, 3, generator=g)}
-    return save_ply(GaussianModel(params, 1, decoder_dim=4), root / "point_cloud.ply", metadata={"teacher": "x"})
+    return save_ply(GaussianModel(params, 1, decoder_dim=4), root / "point_cloud.ply",
+                    metadata={"teacher": {"name": "x"}})

@@ -27,6 +27,11 @@ SIDECAR_SUFFIX = ".dff.json"
 SIDECAR_FORMAT = "dff_gs"
 SIDECAR_VERSION = 1  # the newest sidecar version this code reads (and the one it writes)
 SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder", "write_id")
+SIDECAR_TYPES = {  # the sidecar's schema: each known key's JSON type(s), checked on load (other keys are kept as read)
+    "format": str, "version": int, "sh_degree": int, "feature_dim": int, "num_gaussians": int,
+    "decoder": (dict, type(None)), "write_id": str, "teacher": (dict, type(None)), "scene": (str, type(None)),
+    "scene_options": dict, "backbone": str, "lift": dict, "edits": list,
+}
 """The sidecar keys :func:`save_ply` writes from the model itself; the rest is the caller's metadata (teacher, scene,
 scene_options, backbone, lift, edits: :func:`dff_gs.run_dir.run_metadata`)."""
 BASE_PROPS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
@@ -139,8 +144,8 @@ def _property_indices(names: list[str], prefix: str, path: Path) -> int:
 
 
 def read_sidecar(side: Path) -> dict:
-    """The sidecar's JSON object ({} when there is none); its ``format`` and ``version``, when given, must be
-    ours."""
+    """The sidecar's JSON object ({} when there is none), each key of :data:`SIDECAR_TYPES` of its type; its
+    ``format`` and ``version``, when given, must be ours."""
     if not side.is_file():
         return {}
     try:
@@ -149,6 +154,13 @@ def read_sidecar(side: Path) -> dict:
         raise DataError(f"{side}: malformed sidecar JSON ({type(err).__name__}: {err})") from None
     if not isinstance(meta, dict):
         raise DataError(f"{side}: the sidecar must be a JSON object, got a {type(meta).__name__}")
+    for key, types in SIDECAR_TYPES.items():
+        value = meta.get(key)
+        if key in meta and (not isinstance(value, types) or isinstance(value, bool)):
+            want = " or ".join("null" if t is type(None) else {dict: "an object", list: "a list", str: "a string",
+                                                                int: "an integer"}[t]
+                               for t in (types if isinstance(types, tuple) else (types,)))
+            raise DataError(f"{side}: '{key}' must be {want}, got {value!r:.40}")
     fmt, version = meta.get("format", SIDECAR_FORMAT), meta.get("version", SIDECAR_VERSION)
     if fmt != SIDECAR_FORMAT:
         raise DataError(f"{side}: unknown sidecar format {fmt!r:.40} (expected {SIDECAR_FORMAT!r})")
