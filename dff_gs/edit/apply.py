@@ -37,10 +37,7 @@ def apply_script(ctx: QueryContext, script: EditScript, env: Optional[EditEnv] =
     being render-time ones, :mod:`dff_gs.nerf.edit`), before anything is written."""
     ctx.require_gaussians("an edit")
     script.check()
-    env = env or EditEnv(meta=ctx.meta)
-    if env.scene is None and ctx.scene_path:
-        env.scene = ctx.scene
-    env.backend = ctx.backend
+    env = (env or EditEnv(meta=ctx.meta)).bound_to(ctx)
     model = ctx.model
     summary: dict = {"num_gaussians_before": model.num_gaussians, "threshold": script.selection.threshold}
     first = None

@@ -69,6 +69,14 @@ class EditEnv:
     scene: Optional[Callable[[], Any]] = None  # loads the model's scene (cameras, images): delete --fill needs it
     backend: str = "auto"
 
+    def bound_to(self, ctx) -> "EditEnv":
+        """This environment with ``ctx``'s (a :class:`~dff_gs.query.QueryContext`) scene loader, when it names a
+        scene and none is set, and its renderer; returns itself."""
+        if self.scene is None and ctx.scene_path:
+            self.scene = ctx.scene
+        self.backend = ctx.backend
+        return self
+
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()
         if p.is_absolute() or p.exists():

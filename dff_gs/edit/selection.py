@@ -203,6 +203,12 @@ def lifted_probabilities(ctx: QueryContext, labels: Tensor, cfg: SelectionConfig
     return weights.lift(probs)[:, 0], weights.weight_sum
 
 
+def model_spacing(ctx: QueryContext) -> Tensor:
+    """The typical neighbour spacing of ``ctx.model``'s centres (:func:`~dff_gs.neighbors.typical_spacing`), kept
+    per model in ``ctx``'s cache: every query on one model shares it."""
+    return ctx.per_model("typical_spacing", lambda: typical_spacing(ctx.model.get_means().detach().float()))
+
+
 def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
                      cfg: Optional[SelectionConfig] = None) -> EditSelection:
     """Resolve ``specs`` on ``ctx.model``, union them, threshold (``cfg.mode``) and clean up (see the module
@@ -236,8 +242,7 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
         info = {"kind": spec.kind, **info, "thresholded": int((p > cfg.threshold).sum())}
         infos.append(info)
         probs = p if probs is None else torch.maximum(probs, p)
-    spacing = ctx.per_model("typical_spacing", lambda: typical_spacing(ctx.model.get_means().detach().float()))
-    mask, stats = cleanup_mask(ctx.model, probs, probs > cfg.threshold, cfg, spacing)
+    mask, stats = cleanup_mask(ctx.model, probs, probs > cfg.threshold, cfg, model_spacing(ctx))
     stats["mode"] = mode if mode == cfg.mode else f"{mode} (no scene to render the 2D query from)"
     if not mask.any():
         what = " + ".join(s.describe() for s in specs)

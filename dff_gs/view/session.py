@@ -72,11 +72,10 @@ class ViewerSession:
     def warm_up(self) -> None:
         """Load what the first query needs (the teacher's text encoder, the model's neighbour spacing), so that
         it answers as fast as the next ones."""
-        from dff_gs.neighbors import typical_spacing
+        from dff_gs.edit.selection import model_spacing
 
         if self.features_reason is None:
-            ctx = self.ctx
-            ctx.per_model("typical_spacing", lambda: typical_spacing(self.model.get_means().detach().float()))
+            model_spacing(self.ctx)
             if self.can_text:
                 self.base.teacher.encode_text(["warm up"])
 
@@ -183,8 +182,7 @@ class ViewerSession:
             mask = select_gaussians(self.base.with_model(model), op.select, self.selection_config).mask
         elif mask is None:
             mask = torch.zeros(model.num_gaussians, dtype=torch.bool, device=model.device)
-        env = EditEnv(meta=self.base.meta, scene=self.base.scene if self.base.scene_path else None,
-                      backend=self.base.backend)
+        env = EditEnv(meta=self.base.meta).bound_to(self.base)
         result: OpResult = op.apply(model, mask, env)
         return Step(op, result.model, dict(result.info, num_gaussians_after=result.model.num_gaussians))
 
