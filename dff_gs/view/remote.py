@@ -41,8 +41,7 @@ class ServerDrawing:
     """Keeps every client's background image a render of its current view (one worker thread renders the latest
     request of each client, a quarter-size preview first; older requests are dropped).
 
-    renders: images sent so far; last_seconds: from taking a request to sending its last image; sent_at: when the
-    last images were sent (``time.monotonic()``)"""
+    sent_at: when the last images were sent (``time.monotonic()``)"""
 
     def __init__(self, snapshot: Callable[[], tuple], backend: str = "auto", max_side: int = 960):
         """snapshot: () -> (the GaussianModel shown, its colours ``[N, 3]``), taken consistently."""
@@ -51,8 +50,6 @@ class ServerDrawing:
         self._pending: dict = {}  # client id -> client
         self._wake = threading.Condition()
         self._stop = False
-        self.renders = 0
-        self.last_seconds = 0.0
         self.sent_at: deque = deque(maxlen=64)  # time.monotonic() of the last images sent
         threading.Thread(target=self._run, daemon=True, name="dff-view-render").start()
 
@@ -92,15 +89,12 @@ class ServerDrawing:
                     return
                 _, client = self._pending.popitem()
             try:  # a quarter-size preview first, then the full render unless a newer request came meanwhile
-                t0 = time.perf_counter()
                 for side in (self.max_side // 4, self.max_side):
                     image = self.render(client, side)
                     if not self.enabled:
                         break
                     client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
                     self.sent_at.append(time.monotonic())
-                    self.last_seconds = time.perf_counter() - t0
-                    self.renders += 1
                     if client.client_id in self._pending:
                         break
             except Exception as err:  # a client gone mid-render: nothing to draw for

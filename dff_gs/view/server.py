@@ -132,18 +132,20 @@ class ViewerApp:
         self.drawn_by.value = mode
         self.refresh()
 
-    def _act(self, fn, *args) -> None:
-        """Run one session action; a bad input becomes the status message, never a crash of the server.
-        ``last_action_seconds``: what the action and sending its result took."""
-        t0 = time.perf_counter()
+    def _act(self, fn, *args):
+        """Run one session action and show its result; a bad input becomes the status message, never a crash of
+        the server. Returns what ``fn`` returned (None when it failed). ``last_action_seconds``: what the action
+        and sending its result took."""
+        t0, result = time.perf_counter(), None
         with self.lock:
             try:
-                fn(*args)
+                result = fn(*args)
             except DffError as err:
                 self.session.message = f"⚠ {err}"
         self.refresh()
         self.last_action_seconds = time.perf_counter() - t0
         self.actions += 1
+        return result
 
     # ------------------------------------------------------------------------------------ panels
     def _build_query_panel(self) -> None:
@@ -239,17 +241,15 @@ class ViewerApp:
 
     def export(self, out: str, force: bool = False, client=None) -> Optional[dict]:
         """Export through the session (``edit.py``'s code); the PLY is also sent to ``client`` as a download."""
-        summary = None
-        with self.lock:
-            try:
-                summary = self.session.export(out, force=force)
-                self.session.message = f"wrote {summary['output']} (+ sidecar, {Path(summary['summary']).name})"
-            except DffError as err:
-                self.session.message = f"⚠ {err}"
+        def write() -> dict:
+            summary = self.session.export(out, force=force)
+            self.session.message = f"wrote {summary['output']} (+ sidecar, {Path(summary['summary']).name})"
+            return summary
+
+        summary = self._act(write)
         if summary is not None and client is not None:
             client.send_file_download(Path(summary["output"]).name, Path(summary["output"]).read_bytes(),
                                       save_immediately=True)
-        self.refresh()
         return summary
 
     # ------------------------------------------------------------------------------------ move gizmo
@@ -277,15 +277,14 @@ class ViewerApp:
         start, pos = np.asarray(self._gizmo_start, float), np.asarray(event.target.position, float)
         w, x, y, z = (float(v) for v in event.target.wxyz)
         angle = 2 * math.degrees(math.atan2(math.sqrt(x * x + y * y + z * z), w))
-        with self.lock:
-            try:
-                if np.linalg.norm(pos - start) > 1e-6:
-                    self.session.apply(Translate(offset=[float(v) for v in pos - start]))
-                if abs(angle) > 1e-3 and self.session.selection is not None:
-                    self.session.apply(Rotate(axis=[x, y, z], degrees=angle, pivot=[float(v) for v in pos]))
-            except DffError as err:
-                self.session.message = f"⚠ {err}"
-        self.refresh()
+
+        def drag() -> None:  # the drag as a translate, then a rotate about where the gizmo ended
+            if np.linalg.norm(pos - start) > 1e-6:
+                self.session.apply(Translate(offset=[float(v) for v in pos - start]))
+            if abs(angle) > 1e-3 and self.session.selection is not None:
+                self.session.apply(Rotate(axis=[x, y, z], degrees=angle, pivot=[float(v) for v in pos]))
+
+        self._act(drag)
 
     # ------------------------------------------------------------------------------------ cameras
     def _add_cameras(self) -> None:

@@ -56,7 +56,6 @@ class ViewerSession:
         self.queries: list[QuerySpec] = []
         self.selection: Optional[EditSelection] = None
         self.message = ""  # what the last query / edit said (shown by the GUI)
-        self.version = 0  # bumped whenever the model or the selection changes
 
     @classmethod
     def open(cls, path, *, data: Optional[str] = None, backend: str = "auto") -> "ViewerSession":
@@ -129,7 +128,6 @@ class ViewerSession:
 
     def clear_selection(self) -> None:
         self.queries, self.selection, self.message = [], None, "selection cleared"
-        self.version += 1
 
     def set_threshold(self, threshold: float) -> None:
         """The selection threshold, for the current query and for every edit made so far (as in an edit script,
@@ -146,7 +144,6 @@ class ViewerSession:
         self._resolve()
 
     def _resolve(self) -> None:
-        self.version += 1
         if not self.queries:
             self.selection = None
             return
