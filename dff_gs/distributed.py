@@ -14,6 +14,7 @@ the state after the last finished step (so rank 0 may checkpoint it).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -218,6 +219,13 @@ def join_world(cfg, device_type: Optional[str] = None) -> Iterator[World]:
     backend = "nccl" if device_type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # torch._dynamo (imported by the first optimizer, gsplat, ...) keeps references to the process group when it is
+    # imported after it: destroy_process_group then leaves gloo's worker threads running, and one of them releasing
+    # the last collective's tensors while the interpreter exits aborts the process ("terminate called without an
+    # active exception", SIGABRT; pytorch/pytorch#190489). Imported first, the group is destroyed and its threads
+    # joined when the run ends.
+    importlib.import_module("torch._dynamo")
+
     try:
         dist.init_process_group(backend, timeout=timedelta(minutes=TIMEOUT_MINUTES))
     except (RuntimeError, ValueError) as e:

@@ -94,6 +94,9 @@ def test_two_ranks_equal_each_other_and_one_process(two_ranks, tiny_scene, tmp_p
     r0, r1 = load(two_ranks / "params" / "rank0.pt"), load(two_ranks / "params" / "rank1.pt")
     assert_close(r0, r1, 0.0)  # the ranks' parameter sets are identical
     assert_close(load(two_ranks / "run" / "checkpoint.pt"), r0, 0.0)
+    for rank in (0, 1):  # the process group was destroyed and its threads joined before the interpreter exits
+        threads = (two_ranks / "params" / f"threads{rank}.txt").read_text().split()
+        assert not [t for t in threads if "gloo" in t], threads
     assert r0["params.means"].shape[0] > 600  # densification grew the model on both ranks alike
     one_process(tiny_scene, tmp_path / "one", two_ranks / "cache")
     assert_close(load(tmp_path / "one" / "checkpoint.pt"), r0, 0.0)  # asked: within 1e-5; it is bit for bit
