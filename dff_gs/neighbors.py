@@ -6,9 +6,17 @@ import torch
 from torch import Tensor
 
 
-def knn(queries: Tensor, points: Tensor, k: int, chunk: int = 0, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
-    """Exact k nearest ``points`` of each query point (``cdist`` over chunks of queries; ``chunk`` 0: as many
-    rows as keep one distance block near 2^26 entries).
+TREE_MIN_PAIRS = 1 << 22
+"""With ``tree``, on the CPU, a k-d tree answers when queries x points reach this (below it one ``cdist`` block is
+as fast)."""
+
+
+def knn(queries: Tensor, points: Tensor, k: int, chunk: int = 0, exclude_self: bool = False,
+        tree: bool = False) -> tuple[Tensor, Tensor]:
+    """Exact k nearest ``points`` of each query point: ``cdist`` over chunks of queries (``chunk`` 0: as many rows
+    as keep one distance block near 2^26 entries), or with ``tree`` on the CPU for large problems
+    (``TREE_MIN_PAIRS``) scipy's ``cKDTree`` in float64 (the queries of selections and grouping: 5-10x faster at
+    40k Gaussians; the initial scales keep cdist, so that training reproduces bit for bit).
 
     queries: Tensor  # [Q, 3]
     points: Tensor  # [P, 3]
@@ -19,6 +27,8 @@ def knn(queries: Tensor, points: Tensor, k: int, chunk: int = 0, exclude_self: b
     if len(queries) == 0 or kk <= int(exclude_self):
         empty = torch.zeros(len(queries), 0, device=queries.device)
         return empty, empty.long()
+    if tree and not points.is_cuda and len(queries) * len(points) >= TREE_MIN_PAIRS:
+        return _knn_tree(queries, points, kk, int(exclude_self))
     chunk = chunk or max(1, min(8192, (1 << 26) // max(len(points), 1)))
     dists, idxs = [], []
     for s in range(0, len(queries), chunk):
@@ -29,6 +39,17 @@ def knn(queries: Tensor, points: Tensor, k: int, chunk: int = 0, exclude_self: b
         dists.append(v)
         idxs.append(i)
     return torch.cat(dists), torch.cat(idxs)
+
+
+def _knn_tree(queries: Tensor, points: Tensor, kk: int, skip: int) -> tuple[Tensor, Tensor]:
+    """:func:`knn` by a k-d tree over ``points`` (float64), ``kk`` neighbours of which the first ``skip`` dropped."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(points.detach().double().numpy())
+    d, i = tree.query(queries.detach().double().numpy(), k=kk, workers=-1)
+    d, i = d.reshape(len(queries), kk)[:, skip:], i.reshape(len(queries), kk)[:, skip:]
+    return torch.from_numpy(d).to(queries.dtype if queries.is_floating_point() else torch.float32), \
+        torch.from_numpy(i.astype("int64"))
 
 
 def connected_components(num_nodes: int, src: Tensor, dst: Tensor, max_iters: int = 1000) -> Tensor:
@@ -57,7 +78,7 @@ def typical_spacing(points: Tensor, probes: int = 4096, seed: int = 0) -> Tensor
     """Median nearest-neighbour distance of ``points  # [P, 3]`` (over a seeded sample of ``probes`` of them)."""
     g = torch.Generator().manual_seed(seed)
     probe = points[torch.randperm(len(points), generator=g)[:probes].to(points.device)]
-    return knn(probe, points, 1, exclude_self=True)[0].median().clamp_min(1e-8)
+    return knn(probe, points, 1, exclude_self=True, tree=True)[0].median().clamp_min(1e-8)
 
 
 def linked_neighbors(points: Tensor, sizes: Tensor, k: int, link: float, link_sigma: float,
@@ -72,7 +93,7 @@ def linked_neighbors(points: Tensor, sizes: Tensor, k: int, link: float, link_si
         empty = torch.zeros(0, dtype=torch.long, device=points.device)
         return empty, empty
     spacing = typical_spacing(points) if spacing is None else spacing
-    d, nbr = knn(points, points, k, exclude_self=True)
+    d, nbr = knn(points, points, k, exclude_self=True, tree=True)
     close = d < link * spacing + link_sigma * (sizes[:, None] + sizes[nbr])
     src = torch.arange(len(points), device=points.device)[:, None].expand_as(nbr)
     return src[close], nbr[close]

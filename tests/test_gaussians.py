@@ -72,3 +72,24 @@ def test_tiny_clouds():
     assert torch.equal(G.knn_mean_distance(torch.ones(1, 3)), torch.zeros(1))
     two = torch.tensor([[0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
     assert torch.equal(G.knn_mean_distance(two, k=3), torch.tensor([5.0, 5.0]))
+
+
+def test_knn_tree_is_exact_and_the_default_stays_cdist(monkeypatch):
+    """``knn(tree=True)`` (selections, grouping) answers with a k-d tree above ``TREE_MIN_PAIRS``: the same
+    neighbours as a float64 brute force, nearest first, the query itself dropped with ``exclude_self``; without
+    ``tree`` it is the chunked cdist of before."""
+    import dff_gs.neighbors as nb
+
+    monkeypatch.setattr(nb, "TREE_MIN_PAIRS", 1000)
+    g = torch.Generator().manual_seed(6)
+    pts = torch.rand(1500, 3, generator=g) * torch.tensor([4.0, 1.0, 0.2])  # no ties
+    q = torch.arange(0, 1500, 7)
+    d, i = nb.knn(pts[q], pts, 5, exclude_self=True, tree=True)
+    full = np.sqrt(((pts[q].double().numpy()[:, None] - pts.double().numpy()[None]) ** 2).sum(-1))
+    order = np.argsort(full, axis=1)[:, 1:6]
+    assert np.array_equal(i.numpy(), order)
+    np.testing.assert_allclose(d.numpy(), np.take_along_axis(full, order, 1), rtol=1e-6)
+    assert d.dtype == torch.float32 and i.dtype == torch.int64
+    cd, ci = nb.knn(pts[q], pts, 5, exclude_self=True)
+    ref = torch.cdist(pts[q], pts).topk(6, dim=1, largest=False)
+    assert torch.equal(cd, ref.values[:, 1:]) and torch.equal(ci, ref.indices[:, 1:])

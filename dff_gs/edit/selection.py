@@ -147,7 +147,7 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
         return mask, stats
     # vote: the fraction of each selected Gaussian's nearest Gaussians that are selected
     sel = mask.nonzero()[:, 0]
-    _, nbr = knn(means[sel], means, cfg.knn, exclude_self=True)
+    _, nbr = knn(means[sel], means, cfg.knn, exclude_self=True, tree=True)
     vote = mask[nbr].float().mean(1) if nbr.shape[1] else torch.ones(len(sel), device=means.device)
     drop = sel[(vote < cfg.min_vote) & (probs[sel] < cfg.vote_exempt)]
     mask[drop] = False
@@ -171,7 +171,7 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
         cand = (~mask & (probs >= cfg.grow_min_prob)).nonzero()[:, 0]
         if len(sel) == 0 or len(cand) == 0:
             break
-        _, j = knn(means[cand], means[sel], 4)  # the selected Gaussians nearest to each candidate
+        _, j = knn(means[cand], means[sel], 4, tree=True)  # the selected Gaussians nearest to each candidate
         pair_c = cand[:, None].expand_as(j).reshape(-1)
         pair_s = sel[j.reshape(-1)]
         rot_s, inv_s = _covariance_inverse_factors(model, pair_s)
@@ -209,6 +209,12 @@ def model_spacing(ctx: QueryContext) -> Tensor:
     return ctx.per_model("typical_spacing", lambda: typical_spacing(ctx.model.get_means().detach().float()))
 
 
+def decoded_features(ctx: QueryContext) -> Tensor:
+    """``ctx.model``'s features in the teacher's space ``[N, C]``, kept per model like its spacing (every query on
+    one model decodes the same features; not to be modified)."""
+    return ctx.per_model("decoded_features", lambda: gaussian_features(ctx.model))
+
+
 def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
                      cfg: Optional[SelectionConfig] = None) -> EditSelection:
     """Resolve ``specs`` on ``ctx.model``, union them, threshold (``cfg.mode``) and clean up (see the module
@@ -220,7 +226,7 @@ def select_gaussians(ctx: QueryContext, specs: Sequence[QuerySpec],
     cfg = (cfg or SelectionConfig()).validate()
     if not specs:
         raise ConfigError("no query given: pass --text, --click, --patch or --cluster (or select: in the script)")
-    feats = gaussian_features(ctx.model) if ctx.model.feature_dim else None
+    feats = decoded_features(ctx) if ctx.model.feature_dim else None
     mode = cfg.mode if ctx.scene_path else "gaussian"  # no cameras to render the 2D query from
     probs, infos = None, []
     for spec in specs:

@@ -4,6 +4,7 @@ benchmark and the README's screenshot use it. Needs ``playwright`` (the ``test``
 
 from __future__ import annotations
 
+import base64
 import shutil
 import time
 from io import BytesIO
@@ -45,3 +46,45 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, poll: float = 0.02
             raise TimeoutError(f"waited {timeout} s")
         time.sleep(poll)
     return time.monotonic() - t0
+
+
+def decode_frame(data: str) -> np.ndarray:
+    """A screencast frame (base64 JPEG) as float RGB ``[H, W, 3]`` in 0..255."""
+    from PIL import Image
+
+    return np.asarray(Image.open(BytesIO(base64.b64decode(data))).convert("RGB")).astype(float)
+
+
+class FrameLog:
+    """The frames Chromium composites for ``page`` (the DevTools screencast), each with the wall-clock time
+    (``time.time()``) at which it was drawn. Recording keeps the encoded frames; they are decoded only when read,
+    so the page and the server under test share the CPU with little more than Chromium's own JPEG encoder.
+    Frames arrive while Playwright runs (``page.wait_for_timeout``), not during ``time.sleep``.
+
+    frames: list of (time drawn, base64 JPEG)"""
+
+    def __init__(self, page, quality: int = 70):
+        self.frames: list[tuple[float, str]] = []
+        self._cdp = page.context.new_cdp_session(page)
+        self._cdp.on("Page.screencastFrame", self._on_frame)
+        self._cdp.send("Page.startScreencast", {"format": "jpeg", "quality": quality, "everyNthFrame": 1})
+
+    def _on_frame(self, params: dict) -> None:
+        self.frames.append((float(params["metadata"]["timestamp"]), params["data"]))
+        self._cdp.send("Page.screencastFrameAck", {"sessionId": params["sessionId"]})
+
+    def since(self, t: float, clip: Optional[dict] = None) -> list[tuple[float, np.ndarray]]:
+        """The frames drawn after wall time ``t`` (with the last one before it first, as the state at ``t``),
+        decoded and cropped to ``clip = {x, y, width, height}``."""
+        start = max([i for i, (ts, _) in enumerate(self.frames) if ts <= t], default=0)
+        out = []
+        for ts, data in self.frames[start:]:
+            img = decode_frame(data)
+            if clip:
+                img = img[clip["y"]:clip["y"] + clip["height"], clip["x"]:clip["x"] + clip["width"]]
+            out.append((ts, img))
+        return out
+
+    def stop(self) -> None:
+        self._cdp.send("Page.stopScreencast")
+        self._cdp.detach()

@@ -39,7 +39,9 @@ def client_camera(camera, max_side: int = 960) -> Cameras:
 
 class ServerDrawing:
     """Keeps every client's background image a render of its current view (one worker thread renders the latest
-    request of each client, a quarter-size preview first; older requests are dropped).
+    request of each client; older requests are dropped). A moving camera gets a quarter-size preview first; a
+    new colouring of a still view (a selection, a colour mode) goes straight to the full render, the preview's
+    transfer and draw competing with it for the CPU for nothing.
 
     sent_at: when the last images were sent (``time.monotonic()``)"""
 
@@ -47,22 +49,25 @@ class ServerDrawing:
         """snapshot: () -> (the GaussianModel shown, its colours ``[N, 3]``), taken consistently."""
         self.snapshot, self.backend, self.max_side = snapshot, backend, max_side
         self.enabled = False
-        self._pending: dict = {}  # client id -> client
+        self._pending: dict = {}  # client id -> (client, preview first)
         self._wake = threading.Condition()
         self._stop = False
         self.sent_at: deque = deque(maxlen=64)  # time.monotonic() of the last images sent
-        threading.Thread(target=self._run, daemon=True, name="dff-view-render").start()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="dff-view-render")
+        self._thread.start()
 
     def attach(self, client) -> None:
-        client.camera.on_update(lambda _: self.request(client))
-        self.request(client)
+        client.camera.on_update(lambda _: self.request(client, preview=True))
+        self.request(client, preview=True)
 
-    def request(self, *clients) -> None:
+    def request(self, *clients, preview: bool = False) -> None:
+        """Render these clients' views anew (``preview``: a quarter-size one first, for a camera that moves)."""
         if not self.enabled:
             return
         with self._wake:
             for c in clients:
-                self._pending[c.client_id] = c
+                earlier = self._pending.get(c.client_id, (c, False))[1]
+                self._pending[c.client_id] = (c, preview or earlier)
             self._wake.notify()
 
     def render(self, client, max_side: int = 0) -> np.ndarray:
@@ -87,9 +92,9 @@ class ServerDrawing:
                     self._wake.wait()
                 if self._stop:
                     return
-                _, client = self._pending.popitem()
-            try:  # a quarter-size preview first, then the full render unless a newer request came meanwhile
-                for side in (self.max_side // 4, self.max_side):
+                _, (client, preview) = self._pending.popitem()
+            try:  # the preview, then the full render unless a newer request came meanwhile
+                for side in (self.max_side // 4, self.max_side)[0 if preview else 1:]:
                     image = self.render(client, side)
                     if not self.enabled:
                         break
@@ -101,6 +106,10 @@ class ServerDrawing:
                 print(f"viewer: server render skipped ({type(err).__name__}: {err})", flush=True)
 
     def stop(self) -> None:
+        """End the render thread and wait for it: one still inside the rasterizer (which runs without the GIL)
+        when the interpreter exits would abort the process."""
         with self._wake:
             self._stop = True
             self._wake.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)

@@ -69,12 +69,13 @@ class ViewerSession:
         return cls(QueryContext.open(path, data=data, backend=backend))
 
     def warm_up(self) -> None:
-        """Load what the first query needs (the teacher's text encoder, the model's neighbour spacing), so that
-        it answers as fast as the next ones."""
-        from dff_gs.edit.selection import model_spacing
+        """Load what the first query needs (the teacher's text encoder, the model's neighbour spacing and decoded
+        features), so that it answers as fast as the next ones."""
+        from dff_gs.edit.selection import decoded_features, model_spacing
 
         if self.features_reason is None:
             model_spacing(self.ctx)
+            decoded_features(self.ctx)
             if self.can_text:
                 self.base.teacher.encode_text(["warm up"])
 
