@@ -36,19 +36,21 @@ def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int =
     Returns (mean: Tensor  # [C], directions: Tensor  # [C, q'], q' = min(q, C, samples)), or None when no
     texel is labeled
     """
-    X = maps.reshape(-1, maps.shape[-1])
-    X = X[X.abs().sum(-1) > 0]
-    if len(X) == 0:
+    flat = maps.reshape(-1, maps.shape[-1])
+    rows = (torch.linalg.vector_norm(flat, ord=1, dim=-1) > 0).nonzero()[:, 0]  # labeled: some feature nonzero
+    if len(rows) == 0:
         return None
-    if len(X) > max_samples:
-        X = X[torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:max_samples].to(X.device)]
-    X = X.float().cpu()
+    if len(rows) > max_samples:
+        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_samples].to(rows.device)]
+    X = torch.empty(len(rows), flat.shape[1])  # float32 on the CPU, gathered in blocks: no full-size temporaries
+    for s in range(0, len(rows), 16384):
+        X[s:s + 16384] = flat[rows[s:s + 16384]]
     mu = X.mean(0)
     q = min(q, X.shape[1], len(X))
     if q <= 0:
         return mu, X.new_zeros(X.shape[1], 0)
     torch.manual_seed(seed)  # pca_lowrank is randomised
-    return mu, torch.pca_lowrank(X - mu, q=q, center=False)[2]
+    return mu, torch.pca_lowrank(X.sub_(mu), q=q, center=False)[2]  # centred in place: X is our own copy
 
 
 def resample_maps(maps: Tensor, height: int, width: int) -> Tensor:

@@ -46,7 +46,7 @@ def sh0_to_rgb(sh0: Tensor) -> Tensor:
 EXACT_TORCH_MAX = 20000  # clouds up to this size: the chunked torch cdist (float32), as before
 
 
-def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:
+def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 512) -> Tensor:
     """Mean distance ``[P]`` of each of ``points  # [P, 3]`` to its ``k`` nearest other points, exact.
 
     Up to ``EXACT_TORCH_MAX`` points: chunked float32 ``torch.cdist`` over every point, the point itself dropped

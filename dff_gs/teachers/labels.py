@@ -88,8 +88,9 @@ def _mode_pool(labels: Tensor, num_classes: int, patch: int) -> Tensor:
     V, H, W = labels.shape
     h, w = math.ceil(H / patch), math.ceil(W / patch)
     lab = F.pad(labels, (0, w * patch - W, 0, h * patch - H), value=IGNORE_LABEL)
-    onehot = F.one_hot((lab + 1).clamp_min(0), num_classes + 1).float()  # class 0 = ignore
-    votes = onehot.reshape(V, h, patch, w, patch, num_classes + 1).sum(dim=(2, 4))
+    votes = torch.stack([  # a view at a time: the one-hot of every view at once is V x H x W x (K + 1) int64
+        F.one_hot((lab[v] + 1).clamp_min(0), num_classes + 1).float()  # class 0 = ignore
+        .reshape(h, patch, w, patch, num_classes + 1).sum(dim=(1, 3)) for v in range(V)])
     votes[..., 0] *= 1e-3  # ignore only where nothing else is present
     return votes.argmax(-1) - 1
 
