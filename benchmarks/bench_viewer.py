@@ -8,9 +8,8 @@ compete with the page and the server for the same two cores and add its own late
 - first frame: from ``page.goto`` to the first frame whose scene area (left of the panel) is at least 5%
   covered, i.e. not the page's white background;
 - text query: from the click on "Select text" (the time before Playwright's click) to the first frame whose scene
-  area changed (the selection tinted; with ``--render server`` the quarter-size preview), and to the frame from
-  which the scene area no longer changes (the full-resolution highlight); and the server's share of it
-  (``select_gaussians`` + handing the result to the drawing);
+  area changed (the selection tinted), and to the frame from which the scene area no longer changes (the
+  highlight complete); and the server's share of it (``select_gaussians`` + handing the result to the drawing);
 each repeated ``--repeats`` times (median and worst). Writes a screenshot of the last highlight as PNG.
 
 Usage: ``python benchmarks/bench_viewer.py RUN [--text sofa] [--render server] [--png benchmarks/figures/viewer.png]``

@@ -41,7 +41,8 @@ def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int =
     if len(rows) == 0:
         return None
     if len(rows) > max_samples:
-        rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_samples].to(rows.device)]
+        keep = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_samples]
+        rows = rows[keep.to(rows.device)]
     X = torch.empty(len(rows), flat.shape[1])  # float32 on the CPU, gathered in blocks: no full-size temporaries
     for s in range(0, len(rows), 16384):
         X[s:s + 16384] = flat[rows[s:s + 16384]]
