@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dff_gs.errors import CheckpointError
-from dff_gs.neighbors import knn
+from dff_gs.neighbors import knn, tree_query
 
 SH_C0 = 0.28209479177387814
 PARAM_KEYS = ("means", "quats", "scales", "opacities", "sh0", "shN", "features")
@@ -60,10 +60,7 @@ def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 512) -> Tensor:
         return knn(points, points, k, chunk=chunk, exclude_self=True)[0].mean(1)
     if points.is_cuda:
         return knn_mean_distance_torch64(points, k, chunk=chunk)
-    from scipy.spatial import cKDTree
-
-    xyz = points.detach().double().cpu().numpy()
-    dist, _ = cKDTree(xyz).query(xyz, k=min(k + 1, P))  # [P, k+1] ascending, the point itself (0) first
+    dist, _ = tree_query(points, points, min(k + 1, P))  # [P, k+1] ascending, the point itself (0) first
     return torch.from_numpy(dist[:, 1:].mean(1)).to(device=points.device, dtype=points.dtype)
 
 

@@ -41,15 +41,21 @@ def knn(queries: Tensor, points: Tensor, k: int, chunk: int = 0, exclude_self: b
     return torch.cat(dists), torch.cat(idxs)
 
 
-def _knn_tree(queries: Tensor, points: Tensor, kk: int, skip: int) -> tuple[Tensor, Tensor]:
-    """:func:`knn` by a k-d tree over ``points`` (float64), ``kk`` neighbours of which the first ``skip`` dropped."""
+def tree_query(queries: Tensor, points: Tensor, kk: int):
+    """The ``kk`` nearest ``points`` of each query by scipy's ``cKDTree`` in float64 on the CPU, nearest first
+    (a query that is one of ``points`` first finds itself): numpy (dist ``[Q, kk]`` float64, idx ``[Q, kk]``)."""
     from scipy.spatial import cKDTree
 
-    tree = cKDTree(points.detach().double().numpy())
-    d, i = tree.query(queries.detach().double().numpy(), k=kk, workers=-1)
-    d, i = d.reshape(len(queries), kk)[:, skip:], i.reshape(len(queries), kk)[:, skip:]
-    return torch.from_numpy(d).to(queries.dtype if queries.is_floating_point() else torch.float32), \
-        torch.from_numpy(i.astype("int64"))
+    tree = cKDTree(points.detach().double().cpu().numpy())
+    d, i = tree.query(queries.detach().double().cpu().numpy(), k=kk, workers=-1)
+    return d.reshape(len(queries), kk), i.reshape(len(queries), kk)
+
+
+def _knn_tree(queries: Tensor, points: Tensor, kk: int, skip: int) -> tuple[Tensor, Tensor]:
+    """:func:`knn` by :func:`tree_query`, ``kk`` neighbours of which the first ``skip`` dropped."""
+    d, i = tree_query(queries, points, kk)
+    return torch.from_numpy(d[:, skip:]).to(queries.dtype if queries.is_floating_point() else torch.float32), \
+        torch.from_numpy(i[:, skip:].astype("int64"))
 
 
 def connected_components(num_nodes: int, src: Tensor, dst: Tensor, max_iters: int = 1000) -> Tensor:
