@@ -35,11 +35,15 @@ def scene_changed(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def first_drawn(log, t0: float, clip: dict, timeout: float = 60.0, page=None) -> float:
-    """Seconds from ``t0`` to the first frame whose scene area is at least 5% not white."""
+    """Seconds from ``t0`` to the first frame whose scene area is at least 5% not white (each frame decoded once,
+    as it arrives, while the page loads)."""
+    seen = 0
     while time.time() - t0 < timeout:
-        for ts, img in log.since(t0, clip):
+        for i in range(seen, len(log.frames)):
+            ts, img = log.frame(i, clip)
             if ts > t0 and scene_changed(img, np.full_like(img, 255.0)) > 0.05 * img[..., 0].size:
                 return ts - t0
+        seen = len(log.frames)
         page.wait_for_timeout(250)
     return float("nan")
 

@@ -73,17 +73,19 @@ class FrameLog:
         self.frames.append((float(params["metadata"]["timestamp"]), params["data"]))
         self._cdp.send("Page.screencastFrameAck", {"sessionId": params["sessionId"]})
 
+    def frame(self, i: int, clip: Optional[dict] = None) -> tuple[float, np.ndarray]:
+        """Frame ``i`` (time drawn, image) decoded and cropped to ``clip = {x, y, width, height}``."""
+        ts, data = self.frames[i]
+        img = decode_frame(data)
+        if clip:
+            img = img[clip["y"]:clip["y"] + clip["height"], clip["x"]:clip["x"] + clip["width"]]
+        return ts, img
+
     def since(self, t: float, clip: Optional[dict] = None) -> list[tuple[float, np.ndarray]]:
         """The frames drawn after wall time ``t`` (with the last one before it first, as the state at ``t``),
-        decoded and cropped to ``clip = {x, y, width, height}``."""
+        decoded and cropped to ``clip``."""
         start = max([i for i, (ts, _) in enumerate(self.frames) if ts <= t], default=0)
-        out = []
-        for ts, data in self.frames[start:]:
-            img = decode_frame(data)
-            if clip:
-                img = img[clip["y"]:clip["y"] + clip["height"], clip["x"]:clip["x"] + clip["width"]]
-            out.append((ts, img))
-        return out
+        return [self.frame(i, clip) for i in range(start, len(self.frames))]
 
     def stop(self) -> None:
         self._cdp.send("Page.stopScreencast")
