@@ -1,11 +1,13 @@
-"""Install dff_gs. Builds the compiled CPU rasterizer (``cuda_ext._cpu``, C++ with OpenMP) wherever a C++ compiler
-is found (a failed build is not fatal: it is JIT-built on first use, else the torch backend renders), and the
-``cuda_ext`` CUDA kernels only where CUDA is present.
+"""Install dff_gs. Builds the compiled CPU rasterizer (``cuda_ext._cpu``, C++ with OpenMP, and on x86-64 also
+``cuda_ext._cpu_avx2`` for processors with AVX2 + FMA) wherever a C++ compiler is found (a failed build is not
+fatal: it is JIT-built on first use, else the torch backend renders), and the ``cuda_ext`` CUDA kernels only where
+CUDA is present.
 
 Install torch first, then: ``pip install --no-build-isolation -e .`` (``.[test]`` for the test tools).
 """
 
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -65,9 +67,11 @@ def cuda_extensions():
     exts = []
     cpu_sources = build.source_paths(relative_to=ROOT, sources=build.CPU_SOURCES)
     if all((ROOT / s).is_file() for s in cpu_sources):
-        exts.append(CppExtension(build.CPU_PREBUILT_NAME, cpu_sources, extra_compile_args=build.CPU_CXX_FLAGS,
-                                 extra_link_args=build.CPU_LINK_FLAGS, optional=True,
-                                 define_macros=[("DFF_SOURCE_HASH", f'"{build.cpu_source_hash()}"')]))
+        for variant in build.cpu_variants(platform.machine()):
+            exts.append(CppExtension(build.cpu_module_name(variant), cpu_sources,
+                                     extra_compile_args=build.cpu_cxx_flags(variant),
+                                     extra_link_args=build.CPU_LINK_FLAGS, optional=True,
+                                     define_macros=[("DFF_SOURCE_HASH", f'"{build.cpu_source_hash()}"')]))
     sources = build.source_paths(relative_to=ROOT)
     missing = [s for s in sources if not (ROOT / s).is_file()]
     if missing:

@@ -2,9 +2,10 @@
 (``cuda_ext.reference``) that tests compare against.
 
 Loading follows gsplat: the extension ``setup.py`` prebuilt (``cuda_ext._C`` for CUDA where a toolkit is present,
-``cuda_ext._cpu`` everywhere a C++ compiler is), else a JIT build through ``torch.utils.cpp_extension.load``
-(cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``), else :class:`CudaExtUnavailable`
-saying why. Both builds take their sources and flags from :mod:`cuda_ext.build`.
+``cuda_ext._cpu`` everywhere a C++ compiler is, with ``cuda_ext._cpu_avx2`` beside it on x86-64, loaded where the
+processor has AVX2 and FMA), else a JIT build through ``torch.utils.cpp_extension.load`` (cached under
+``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``), else :class:`CudaExtUnavailable` saying why. Both
+builds take their sources and flags from :mod:`cuda_ext.build`.
 
 Kernels:
 
@@ -13,6 +14,8 @@ Kernels:
 - :func:`lift_normalize` (CUDA): the weighted mean from those sums (twin: :func:`lift_normalize_reference`);
 - :func:`project_cpu` (CPU): EWA projection of 3D Gaussians, and its backward pass (twin:
   :func:`project_reference`);
+- :func:`sh_colors_cpu` (CPU): view-dependent colours of the Gaussians' spherical harmonics, and their backward pass
+  (twin: :func:`sh_colors_reference`);
 - :func:`rasterize_cpu` (CPU): tile binning, depth sort and front-to-back compositing of projected Gaussians
   with any number of channels, and its backward pass (twin: :func:`rasterize_reference`, the torch backend).
 """
@@ -29,11 +32,12 @@ from torch import Tensor
 
 from cuda_ext import build
 from cuda_ext.reference import (compositing_weights_reference, lift_accumulate_reference, lift_normalize_reference,
-                                project_reference, rasterize_reference)
+                                project_reference, rasterize_reference, sh_colors_reference)
 
-__all__ = ["load", "load_cpu", "available", "cpu_available", "CudaExtUnavailable", "lift_accumulate",
-           "lift_normalize", "project_cpu", "rasterize_cpu", "lift_accumulate_reference", "lift_normalize_reference",
-           "compositing_weights_reference", "project_reference", "rasterize_reference", "MAX_TOP_K"]
+__all__ = ["load", "load_cpu", "cpu_isa", "available", "cpu_available", "CudaExtUnavailable", "lift_accumulate",
+           "lift_normalize", "project_cpu", "sh_colors_cpu", "rasterize_cpu", "lift_accumulate_reference",
+           "lift_normalize_reference", "compositing_weights_reference", "project_reference", "rasterize_reference",
+           "sh_colors_reference", "MAX_TOP_K"]
 
 MAX_TOP_K = 32
 """Largest ``top_k`` the lifting kernel supports (``kMaxTopK`` in csrc/lift.h)."""
@@ -97,26 +101,51 @@ def _jit_build(verbose: bool, build_dir: Optional[str]):
                     build_directory=_build_folder(build_dir, "DFF_GS_CUDA_BUILD_DIR"), verbose=verbose)
 
 
-def _jit_build_cpu(verbose: bool, build_dir: Optional[str]):
-    import sys
+def _jit_build_cpu(variant: str) -> Callable[[bool, Optional[str]], Any]:
+    def jit(verbose: bool, build_dir: Optional[str]):
+        import sys
 
-    from torch.utils.cpp_extension import load as jit_load
+        from torch.utils.cpp_extension import load as jit_load
 
-    print("dff_gs: building the compiled CPU rasterizer just in time (about a minute the first time, then cached)",
-          file=sys.stderr)
-    return jit_load(name=build.CPU_JIT_NAME, sources=build.source_paths(sources=build.CPU_SOURCES),
-                    extra_cflags=build.CPU_CXX_FLAGS, extra_ldflags=build.CPU_LINK_FLAGS,
-                    build_directory=_build_folder(build_dir, "DFF_GS_CPU_BUILD_DIR"), verbose=verbose)
+        print(f"dff_gs: building the compiled CPU rasterizer ({variant}) just in time (about a minute the first "
+              "time, then cached)", file=sys.stderr)
+        folder = _build_folder(build_dir, "DFF_GS_CPU_BUILD_DIR")
+        if folder and variant != "baseline":  # one build folder per module
+            folder = os.path.join(folder, variant)
+            os.makedirs(folder, exist_ok=True)
+        return jit_load(name=build.cpu_jit_name(variant), sources=build.source_paths(sources=build.CPU_SOURCES),
+                        extra_cflags=build.cpu_cxx_flags(variant), extra_ldflags=build.CPU_LINK_FLAGS,
+                        build_directory=folder, verbose=verbose)
+
+    return jit
+
+
+def cpu_isa() -> str:
+    """The CPU rasterizer's variant for this machine: ``avx2`` on an x86-64 processor with AVX2 and FMA (as torch's
+    own kernels detect it), else ``baseline``; ``$DFF_GS_CPU_ISA`` (``baseline`` or ``avx2``) overrides."""
+    import platform
+
+    forced = os.environ.get("DFF_GS_CPU_ISA", "").strip().lower()
+    variants = build.cpu_variants(platform.machine())
+    if forced:
+        if forced not in variants:
+            raise CudaExtUnavailable(f"DFF_GS_CPU_ISA={forced!r}: this machine ({platform.machine()}) has the "
+                                     f"variants {variants}")
+        return forced
+    if "avx2" in variants and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        return "avx2"
+    return "baseline"
 
 
 _CUDA = _Extension(build.PREBUILT_NAME, _jit_build,
                    "Install with a CUDA toolkit present (FORCE_CUDA=1 pip install --no-build-isolation -e .) or set "
                    "CUDA_HOME for the JIT build; meanwhile use backend='torch' or 'gsplat'",
                    what="the cuda_ext CUDA kernels")
-_CPU = _Extension(build.CPU_PREBUILT_NAME, _jit_build_cpu,
-                  "It needs a C++ compiler with OpenMP (pip install --no-build-isolation -e . builds it); meanwhile "
-                  "the torch backend renders the same images", build.cpu_source_hash,
-                  what="the compiled CPU rasterizer")
+_CPU = {variant: _Extension(build.cpu_module_name(variant), _jit_build_cpu(variant),
+                            "It needs a C++ compiler with OpenMP (pip install --no-build-isolation -e . builds it); "
+                            "meanwhile the torch backend renders the same images", build.cpu_source_hash,
+                            what=f"the compiled CPU rasterizer ({variant})")
+        for variant in ("baseline", "avx2")}
 
 
 def load(verbose: bool = False, build_dir: Optional[str] = None):
@@ -129,12 +158,23 @@ def load(verbose: bool = False, build_dir: Optional[str] = None):
 
 
 def load_cpu(verbose: bool = False, build_dir: Optional[str] = None):
-    """The compiled CPU rasterizer: prebuilt ``cuda_ext._cpu``, else a JIT build (about a minute the first time,
-    then cached). Needs a C++ compiler with OpenMP. Raises :class:`CudaExtUnavailable`.
+    """The compiled CPU rasterizer in this machine's variant (:func:`cpu_isa`): prebuilt ``cuda_ext._cpu`` or
+    ``cuda_ext._cpu_avx2``, else a JIT build (about a minute the first time, then cached); an ``avx2`` variant that
+    cannot be had falls back to the baseline one. Needs a C++ compiler with OpenMP. Raises
+    :class:`CudaExtUnavailable`.
 
     build_dir: JIT build folder (default ``$DFF_GS_CPU_BUILD_DIR``, else torch's extension cache).
     """
-    return _CPU.load(verbose, build_dir)
+    variant = cpu_isa()
+    try:
+        return _CPU[variant].load(verbose, build_dir)
+    except CudaExtUnavailable as err:
+        if variant == "baseline" or os.environ.get("DFF_GS_CPU_ISA"):
+            raise
+        try:
+            return _CPU["baseline"].load(verbose, build_dir)
+        except CudaExtUnavailable as base_err:
+            raise CudaExtUnavailable(f"{err}; {base_err}") from base_err
 
 
 def available() -> tuple[bool, str]:
@@ -256,6 +296,38 @@ def project_cpu(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Tensor, 
     args = [t.to(dtype).contiguous() for t in (means, quats, scales)]
     cams = [t.detach().to(dtype).contiguous() for t in (viewmats, Ks)]
     return _ProjectCPU.apply(*args, *cams, int(width), int(height), float(near_plane), float(far_plane), float(eps2d))
+
+
+class _ShCPU(torch.autograd.Function):
+    """The compiled view-dependent SH colours as an autograd function (gradients for means, sh0 and shN)."""
+
+    @staticmethod
+    def forward(ctx, means, sh0, shN, centers, degree):
+        ctx.save_for_backward(means, sh0, shN, centers)
+        ctx.degree = degree
+        return load_cpu().sh_forward(means, sh0, shN, centers, degree)
+
+    @staticmethod
+    def backward(ctx, g_colors):
+        means, sh0, shN, centers = ctx.saved_tensors
+        gm, g0, gn = load_cpu().sh_backward(means, sh0, shN, centers, ctx.degree, g_colors.contiguous())
+        return gm, g0, gn, None, None
+
+
+def sh_colors_cpu(means: Tensor, sh0: Tensor, shN: Tensor, centers: Tensor, degree: int) -> Tensor:
+    """The colour of every Gaussian seen from each camera centre on the CPU (compiled, multi-threaded,
+    differentiable in means, sh0 and shN): SH up to ``degree`` along mean - centre, + 0.5, clamped at 0; the same
+    contract and results as its twin :func:`sh_colors_reference`.
+
+    means: Tensor    # [N, 3]
+    sh0: Tensor      # [N, 1, 3]
+    shN: Tensor      # [N, M, 3], M >= (degree + 1) ** 2 - 1
+    centers: Tensor  # [C, 3] (no gradient: use the twin to optimise cameras)
+    returns Tensor   # [C, N, 3]
+    """
+    dtype = means.dtype
+    args = [t.to(dtype).contiguous() for t in (means, sh0, shN)]
+    return _ShCPU.apply(*args, centers.detach().to(dtype).contiguous(), int(degree))
 
 
 class _RasterizeCPU(torch.autograd.Function):

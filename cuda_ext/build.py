@@ -28,18 +28,46 @@ NVCC_FLAGS = ["-O3", "-lineinfo"]  # no --use_fast_math: the kernels must match 
 
 
 CPU_PREBUILT_NAME = "cuda_ext._cpu"
-"""Module name of the compiled CPU rasterizer ``setup.py`` builds everywhere a C++ compiler is found."""
+"""Module name of the compiled CPU rasterizer ``setup.py`` builds everywhere a C++ compiler is found (the baseline
+instruction set of the platform)."""
 
 CPU_JIT_NAME = "dff_gs_cpu_raster"
 """Module name of its JIT build."""
 
-CPU_SOURCES = ["csrc/raster_cpu.cpp", "csrc/project_cpu.cpp"]
+CPU_SOURCES = ["csrc/raster_cpu.cpp", "csrc/project_cpu.cpp", "csrc/sh_cpu.cpp"]
 CPU_HEADERS = ["csrc/cpu.h"]
 
 CPU_CXX_FLAGS = ["-O3", "-fopenmp", "-fno-trapping-math"]
 """No -ffast-math: the rasterizer must match its PyTorch twin closely. -fno-trapping-math changes no result (no
 floating-point trap is ever enabled here); it lets GCC turn the alpha clamps into selects and vectorise them."""
 CPU_LINK_FLAGS = ["-fopenmp"]
+
+CPU_AVX2_FLAGS = ["-mavx2", "-mfma"]
+"""The second build of the same sources on x86-64 (``cuda_ext._cpu_avx2``): 8-wide vectors and fused multiply-adds
+(GCC contracts ``a * b + c`` into one rounding, so its results differ from the baseline build's in the last bits).
+It is loaded only where the processor has AVX2 and FMA (:func:`cuda_ext.cpu_isa`); a module built with
+``-march=native`` instead could not run on an older machine sharing the same installation."""
+
+
+def cpu_variants(machine: str) -> list[str]:
+    """The instruction-set variants of the CPU rasterizer built for a ``platform.machine()``: ``baseline``
+    everywhere, and ``avx2`` on x86-64."""
+    return ["baseline", "avx2"] if machine.lower() in ("x86_64", "amd64") else ["baseline"]
+
+
+def cpu_module_name(variant: str) -> str:
+    """Prebuilt module name of a variant: ``cuda_ext._cpu`` (baseline) or ``cuda_ext._cpu_avx2``."""
+    return CPU_PREBUILT_NAME if variant == "baseline" else f"{CPU_PREBUILT_NAME}_{variant}"
+
+
+def cpu_jit_name(variant: str) -> str:
+    """JIT module name of a variant."""
+    return CPU_JIT_NAME if variant == "baseline" else f"{CPU_JIT_NAME}_{variant}"
+
+
+def cpu_cxx_flags(variant: str) -> list[str]:
+    """Compiler flags of a variant."""
+    return CPU_CXX_FLAGS + (CPU_AVX2_FLAGS if variant == "avx2" else [])
 
 
 def cpu_source_hash() -> str:

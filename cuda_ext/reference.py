@@ -16,6 +16,7 @@ from torch import Tensor
 from dff_gs.render.backend_torch import T_MIN, alpha_from_logits, gaussian_table, pixel_monomials, tile_logits
 from dff_gs.render.backend_torch import rasterize_torch as rasterize_reference  # noqa: F401  (twin of cuda_ext.rasterize_cpu)
 from dff_gs.render.projection import project_gaussians as project_reference  # noqa: F401  (twin of cuda_ext.project_cpu)
+from dff_gs.render.sh import sh_colors as sh_colors_reference  # noqa: F401  (twin of cuda_ext.sh_colors_cpu)
 
 
 def resample_map(feature_map: Tensor, height: int, width: int) -> Tensor:

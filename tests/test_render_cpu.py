@@ -210,3 +210,116 @@ def test_the_loaded_module_is_built_from_these_sources():
     mod = cuda_ext.load_cpu()
     assert mod.source_hash in ("", cuda_ext.build.cpu_source_hash())  # "": a JIT build, keyed on the sources
     assert mod.openmp
+
+
+def test_depth_ties_keep_the_reference_order():
+    """Tile lists equal the torch twin's (sorted by depth, ties by index) with many equal depths, -0 and +0."""
+    from dff_gs.render.backend_torch import tile_intersections
+
+    g = torch.Generator().manual_seed(3)
+    n, w, h, ts = 4000, 64, 48, 8
+    means2d = torch.rand(1, n, 2, generator=g) * torch.tensor([w, h])
+    radii = torch.randint(1, 9, (1, n, 2), generator=g, dtype=torch.int32)
+    depths = torch.tensor([2.0, 1.0, -0.0, 0.0, 3.5, 1e-30])[torch.randint(0, 6, (1, n), generator=g)]
+    opac = torch.full((1, n), 0.9)
+    conics = torch.tensor([1.0, 0.0, 1.0]).expand(1, n, 3).contiguous()
+    colors = torch.rand(1, n, 3, generator=g)
+    _, _, offsets, ids, _ = cuda_ext.load_cpu().rasterize_forward(means2d, conics, opac, colors, depths, radii, w, h,
+                                                                  ts, False)
+    tile, gid, tw, th = tile_intersections(means2d[0], radii[0], depths[0], w, h, ts, opac[0])
+    assert torch.equal(ids.long(), gid)
+    assert torch.equal(offsets[1:] - offsets[:-1], torch.bincount(tile, minlength=tw * th))
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_sh_colors_twin(degree):
+    """The compiled view-dependent colours against their torch twin: values and the gradients of means, sh0 and
+    shN in float32, gradcheck in float64; the colour clamp at 0 is crossed."""
+    g = torch.Generator().manual_seed(degree)
+    for dtype in (torch.float32, torch.float64):
+        means = torch.randn(300, 3, generator=g, dtype=dtype)
+        means[0] = torch.tensor([1.0, 2.0, 3.0], dtype=dtype)  # at a camera centre: the 1e-12 clamp
+        sh0 = torch.randn(300, 1, 3, generator=g, dtype=dtype)
+        shN = torch.randn(300, 15, 3, generator=g, dtype=dtype)
+        centers = torch.cat([torch.tensor([[1.0, 2.0, 3.0]], dtype=dtype), torch.randn(2, 3, generator=g, dtype=dtype)])
+        leaves = [[t.clone().requires_grad_(True) for t in (means, sh0, shN)] for _ in range(2)]
+        a = cuda_ext.sh_colors_cpu(*leaves[0], centers, degree)
+        b = cuda_ext.sh_colors_reference(*leaves[1], centers, degree)
+        assert (b == 0).any() and (b > 0).any()
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+        w = torch.randn(a.shape, generator=g, dtype=dtype)
+        (a * w).sum().backward()
+        (b * w).sum().backward()
+        for x, y in zip(leaves[0], leaves[1]):
+            expect = torch.zeros_like(x) if y.grad is None else y.grad  # degree 0: no direction, no means gradient
+            torch.testing.assert_close(x.grad, expect, rtol=tol, atol=tol)
+    small = [t[:6].double().requires_grad_(True) for t in (means, sh0, shN)]
+    assert torch.autograd.gradcheck(lambda m, s0, sn: cuda_ext.sh_colors_cpu(m, s0, sn, centers[1:].double(), degree),
+                                    small)
+
+
+def test_render_uses_the_compiled_sh_on_the_cpu_backend(monkeypatch):
+    """``render(backend="cpu")`` evaluates SH with the compiled kernel, ``torch`` with the twin; same images."""
+    from dff_gs.cameras import Cameras
+    from dff_gs.gaussians import GaussianModel
+    from dff_gs.render import render
+
+    g = torch.Generator().manual_seed(5)
+    model = GaussianModel.from_points(torch.randn(500, 3, generator=g) * 0.5 + torch.tensor([0.0, 0.0, 3.0]),
+                                      torch.rand(500, 3, generator=g), sh_degree=2, feature_dim=4)
+    model.params["shN"].data.normal_(0, 0.2, generator=g)
+    view = torch.eye(4)
+    view[:3, 3] = torch.tensor([0.3, 0.2, 0.5])  # camera centre (-0.3, -0.2, -0.5), looking along +z
+    cams = Cameras(view[None], torch.tensor([[[30.0, 0.0, 16.0], [0.0, 30.0, 12.0], [0.0, 0.0, 1.0]]]), 32, 24)
+    calls = []
+    real = cuda_ext.sh_colors_cpu
+    monkeypatch.setattr(cuda_ext, "sh_colors_cpu", lambda *a: calls.append(1) or real(*a))
+    a = render(model, cams, backend="cpu")
+    assert calls
+    b = render(model, cams, backend="torch")
+    torch.testing.assert_close(a.rgb, b.rgb, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.features, b.features, rtol=1e-5, atol=1e-5)
+
+
+def test_instruction_set_variants_agree(monkeypatch):
+    """The baseline and the AVX2 + FMA builds of the same sources give the same images and gradients within the
+    twin tolerances (``$DFF_GS_CPU_ISA`` picks one); an unknown variant is refused in one line."""
+    import platform
+
+    if "avx2" not in cuda_ext.build.cpu_variants(platform.machine()):
+        pytest.skip(f"no AVX2 variant on {platform.machine()}")
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("this processor has no AVX2")
+    out = {}
+    for variant in ("baseline", "avx2"):
+        try:
+            importlib.import_module(cuda_ext.build.cpu_module_name(variant))
+        except ImportError as err:
+            pytest.skip(f"the {variant} variant is not prebuilt here ({err})")
+        monkeypatch.setenv("DFF_GS_CPU_ISA", variant)
+        assert cuda_ext.load_cpu().__name__ == cuda_ext.build.cpu_module_name(variant)
+        p = {k: v for k, v in _small_problem().items()}
+        leaves = [p[k].clone().requires_grad_(True) for k in ("means", "quats", "scales", "opacities", "colors")]
+        img, _, alpha, _ = rasterize(*leaves, p["viewmats"], p["Ks"], W, H, backend="cpu")
+        (img * p["w"]).sum().backward()
+        out[variant] = (img.detach(), alpha.detach(), [t.grad for t in leaves])
+    torch.testing.assert_close(out["avx2"][0], out["baseline"][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["avx2"][1], out["baseline"][1], rtol=0, atol=1e-5)
+    for a, b in zip(out["avx2"][2], out["baseline"][2]):
+        assert rel_err(a, b) < 1e-4
+    monkeypatch.setenv("DFF_GS_CPU_ISA", "sse9")
+    with pytest.raises(cuda_ext.CudaExtUnavailable, match="DFF_GS_CPU_ISA='sse9'"):
+        cuda_ext.load_cpu()
+
+
+def _small_problem():
+    g = torch.Generator().manual_seed(11)
+    n = 800
+    z = 2.0 + 3.0 * torch.rand(n, generator=g)
+    means = torch.stack([(torch.rand(n, generator=g) - 0.5) * z, (torch.rand(n, generator=g) - 0.5) * z, z], -1)
+    Ks = torch.tensor([[[64.0, 0.0, W / 2], [0.0, 64.0, H / 2], [0.0, 0.0, 1.0]]])
+    return dict(means=means, quats=torch.randn(n, 4, generator=g),
+                scales=torch.exp(torch.empty(n, 3).uniform_(-4.0, -2.0, generator=g)),
+                opacities=torch.empty(n).uniform_(0.05, 0.95, generator=g), colors=torch.rand(1, n, 6, generator=g),
+                viewmats=torch.eye(4)[None], Ks=Ks, w=torch.randn(1, H, W, 6, generator=g))

@@ -1,5 +1,6 @@
-// The compiled CPU rasterizer (cuda_ext._cpu): projection (project_cpu.cpp) and tile compositing (raster_cpu.cpp),
-// each with its backward pass. Twins: dff_gs/render/projection.py and dff_gs/render/backend_torch.py.
+// The compiled CPU rasterizer (cuda_ext._cpu): projection (project_cpu.cpp), view-dependent SH colours (sh_cpu.cpp)
+// and tile compositing (raster_cpu.cpp), each with its backward pass. Twins: dff_gs/render/projection.py,
+// dff_gs/render/__init__.py view_colors and dff_gs/render/backend_torch.py.
 #pragma once
 
 #include <torch/extension.h>
@@ -41,5 +42,13 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor q
                                             torch::Tensor viewmats, torch::Tensor Ks, int64_t width, int64_t height,
                                             double eps2d, torch::Tensor g_means2d, torch::Tensor g_conics,
                                             torch::Tensor g_depths);
+
+// returns colours [C, N, 3] of SH up to `degree` along mean - centre, + 0.5, clamped at 0
+torch::Tensor sh_forward(torch::Tensor means, torch::Tensor sh0, torch::Tensor shN, torch::Tensor centers,
+                         int64_t degree);
+
+// returns grad means [N, 3], sh0 [N, 1, 3], shN [N, M, 3]
+std::vector<torch::Tensor> sh_backward(torch::Tensor means, torch::Tensor sh0, torch::Tensor shN,
+                                       torch::Tensor centers, int64_t degree, torch::Tensor g_colors);
 
 }  // namespace dff_raster

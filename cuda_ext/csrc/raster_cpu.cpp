@@ -14,6 +14,9 @@
 
 #include <algorithm>
 #include <cmath>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -37,14 +40,88 @@ struct Bins {
     std::vector<int32_t> ids;      // Gaussian index (within its camera) of each entry
 };
 
-// List and depth-sort the (tile, Gaussian) pairs of every camera, as backend_torch.tile_intersections does:
-// within a tile by depth, ties by Gaussian index.
+// What every tile a Gaussian lands in needs of it, computed once per (camera, Gaussian) rather than once per tile:
+// its log opacity and the half-extents (pixels) of the ellipse outside which its alpha is below 1/255:
+// sigma <= log(255 opacity) there, so |dx| <= sqrt(2 log(255 o) Sigma_xx) (Sigma = the conic's inverse), widened
+// slightly so rounding cannot drop a pixel the reference keeps.
 template <typename scalar_t>
-static Bins bin_tiles(const scalar_t* means2d, const int32_t* radii, const scalar_t* depths, const scalar_t* opac,
-                      int64_t C, int64_t N, int64_t tw, int64_t th, int64_t tile) {
+struct Reach {
+    std::vector<scalar_t> logop, ex, ey;  // [C * N]
+    void resize(int64_t CN) {
+        logop.resize(CN);
+        ex.resize(CN);
+        ey.resize(CN);
+    }
+    void set(int64_t i, const scalar_t* conics, const scalar_t* opac) {
+        const scalar_t a = conics[3 * i], b = conics[3 * i + 1], c = conics[3 * i + 2];
+        logop[i] = std::log(std::max(opac[i], static_cast<scalar_t>(1e-30)));
+        const double L = static_cast<double>(logop[i]) - std::log(kAlphaMin);  // sigma bound
+        const double det = static_cast<double>(a) * c - static_cast<double>(b) * b;
+        if (L < -1e-6) {
+            ex[i] = ey[i] = -1;  // never reaches 1/255
+        } else if (!(det > 0) || !(a > 0) || !(c > 0)) {
+            ex[i] = ey[i] = std::numeric_limits<scalar_t>::infinity();  // not an ellipse: test every pixel
+        } else {
+            const double q = 2.0 * (std::max(L, 0.0) + 1e-4) * (1.0 + 1e-5);
+            ex[i] = static_cast<scalar_t>(std::sqrt(q * c / det) + 1e-3);
+            ey[i] = static_cast<scalar_t>(std::sqrt(q * a / det) + 1e-3);
+        }
+    }
+    // every (camera, Gaussian)
+    void set_all(const scalar_t* conics, const scalar_t* opac, int64_t CN) {
+        resize(CN);
+#pragma omp parallel for num_threads(num_threads()) schedule(static)
+        for (int64_t i = 0; i < CN; ++i) set(i, conics, opac);
+    }
+};
+
+// Sort Gaussian indices (ascending on entry) by depth, NaN as +inf, ties by index.
+static void sort_by_depth(const double* depth, int64_t* idx, int64_t n) {
+    std::sort(idx, idx + n, [depth](int64_t i, int64_t j) {
+        const double di = std::isnan(depth[i]) ? std::numeric_limits<double>::infinity() : depth[i];
+        const double dj = std::isnan(depth[j]) ? std::numeric_limits<double>::infinity() : depth[j];
+        return di < dj || (di == dj && i < j);
+    });
+}
+// float depths: a stable LSD radix sort (3 passes of 11 bits) of their bits mapped to ordered unsigned integers;
+// stable, so ties keep the ascending index order they came in. The same order as the comparison sort above.
+static void sort_by_depth(const float* depth, int64_t* idx, int64_t n) {
+    std::vector<uint32_t> key(n), key2(n);
+    std::vector<int64_t> idx2(n);
+    for (int64_t r = 0; r < n; ++r) {
+        float d = depth[idx[r]];
+        d = std::isnan(d) ? std::numeric_limits<float>::infinity() : (d == 0 ? 0.0f : d);  // -0 ties with +0
+        uint32_t u;
+        std::memcpy(&u, &d, sizeof(u));
+        key[r] = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    }
+    uint32_t *ks = key.data(), *kd = key2.data();
+    int64_t *vs = idx, *vd = idx2.data();
+    for (int shift = 0; shift < 32; shift += 11) {
+        int64_t count[2049] = {0};
+        for (int64_t r = 0; r < n; ++r) ++count[((ks[r] >> shift) & 2047) + 1];
+        for (int b = 0; b < 2048; ++b) count[b + 1] += count[b];
+        for (int64_t r = 0; r < n; ++r) {
+            const int64_t at = count[(ks[r] >> shift) & 2047]++;
+            kd[at] = ks[r];
+            vd[at] = vs[r];
+        }
+        std::swap(ks, kd);
+        std::swap(vs, vd);
+    }
+    if (vs != idx) std::copy(vs, vs + n, idx);
+}
+
+// List and depth-sort the (tile, Gaussian) pairs of every camera, as backend_torch.tile_intersections does:
+// within a tile by depth, ties by Gaussian index. Sets the reach of every listed Gaussian.
+template <typename scalar_t>
+static Bins bin_tiles(const scalar_t* means2d, const scalar_t* conics, const int32_t* radii, const scalar_t* depths,
+                      const scalar_t* opac, int64_t C, int64_t N, int64_t tw, int64_t th, int64_t tile,
+                      Reach<scalar_t>& reach) {
     const int64_t T = tw * th, CN = C * N;
     const int nt = num_threads();
     std::vector<int32_t> x0(CN), x1(CN), y0(CN), y1(CN);
+    reach.resize(CN);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < CN; ++i) {
         x0[i] = x1[i] = y0[i] = y1[i] = 0;
@@ -63,6 +140,7 @@ static Bins bin_tiles(const scalar_t* means2d, const int32_t* radii, const scala
         y0[i] = clampt((my - ry) / tile, th);
         y1[i] = clampt(std::ceil((my + ry) / tile), th);
         if (x1[i] <= x0[i] || y1[i] <= y0[i]) x1[i] = x0[i] = y1[i] = y0[i] = 0;
+        else reach.set(i, conics, opac);  // listed: its tiles will need it
     }
     // listed Gaussians in (camera, depth, index) order: filling the lists in that order sorts each by depth
     std::vector<int64_t> cam_start(C + 1, 0);
@@ -73,14 +151,7 @@ static Bins bin_tiles(const scalar_t* means2d, const int32_t* radii, const scala
     for (int64_t i = 0; i < CN; ++i)
         if (x1[i] > x0[i]) order.push_back(i);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t c = 0; c < C; ++c) {
-        const scalar_t* d = depths;
-        std::sort(order.begin() + cam_start[c], order.begin() + cam_start[c + 1], [d](int64_t i, int64_t j) {
-            const scalar_t di = std::isnan(d[i]) ? std::numeric_limits<scalar_t>::infinity() : d[i];
-            const scalar_t dj = std::isnan(d[j]) ? std::numeric_limits<scalar_t>::infinity() : d[j];
-            return di < dj || (di == dj && i < j);
-        });
-    }
+    for (int64_t c = 0; c < C; ++c) sort_by_depth(depths, order.data() + cam_start[c], cam_start[c + 1] - cam_start[c]);
     const int64_t R = static_cast<int64_t>(order.size());
     // each thread fills the lists for a contiguous run of that order: count per (thread, tile), then write
     std::vector<int64_t> counts(static_cast<size_t>(nt) * C * T, 0);
@@ -125,21 +196,20 @@ static Bins bin_tiles(const scalar_t* means2d, const int32_t* radii, const scala
 }
 
 // One tile's Gaussians, gathered contiguously as the walk reaches them (most walks stop long before the end of
-// the list), each with the half-extents (pixels) of the ellipse outside which its alpha is below 1/255:
-// sigma <= log(255 opacity) there, so |dx| <= sqrt(2 log(255 o) Sigma_xx) (Sigma = the conic's inverse), widened
-// slightly so rounding cannot drop a pixel the reference keeps. Colours are copied with a stride of Dp
-// (padded_channels(D), zero-padded).
+// the list), with their reach; colours are copied with a stride of Dp (padded_channels(D), zero-padded).
 template <typename scalar_t>
 struct TileData {
     std::vector<scalar_t> x, y, a, b, c, logop, ex, ey;
     std::vector<scalar_t> colbuf;  // [n, Dp]
     const int32_t* ids = nullptr;
-    const scalar_t *means2d = nullptr, *conics = nullptr, *opac = nullptr, *colors = nullptr;
-    int64_t n = 0, D = 0, Dp = 0, ready = 0;
+    const scalar_t *means2d = nullptr, *conics = nullptr, *colors = nullptr;
+    const Reach<scalar_t>* reach = nullptr;
+    int64_t o = 0, n = 0, D = 0, Dp = 0, ready = 0;
 
-    void start(const int32_t* ids_, int64_t n_, const scalar_t* means2d_, const scalar_t* conics_,
-               const scalar_t* opac_, const scalar_t* colors_, int64_t D_) {
-        ids = ids_; n = n_; means2d = means2d_; conics = conics_; opac = opac_; colors = colors_; D = D_; ready = 0;
+    void start(const int32_t* ids_, int64_t n_, int64_t o_, const scalar_t* means2d_, const scalar_t* conics_,
+               const Reach<scalar_t>* reach_, const scalar_t* colors_, int64_t D_) {
+        ids = ids_; n = n_; o = o_; means2d = means2d_; conics = conics_; reach = reach_; colors = colors_; D = D_;
+        ready = 0;
         for (auto* v : {&x, &y, &a, &b, &c, &logop, &ex, &ey}) v->resize(n);
         Dp = padded_channels(D);
         colbuf.resize(n * Dp);
@@ -156,35 +226,30 @@ struct TileData {
         const int64_t g = ids[k];
         x[k] = means2d[2 * g]; y[k] = means2d[2 * g + 1];
         a[k] = conics[3 * g]; b[k] = conics[3 * g + 1]; c[k] = conics[3 * g + 2];
-        logop[k] = std::log(std::max(opac[g], static_cast<scalar_t>(1e-30)));
+        logop[k] = reach->logop[o + g]; ex[k] = reach->ex[o + g]; ey[k] = reach->ey[o + g];
         scalar_t* dst = colbuf.data() + k * Dp;
-        std::copy(colors + g * D, colors + (g + 1) * D, dst);
-        std::fill(dst + D, dst + Dp, static_cast<scalar_t>(0));
-        const double L = static_cast<double>(logop[k]) - std::log(kAlphaMin);  // sigma bound
-        const double det = static_cast<double>(a[k]) * c[k] - static_cast<double>(b[k]) * b[k];
-        if (L < -1e-6) {
-            ex[k] = ey[k] = -1;  // never reaches 1/255
-        } else if (!(det > 0) || !(a[k] > 0) || !(c[k] > 0)) {
-            ex[k] = ey[k] = std::numeric_limits<scalar_t>::infinity();  // not an ellipse: test every pixel
-        } else {
-            const double q = 2.0 * (std::max(L, 0.0) + 1e-4) * (1.0 + 1e-5);
-            ex[k] = static_cast<scalar_t>(std::sqrt(q * c[k] / det) + 1e-3);
-            ey[k] = static_cast<scalar_t>(std::sqrt(q * a[k] / det) + 1e-3);
-        }
+        const scalar_t* src = colors + g * D;
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8)  // fixed-size pieces: inlined moves, not a call to memmove per Gaussian
+            for (int j = 0; j < 8; ++j) dst[d + j] = src[d + j];
+        for (; d < D; ++d) dst[d] = src[d];
+        for (; d < Dp; ++d) dst[d] = 0;
     }
 };
 
-// The pixels of a tile: centres (+0.5), image index, and whether they lie inside the image.
+// The pixels of a tile: centres (+0.5), image index, and whether they lie inside the image. A tile's pixels are
+// held row by row with a row stride rounded up to 8 (local pixel p = ly * stride + lx), so each row is whole
+// groups of 8 and never shares one with the next row; the padding pixels lie outside the image.
 struct TileGeom {
-    int64_t ox = 0, oy = 0, size = 0, P = 0;
+    int64_t ox = 0, oy = 0, size = 0, stride = 0, P = 0;
     std::vector<int64_t> pix;  // image index (y * W + x), -1 outside the image
     void set(int64_t tx, int64_t ty, int64_t tile, int64_t W, int64_t H) {
-        ox = tx * tile; oy = ty * tile; size = tile; P = tile * tile;
+        ox = tx * tile; oy = ty * tile; size = tile; stride = (tile + 7) & ~int64_t(7); P = tile * stride;
         pix.resize(P);
         for (int64_t ly = 0; ly < tile; ++ly)
-            for (int64_t lx = 0; lx < tile; ++lx) {
+            for (int64_t lx = 0; lx < stride; ++lx) {
                 const int64_t xx = ox + lx, yy = oy + ly;
-                pix[ly * tile + lx] = (xx < W && yy < H) ? yy * W + xx : -1;
+                pix[ly * stride + lx] = (lx < tile && xx < W && yy < H) ? yy * W + xx : -1;
             }
     }
     // local pixel range [lo, hi) whose centres lie within `ext` of `m` along one axis starting at `origin`
@@ -305,15 +370,33 @@ static inline void row_alphas(const TileData<scalar_t>& g, int64_t k, int64_t ox
     }
 }
 
+// bit j set where both a[j] and t[j] are nonzero (NaN counts as nonzero), j < 8
+template <typename scalar_t>
+static inline uint32_t live_bits(const scalar_t* a, const scalar_t* t) {
+    uint32_t m = 0;
+    for (int j = 0; j < 8; ++j) m |= static_cast<uint32_t>((a[j] != 0) & (t[j] != 0)) << j;
+    return m;
+}
+#ifdef __AVX2__
+template <>
+inline uint32_t live_bits<float>(const float* a, const float* t) {
+    const __m256 z = _mm256_setzero_ps();
+    const __m256 na = _mm256_cmp_ps(_mm256_loadu_ps(a), z, _CMP_NEQ_UQ);
+    const __m256 nt = _mm256_cmp_ps(_mm256_loadu_ps(t), z, _CMP_NEQ_UQ);
+    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_and_ps(na, nt)));
+}
+#endif
+
 // The inputs of a compositing pass, and the (camera, tile) lists to walk.
 template <typename scalar_t>
 struct Pass {
     const Bins& bins;
     const scalar_t *means2d, *conics, *opac, *colors;
+    const Reach<scalar_t>& reach;
     int64_t C, N, D, W, H, tile, tw, T;
-    Pass(const Bins& b, const scalar_t* m, const scalar_t* c, const scalar_t* o, const scalar_t* col, int64_t C_,
-         int64_t N_, int64_t D_, int64_t W_, int64_t H_, int64_t tile_)
-        : bins(b), means2d(m), conics(c), opac(o), colors(col), C(C_), N(N_), D(D_), W(W_), H(H_), tile(tile_),
+    Pass(const Bins& b, const scalar_t* m, const scalar_t* c, const scalar_t* o, const scalar_t* col,
+         const Reach<scalar_t>& r, int64_t C_, int64_t N_, int64_t D_, int64_t W_, int64_t H_, int64_t tile_)
+        : bins(b), means2d(m), conics(c), opac(o), colors(col), reach(r), C(C_), N(N_), D(D_), W(W_), H(H_), tile(tile_),
           tw((W_ + tile_ - 1) / tile_), T(tw * ((H_ + tile_ - 1) / tile_)) {}
     // set up (camera, tile) ct: its pixels and its list's Gaussians; false when the list is empty
     bool open(int64_t ct, TileGeom& geo, TileData<scalar_t>& g) const {
@@ -321,7 +404,7 @@ struct Pass {
         const int64_t s = bins.offsets[ct], n = bins.offsets[ct + 1] - s;
         if (n == 0) return false;
         geo.set(t % tw, t / tw, tile, W, H);
-        g.start(bins.ids.data() + s, n, means2d + 2 * o, conics + 3 * o, opac + o, colors + o * D, D);
+        g.start(bins.ids.data() + s, n, o, means2d + 2 * o, conics + 3 * o, &reach, colors + o * D, D);
         return true;
     }
 };
@@ -334,9 +417,9 @@ template <typename scalar_t>
 static int64_t composite_tile(TileData<scalar_t>& g, const TileGeom& geo,
                               std::vector<scalar_t>& Tr, std::vector<scalar_t>& wsum, scalar_t* acc,
                               Chunked<Contribution<scalar_t>>* trace, std::vector<int64_t>* kstart) {
-    const int64_t P = geo.P, ts = geo.size;
+    const int64_t P = geo.P, ts = geo.stride;
     const scalar_t tmin = static_cast<scalar_t>(kTMin);
-    scalar_t row[kMaxTile];
+    scalar_t box[kMaxTile * kMaxTile];  // alphas of a Gaussian's rows, with the tile's row stride
     Tr.assign(P, 1);
     wsum.assign(P, 0);
     int64_t live = 0;
@@ -353,26 +436,38 @@ static int64_t composite_tile(TileData<scalar_t>& g, const TileGeom& geo,
         geo.range(g.y[k], g.ey[k], geo.oy, y0, y1);
         if (x0 >= x1 || y0 >= y1) continue;
         const scalar_t* ck = g.color(k);
+        // every row's alphas first, then the pixels: the exponentials of all rows overlap in the pipeline instead
+        // of waiting behind the pixel loop's branches
         for (int64_t ly = y0; ly < y1; ++ly) {
             const scalar_t dy = static_cast<scalar_t>(geo.oy + ly) + static_cast<scalar_t>(0.5) - g.y[k];
-            row_alphas(g, k, geo.ox, x0, x1, dy, row);
-            for (int64_t lx = x0; lx < x1; ++lx) {
-                const int64_t p = ly * ts + lx;
-                const scalar_t T = Tr[p], al = row[lx];
-                if (T == 0 || al == 0) continue;
-                const scalar_t nt = T * (1 - al);
-                if (nt <= tmin) { Tr[p] = 0; --live; continue; }  // this Gaussian and every later one excluded
-                const scalar_t w = al * T;
-                if (trace) trace->push_back({static_cast<int32_t>(p), al, T});
-                wsum[p] += w;
-                if (acc) {
-                    scalar_t* ap = acc + p * g.Dp;
-                    for (int64_t d0 = 0; d0 < g.Dp; d0 += 8) {
+            row_alphas(g, k, geo.ox, x0, x1, dy, box + (ly - y0) * ts);
+        }
+        for (int64_t ly = y0; ly < y1; ++ly) {
+            const scalar_t* row = box + (ly - y0) * ts;
+            for (int64_t x8 = x0 & ~int64_t(7); x8 < x1; x8 += 8) {
+                // the pixels of this group inside [x0, x1), not done, with a nonzero alpha, as bits
+                const int64_t p0 = ly * ts + x8;
+                uint32_t m = live_bits(row + x8, Tr.data() + p0);
+                m &= (0xffu << std::max<int64_t>(x0 - x8, 0)) & (0xffu >> std::max<int64_t>(x8 + 8 - x1, 0));
+                while (m) {
+                    const int j = __builtin_ctz(m);
+                    m &= m - 1;
+                    const int64_t p = p0 + j;
+                    const scalar_t T = Tr[p], al = row[x8 + j];
+                    const scalar_t nt = T * (1 - al);
+                    if (nt <= tmin) { Tr[p] = 0; --live; continue; }  // this Gaussian and every later one excluded
+                    const scalar_t w = al * T;
+                    if (trace) trace->push_back({static_cast<int32_t>(p), al, T});
+                    wsum[p] += w;
+                    if (acc) {
+                        scalar_t* ap = acc + p * g.Dp;
+                        for (int64_t d0 = 0; d0 < g.Dp; d0 += 8) {
 #pragma omp simd
-                        for (int d = 0; d < 8; ++d) ap[d0 + d] += w * ck[d0 + d];
+                            for (int d = 0; d < 8; ++d) ap[d0 + d] += w * ck[d0 + d];
+                        }
                     }
+                    Tr[p] = nt;
                 }
-                Tr[p] = nt;
             }
         }
     }
@@ -406,7 +501,8 @@ static void forward_impl(const Pass<scalar_t>& ps, scalar_t* out, scalar_t* out_
             if (mine) trace->tiles[ct] = {tid, k0, static_cast<int64_t>(mine->kstart.size())};
             for (int64_t p = 0; p < geo.P; ++p) {
                 if (geo.pix[p] < 0) continue;
-                std::copy(acc.begin() + p * g.Dp, acc.begin() + p * g.Dp + D, out + (cam * H * W + geo.pix[p]) * D);
+                scalar_t* dst = out + (cam * H * W + geo.pix[p]) * D;
+                std::copy(acc.begin() + p * g.Dp, acc.begin() + p * g.Dp + D, dst);
                 out_alpha[cam * H * W + geo.pix[p]] = wsum[p];
             }
         }
@@ -489,8 +585,8 @@ static void backward_impl(const Pass<scalar_t>& ps, const scalar_t* g_out, const
                     S[p] += gw * w;
                     if (al >= amax) continue;  // clamped: no gradient through alpha
                     const scalar_t gl = g_al * al;  // d alpha / d logit = alpha
-                    const scalar_t dx = static_cast<scalar_t>(geo.ox + p % geo.size) + static_cast<scalar_t>(0.5) - x;
-                    const scalar_t dy = static_cast<scalar_t>(geo.oy + p / geo.size) + static_cast<scalar_t>(0.5) - y;
+                    const scalar_t dx = static_cast<scalar_t>(geo.ox + p % geo.stride) + static_cast<scalar_t>(0.5) - x;
+                    const scalar_t dy = static_cast<scalar_t>(geo.oy + p / geo.stride) + static_cast<scalar_t>(0.5) - y;
                     gk[0] += gl * (a * dx + b * dy);
                     gk[1] += gl * (b * dx + c * dy);
                     gk[2] -= static_cast<scalar_t>(0.5) * gl * dx * dx;
@@ -556,10 +652,11 @@ ForwardResult rasterize_forward(torch::Tensor means2d, torch::Tensor conics, tor
     torch::Tensor offsets, ids;
     std::shared_ptr<Trace> trace = keep_trace ? std::make_shared<Trace>() : nullptr;
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_forward", [&] {
-        Bins b = bin_tiles<scalar_t>(means2d.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
-                                     depths.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), C, N, tw, th, tile);
+        Reach<scalar_t> reach;
+        Bins b = bin_tiles<scalar_t>(means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
+                                     depths.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), C, N, tw, th, tile, reach);
         const Pass<scalar_t> ps(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
-                                colors.data_ptr<scalar_t>(), C, N, D, width, height, tile);
+                                colors.data_ptr<scalar_t>(), reach, C, N, D, width, height, tile);
         forward_impl<scalar_t>(ps, out.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(), trace.get());
         offsets = torch::from_blob(b.offsets.data(), {static_cast<int64_t>(b.offsets.size())}, torch::kInt64).clone();
         ids = torch::from_blob(b.ids.data(), {static_cast<int64_t>(b.ids.size())}, torch::kInt32).clone();
@@ -582,8 +679,10 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
     auto grad = torch::zeros({C, N, 6 + D}, colors.options());
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_backward", [&] {
         const Bins b = bins_from(offsets, ids);
+        Reach<scalar_t> reach;
+        reach.set_all(conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), C * N);
         const Pass<scalar_t> ps(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
-                                colors.data_ptr<scalar_t>(), C, N, D, width, height, tile);
+                                colors.data_ptr<scalar_t>(), reach, C, N, D, width, height, tile);
         backward_impl<scalar_t>(ps, g_out.data_ptr<scalar_t>(), g_alpha.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
                                 trace.get());
     });
@@ -607,6 +706,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           py::arg("viewmats"), py::arg("Ks"), py::arg("width"), py::arg("height"), py::arg("eps2d"),
           py::arg("grad_means2d"), py::arg("grad_conics"), py::arg("grad_depths"),
           "Gradients (means, quats, scales) of the projection's outputs");
+    m.def("sh_forward", &dff_raster::sh_forward, release_gil(), py::arg("means"), py::arg("sh0"), py::arg("shN"),
+          py::arg("centers"), py::arg("degree"), "Colours [C,N,3] of SH along mean - centre, + 0.5, clamped at 0");
+    m.def("sh_backward", &dff_raster::sh_backward, release_gil(), py::arg("means"), py::arg("sh0"), py::arg("shN"),
+          py::arg("centers"), py::arg("degree"), py::arg("grad_colors"), "Gradients (means, sh0, shN) of the colours");
     m.def("rasterize_forward", &dff_raster::rasterize_forward, release_gil(), py::arg("means2d"), py::arg("conics"),
           py::arg("opacities"), py::arg("colors"), py::arg("depths"), py::arg("radii"), py::arg("width"),
           py::arg("height"), py::arg("tile_size"), py::arg("keep_trace"),

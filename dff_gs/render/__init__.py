@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.render.rasterize import BACKENDS, rasterize, resolve_backend
-from dff_gs.render.sh import eval_sh
+from dff_gs.render.sh import eval_sh, sh_colors
 
 __all__ = ["render", "view_colors", "RenderOutput", "rasterize", "resolve_backend", "BACKENDS", "eval_sh"]
 
@@ -30,19 +30,24 @@ class RenderOutput:
     info: dict
 
 
-def view_colors(model, cameras, sh_degree: Optional[int] = None) -> Tensor:
+def view_colors(model, cameras, sh_degree: Optional[int] = None, compiled: bool = False) -> Tensor:
     """The colour of every Gaussian seen from each camera: SH (up to ``sh_degree``, default the model's) evaluated
-    along the camera-to-Gaussian direction, + 0.5 and clamped at 0 (gsplat's convention).
+    along the camera-to-Gaussian direction, + 0.5 and clamped at 0 (gsplat's convention). ``compiled``: by the
+    compiled CPU kernel (``cuda_ext.sh_colors_cpu``, what the cpu backend uses) instead of its torch twin
+    (:func:`~dff_gs.render.sh.sh_colors`), unless the camera centres need a gradient.
     Returns Tensor  # [C, N, 3]"""
     degree = model.sh_degree if sh_degree is None else min(sh_degree, model.sh_degree)
-    dirs = model.get_means()[None] - cameras.centers[:, None]  # [C, N, 3]
-    sh = model.get_sh()[:, : (degree + 1) ** 2]
-    return torch.clamp_min(eval_sh(degree, sh[None].expand(len(cameras), *sh.shape), dirs) + 0.5, 0.0)
+    args = (model.get_means(), model.params["sh0"], model.params["shN"], cameras.centers, degree)
+    if compiled and not cameras.centers.requires_grad:
+        from cuda_ext import sh_colors_cpu
+
+        return sh_colors_cpu(*args)
+    return sh_colors(*args)
 
 
 def render(model, cameras, *, backgrounds: Optional[Tensor] = None, with_features: bool = True,
            backend: str = "auto", sh_degree: Optional[int] = None, render_depth: bool = True,
-           tile_size: int = 8) -> RenderOutput:
+           tile_size: Optional[int] = None) -> RenderOutput:
     """Render ``model`` from ``cameras``.
 
     backgrounds: Tensor | None  # [C, 3] or [3] RGB background (features always composite over 0)
@@ -50,7 +55,8 @@ def render(model, cameras, *, backgrounds: Optional[Tensor] = None, with_feature
     """
     C = len(cameras)
     means = model.get_means()
-    rgb = view_colors(model, cameras, sh_degree)  # [C, N, 3]
+    backend = resolve_backend(backend, means.device)
+    rgb = view_colors(model, cameras, sh_degree, compiled=backend == "cpu")  # [C, N, 3]
     feats = with_features and model.feature_dim > 0
     colors = torch.cat([rgb, model.params["features"][None].expand(C, -1, -1)], -1) if feats else rgb
     bg = None

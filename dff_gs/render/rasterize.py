@@ -117,7 +117,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor,
               Ks: Tensor, width: int, height: int, *, near_plane: float = NEAR_PLANE, far_plane: float = FAR_PLANE,
               eps2d: float = EPS2D, backgrounds: Optional[Tensor] = None, render_depth: bool = True,
-              backend: str = "auto", tile_size: int = 8):
+              backend: str = "auto", tile_size: Optional[int] = None):
     """Rasterize Gaussians with already-evaluated colours.
 
     means: Tensor      # [N, 3]
@@ -130,9 +130,12 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
     backgrounds: Tensor | None  # [C, D]
     returns colors [C, H, W, D], depth [C, H, W, 1] (expected depth, or None), alpha [C, H, W, 1], info dict
     (``means2d [C, N, 2]`` with its gradient retained, ``radii [C, N, 2]``, width, height, n_cameras).
-    ``tile_size`` applies to the cpu and torch backends (gsplat uses 16).
+    ``tile_size`` applies to the cpu and torch backends (gsplat uses 16); by default 16 for cpu (fewer (tile,
+    Gaussian) pairs to list and walk: about 10% faster here), 8 for torch (smaller per-tile tensors). A pixel's
+    Gaussians and their order do not depend on it (each is tested only within its 1/255 ellipse).
     """
     name = resolve_backend(backend, means.device)
+    tile_size = int(tile_size or (8 if name == "torch" else 16))
     img, depth, alpha, info = _REGISTRY[name](
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
         far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds, render_depth=render_depth, tile_size=tile_size)

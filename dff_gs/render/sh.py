@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 C0 = 0.28209479177387814
@@ -39,3 +40,18 @@ def eval_sh(degree: int, coeffs: Tensor, dirs: Tensor) -> Tensor:
             + C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * coeffs[..., 12, :]
             + C3[4] * x * (4.0 * zz - xx - yy) * coeffs[..., 13, :] + C3[5] * z * (xx - yy) * coeffs[..., 14, :]
             + C3[6] * x * (xx - 3.0 * yy) * coeffs[..., 15, :])
+
+
+def sh_colors(means: Tensor, sh0: Tensor, shN: Tensor, centers: Tensor, degree: int) -> Tensor:
+    """The colour of every Gaussian seen from each camera centre: SH up to ``degree`` along mean - centre, + 0.5 and
+    clamped at 0 (gsplat's convention). Twin of ``cuda_ext.sh_colors_cpu``.
+
+    means: Tensor    # [N, 3]
+    sh0: Tensor      # [N, 1, 3]
+    shN: Tensor      # [N, M, 3] with M >= (degree + 1) ** 2 - 1
+    centers: Tensor  # [C, 3]
+    returns: Tensor  # [C, N, 3]
+    """
+    sh = torch.cat([sh0, shN[:, : (degree + 1) ** 2 - 1]], 1)
+    dirs = means[None] - centers[:, None]  # [C, N, 3]
+    return torch.clamp_min(eval_sh(degree, sh[None].expand(len(centers), *sh.shape), dirs) + 0.5, 0.0)
