@@ -30,11 +30,15 @@ def init_decoder_pca(decoder: torch.nn.Linear, maps: Tensor, max_samples: int = 
 
 def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int = 0) -> Optional[tuple[Tensor, Tensor]]:
     """Mean and top principal directions of the labeled texels of teacher maps (all-zero features are unlabeled
-    and left out; at most ``max_samples`` of them, a seeded subset), on the CPU in float32.
+    and left out; at most ``max_samples`` of them, a seeded subset), on the CPU.
+
+    Exact and deterministic: the mean, then the centred scatter matrix [C, C], are accumulated over blocks of
+    texels (float64 sums), and its top eigenvectors taken, each signed so its largest entry is positive; no copy
+    of the texels is made (it was the peak of start-up memory).
 
     maps: Tensor  # [V, h, w, C]
-    Returns (mean: Tensor  # [C], directions: Tensor  # [C, q'], q' = min(q, C, samples)), or None when no
-    texel is labeled
+    Returns (mean: Tensor  # [C], directions: Tensor  # [C, q'], q' = min(q, C, samples)), float32, or None when
+    no texel is labeled
     """
     flat = maps.reshape(-1, maps.shape[-1])
     rows = (torch.linalg.vector_norm(flat, ord=1, dim=-1) > 0).nonzero()[:, 0]  # labeled: some feature nonzero
@@ -43,15 +47,23 @@ def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int =
     if len(rows) > max_samples:
         keep = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_samples]
         rows = rows[keep.to(rows.device)]
-    X = torch.empty(len(rows), flat.shape[1])  # float32 on the CPU, gathered in blocks: no full-size temporaries
-    for s in range(0, len(rows), 16384):
-        X[s:s + 16384] = flat[rows[s:s + 16384]]
-    mu = X.mean(0)
-    q = min(q, X.shape[1], len(X))
+    blocks = [rows[s:s + 8192] for s in range(0, len(rows), 8192)]
+    C = flat.shape[1]
+    total = torch.zeros(C, dtype=torch.float64)
+    for b in blocks:
+        total += flat[b].to("cpu", torch.float64).sum(0)
+    mu = total / len(rows)
+    scatter = torch.zeros(C, C, dtype=torch.float64)
+    for b in blocks:
+        x = flat[b].to("cpu", torch.float64) - mu
+        scatter += x.T @ x
+    q = min(q, C, len(rows))
     if q <= 0:
-        return mu, X.new_zeros(X.shape[1], 0)
-    torch.manual_seed(seed)  # pca_lowrank is randomised
-    return mu, torch.pca_lowrank(X.sub_(mu), q=q, center=False)[2]  # centred in place: X is our own copy
+        return mu.float(), torch.zeros(C, 0)
+    directions = torch.linalg.eigh(scatter)[1].flip(1)[:, :q]  # eigenvalues ascending: the last are the top
+    top = directions.abs().argmax(0)
+    directions = directions * torch.sign(directions[top, torch.arange(q)])[None]
+    return mu.float(), directions.float()
 
 
 def resample_maps(maps: Tensor, height: int, width: int) -> Tensor:

@@ -73,10 +73,11 @@ def _pixels(cameras: Cameras, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor], core: bool = False,
-                chunk: int = 32768) -> tuple[Tensor, Tensor]:
+                chunk: int = 262144) -> tuple[Tensor, Tensor]:
     """Centres ``[M, 3]`` of the cells of a ``res``-per-longest-side grid over ``box`` that count as content
     (seen by enough cameras; inside the silhouettes ``alphas``; with ``core``, seen nearly as often as the
-    best-seen cell), and the cell size ``[3]``."""
+    best-seen cell), and the cell size ``[3]``. Views are counted one at a time over blocks of cells: a few MB
+    at a time, where every view at once was [V, cells] tensors (the peak of start-up memory on a 64-view scene)."""
     size = box[1] - box[0]
     n = (size / size.max() * res).ceil().clamp_min(1).long()
     cell = size / n
@@ -85,14 +86,18 @@ def _keep_cells(cameras: Cameras, box: Tensor, res: int, alphas: Optional[Tensor
     V = len(cameras)
     keep, seen_all = [], []
     for s in range(0, len(centers), chunk):
-        inside, x, y = _pixels(cameras, centers[s:s + chunk])
-        seen = inside.sum(0)
+        block = centers[s:s + chunk]
+        seen = torch.zeros(len(block), dtype=torch.long)
+        in_sil = torch.zeros(len(block), dtype=torch.long)
+        for v in range(V):
+            inside, x, y = _pixels(cameras[v], block)
+            seen += inside[0]
+            if alphas is not None:
+                in_sil += (alphas[v, y[0], x[0]] > 0.5) & inside[0]
         ok = seen >= SEEN_FRACTION * V
-        seen_all.append(seen)
         if alphas is not None:
-            a = alphas[torch.arange(V)[:, None], y, x]  # [V, P]
-            in_sil = ((a > 0.5) & inside).sum(0)
             ok &= in_sil >= HULL_FRACTION * seen
+        seen_all.append(seen)
         keep.append(ok)
     keep = torch.cat(keep)
     if core:
