@@ -66,6 +66,22 @@ def pca_directions(maps: Tensor, q: int, max_samples: int = 200_000, seed: int =
     return mu.float(), directions.float()
 
 
+def affine_map(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``x @ weight.T + bias`` as one matrix product, the bias a row of the weight against a column of ones: one
+    pass over the (large) output instead of a product and then an addition (a decoded 128x96 feature image is 19
+    MB; 1.5 -> 1.0 ms here). Not for autograd (the decoder trains through ``nn.Linear``).
+
+    x: Tensor       # [..., D]
+    weight: Tensor  # [C, D]
+    bias: Tensor    # [C]
+    returns Tensor  # [..., C]
+    """
+    flat = x.reshape(-1, x.shape[-1])
+    ones = flat.new_ones(len(flat), 1)
+    out = torch.cat([flat, ones], 1) @ torch.cat([weight.T, bias[None]], 0).to(flat)
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
 def resample_maps(maps: Tensor, height: int, width: int) -> Tensor:
     """Bilinearly resize teacher maps to the render resolution.
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dff_gs.errors import CheckpointError
+from dff_gs.features import affine_map
 from dff_gs.neighbors import knn, tree_query
 
 SH_C0 = 0.28209479177387814
@@ -137,8 +138,13 @@ class GaussianModel(nn.Module):
         return torch.cat([self.params["sh0"], self.params["shN"]], dim=1)
 
     def decode(self, features: Tensor) -> Tensor:
-        """Map stored features ``[..., D]`` to the teacher's space ``[..., C]`` (identity without a decoder)."""
-        return self.decoder(features) if self.decoder is not None else features
+        """Map stored features ``[..., D]`` to the teacher's space ``[..., C]`` (identity without a decoder).
+        Without autograd, the bias rides in the matrix product (:func:`~dff_gs.features.affine_map`)."""
+        if self.decoder is None:
+            return features
+        if torch.is_grad_enabled():
+            return self.decoder(features)
+        return affine_map(features, self.decoder.weight, self.decoder.bias)
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod

@@ -307,3 +307,24 @@ def test_efficientnet_segments_option_is_validated_and_keyed(effnet):
     assert raw.cache_key() != effnet.cache_key()  # pooled and raw maps never share a cache entry
     ramp, _ = _images()
     torch.testing.assert_close(raw.features(ramp), effnet.grid_features(ramp))
+
+
+def test_pca_directions_are_the_exact_principal_subspace():
+    """The decoder's starting basis: mean and top principal directions of the labeled texels (all-zero texels left
+    out), equal to an SVD of the centred texels, deterministic, each direction's largest entry positive."""
+    from dff_gs.features import pca_directions
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(3, 20, 30, 8, generator=g) @ torch.diag(torch.tensor([5.0, 4, 3, 2, 1, 0.5, 0.2, 0.1]))
+    maps[0, :5] = 0  # unlabeled texels
+    mu, V = pca_directions(maps, 3)
+    X = maps.reshape(-1, 8).double()
+    X = X[X.abs().sum(-1) > 0]
+    torch.testing.assert_close(mu.double(), X.mean(0), rtol=0, atol=1e-6)
+    _, _, Vt = torch.linalg.svd(X - X.mean(0), full_matrices=False)
+    torch.testing.assert_close((V.double().T @ Vt[:3].T).abs(), torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-5)
+    assert (V[V.abs().argmax(0), torch.arange(3)] > 0).all()
+    mu2, V2 = pca_directions(maps, 3)
+    assert torch.equal(V, V2) and torch.equal(mu, mu2)
+    assert pca_directions(torch.zeros(1, 4, 4, 8), 3) is None
+    assert pca_directions(maps, 20)[1].shape == (8, 8)  # no more directions than channels
