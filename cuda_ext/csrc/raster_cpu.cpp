@@ -195,8 +195,8 @@ static Bins bin_tiles(const scalar_t* means2d, const scalar_t* conics, const int
     return b;
 }
 
-// One tile's Gaussians, gathered contiguously as the walk reaches them (most walks stop long before the end of
-// the list), with their reach; colours are copied with a stride of Dp (padded_channels(D), zero-padded).
+// One tile's Gaussians, gathered contiguously as the walk reaches them (a walk stops early once all its pixels are
+// done), with their reach; colours are copied with a stride of Dp (padded_channels(D), zero-padded).
 template <typename scalar_t>
 struct TileData {
     std::vector<scalar_t> x, y, a, b, c, logop, ex, ey;
