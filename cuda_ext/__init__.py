@@ -22,6 +22,7 @@ Kernels:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -123,9 +124,14 @@ def _jit_build_cpu(variant: str) -> Callable[[bool, Optional[str]], Any]:
 def cpu_isa() -> str:
     """The CPU rasterizer's variant for this machine: ``avx2`` on an x86-64 processor with AVX2 and FMA (as torch's
     own kernels detect it), else ``baseline``; ``$DFF_GS_CPU_ISA`` (``baseline`` or ``avx2``) overrides."""
+    return _isa(os.environ.get("DFF_GS_CPU_ISA", "").strip().lower())
+
+
+@functools.lru_cache(maxsize=None)
+def _isa(forced: str) -> str:
+    """:func:`cpu_isa` for one value of the override, decided once (``load_cpu`` runs on every render)."""
     import platform
 
-    forced = os.environ.get("DFF_GS_CPU_ISA", "").strip().lower()
     variants = build.cpu_variants(platform.machine())
     if forced:
         if forced not in variants:
@@ -145,7 +151,7 @@ _CPU = {variant: _Extension(build.cpu_module_name(variant), _jit_build_cpu(varia
                             "It needs a C++ compiler with OpenMP (pip install --no-build-isolation -e . builds it); "
                             "meanwhile the torch backend renders the same images", build.cpu_source_hash,
                             what=f"the compiled CPU rasterizer ({variant})")
-        for variant in ("baseline", "avx2")}
+        for variant in build.CPU_VARIANTS}
 
 
 def load(verbose: bool = False, build_dir: Optional[str] = None):

@@ -49,10 +49,14 @@ It is loaded only where the processor has AVX2 and FMA (:func:`cuda_ext.cpu_isa`
 ``-march=native`` instead could not run on an older machine sharing the same installation."""
 
 
+CPU_VARIANTS = ("baseline", "avx2")
+"""Every instruction-set variant of the CPU rasterizer."""
+
+
 def cpu_variants(machine: str) -> list[str]:
     """The instruction-set variants of the CPU rasterizer built for a ``platform.machine()``: ``baseline``
     everywhere, and ``avx2`` on x86-64."""
-    return ["baseline", "avx2"] if machine.lower() in ("x86_64", "amd64") else ["baseline"]
+    return list(CPU_VARIANTS) if machine.lower() in ("x86_64", "amd64") else ["baseline"]
 
 
 def cpu_module_name(variant: str) -> str:

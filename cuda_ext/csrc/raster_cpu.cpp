@@ -312,13 +312,21 @@ struct Trace {
     std::vector<TileRef> tiles;
     std::vector<ThreadTrace<float>> f;
     std::vector<ThreadTrace<double>> d;
+    Reach<float> reach_f;  // the forward's reach of every listed Gaussian: the backward walks only those
+    Reach<double> reach_d;
     template <typename scalar_t>
     std::vector<ThreadTrace<scalar_t>>& threads();
+    template <typename scalar_t>
+    Reach<scalar_t>& reach();
 };
 template <>
 inline std::vector<ThreadTrace<float>>& Trace::threads<float>() { return f; }
 template <>
 inline std::vector<ThreadTrace<double>>& Trace::threads<double>() { return d; }
+template <>
+inline Reach<float>& Trace::reach<float>() { return reach_f; }
+template <>
+inline Reach<double>& Trace::reach<double>() { return reach_d; }
 
 // exp() in a form the compiler vectorises: Cody-Waite range reduction and Cephes' degree-6 polynomial (about
 // 1 ulp for float, as torch's own vectorised exp); double keeps std::exp.
@@ -501,8 +509,7 @@ static void forward_impl(const Pass<scalar_t>& ps, scalar_t* out, scalar_t* out_
             if (mine) trace->tiles[ct] = {tid, k0, static_cast<int64_t>(mine->kstart.size())};
             for (int64_t p = 0; p < geo.P; ++p) {
                 if (geo.pix[p] < 0) continue;
-                scalar_t* dst = out + (cam * H * W + geo.pix[p]) * D;
-                std::copy(acc.begin() + p * g.Dp, acc.begin() + p * g.Dp + D, dst);
+                std::copy(acc.begin() + p * g.Dp, acc.begin() + p * g.Dp + D, out + (cam * H * W + geo.pix[p]) * D);
                 out_alpha[cam * H * W + geo.pix[p]] = wsum[p];
             }
         }
@@ -652,7 +659,8 @@ ForwardResult rasterize_forward(torch::Tensor means2d, torch::Tensor conics, tor
     torch::Tensor offsets, ids;
     std::shared_ptr<Trace> trace = keep_trace ? std::make_shared<Trace>() : nullptr;
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_forward", [&] {
-        Reach<scalar_t> reach;
+        Reach<scalar_t> own;
+        Reach<scalar_t>& reach = trace ? trace->reach<scalar_t>() : own;  // kept with the trace for the backward
         Bins b = bin_tiles<scalar_t>(means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
                                      depths.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), C, N, tw, th, tile, reach);
         const Pass<scalar_t> ps(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
@@ -679,10 +687,11 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
     auto grad = torch::zeros({C, N, 6 + D}, colors.options());
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_backward", [&] {
         const Bins b = bins_from(offsets, ids);
-        Reach<scalar_t> reach;
-        reach.set_all(conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), C * N);
+        Reach<scalar_t> own;  // without the forward's trace: computed here
+        if (!trace) own.set_all(conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), C * N);
         const Pass<scalar_t> ps(b, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
-                                colors.data_ptr<scalar_t>(), reach, C, N, D, width, height, tile);
+                                colors.data_ptr<scalar_t>(), trace ? trace->reach<scalar_t>() : own, C, N, D, width,
+                                height, tile);
         backward_impl<scalar_t>(ps, g_out.data_ptr<scalar_t>(), g_alpha.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
                                 trace.get());
     });
