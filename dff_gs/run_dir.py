@@ -14,7 +14,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from dff_gs.errors import OutputError
 from dff_gs.io.lock import OutputLock
@@ -188,6 +188,52 @@ def claim_run_dir(out: Path, *, resume: str = "", force: bool = False,
     finally:
         if created and out.is_dir() and not any(out.iterdir()):  # a run that failed before writing anything
             out.rmdir()
+
+
+def enclosing_run(path: Path) -> Optional[Path]:
+    """The nearest folder holding ``path`` (or ``path`` itself when a folder) that is a dff_gs run folder: one with a
+    run's config or checkpoint (:func:`is_run`), or with a lock file (a training that has not written its config
+    yet). None when no folder above it is a run."""
+    p = Path(path).absolute()
+    for folder in ([p] if p.is_dir() else []) + list(p.parents):
+        if (folder / LOCK_NAME).exists() or is_run(folder):
+            return folder
+    return None
+
+
+@contextlib.contextmanager
+def hold_enclosing_runs(outputs: Iterable[str | Path]) -> Iterator[list[Path]]:
+    """Hold the lock of every run folder one of ``outputs`` lies in (:func:`enclosing_run`) while a command writes
+    them: a run folder whose lock another process holds (a training in progress, another edit) stops every writer
+    with a one-line :class:`OutputError`, as it stops ``train.py``. Yields the run folders held."""
+    folders = sorted({f.resolve() for f in map(enclosing_run, outputs) if f is not None})
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(OutputLock(folder / LOCK_NAME, f"run folder {folder}"))
+        yield folders
+
+
+def check_not_inputs(outputs: Iterable[str | Path], input_files: Iterable[str | Path] = (),
+                     input_folders: Iterable[str | Path] = ()) -> None:
+    """Refuse, whatever ``--force`` says, to write over what a command reads (links resolved): an output that is one
+    of ``input_files`` (a model, its sidecar, a run's config / checkpoint), or an existing file inside one of
+    ``input_folders`` (a scene; files of a dff_gs run folder kept inside the scene are the run's, not the scene's).
+    Raises a one-line :class:`OutputError` naming the output and the input."""
+    files = {Path(f).resolve() for f in input_files if f}
+    folders = [Path(f).resolve() for f in input_folders if f]
+    for out in map(Path, outputs):
+        target = out.resolve()
+        if target in files:
+            raise OutputError(f"{out}: is an input of this command ({target}); it is never overwritten, --force or "
+                              "not: choose another --out")
+        if not (target.exists() or target.is_symlink()):
+            continue
+        run = enclosing_run(target)
+        for folder in folders:
+            runs_own = run is not None and run.resolve() != folder and _inside(run, folder)
+            if _inside(target, folder) and not runs_own:
+                raise OutputError(f"{out}: exists in the scene {folder} this command reads; a scene's files are never "
+                                  "overwritten, --force or not: choose an --out outside it")
 
 
 def _own_checkpoint(resume: Path, out: Path) -> bool:

@@ -19,6 +19,7 @@ import torch
 
 from dff_gs.errors import ConfigError, run_cli
 from dff_gs import query as Q
+from dff_gs.run_dir import check_not_inputs, hold_enclosing_runs
 
 
 def parse_cluster(text: str) -> tuple[int, Optional[int]]:
@@ -109,6 +110,18 @@ def run_query(args) -> dict:
     specs = query_specs(args)  # every query is checked (QuerySpec) before any work
     ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend, device=args.device)
     _check_op(args, ctx)
+    if not args.out:
+        return _query(args, ctx, specs)
+    scene = ctx.scene().split(args.split)
+    out = Path(args.out)
+    check_not_inputs([*(_png_path(out, n) for n in scene.image_names), out / "selection.json"], ctx.input_files(),
+                     [ctx.scene_path])
+    with hold_enclosing_runs([out]):  # a run folder being trained (or edited) is written by nobody else
+        return _query(args, ctx, specs, scene)
+
+
+def _query(args, ctx, specs, scene=None) -> dict:
+    """The query's summary; with ``--out`` its PNGs of ``scene``'s views and ``selection.json`` written there."""
     gs = ctx.kind == "gs"
     summary: dict = {"model": str(args.model), **({"num_gaussians": ctx.model.num_gaussians} if gs else {})}
     labels = probs = queries = None
@@ -137,7 +150,6 @@ def run_query(args) -> dict:
             if args.out:
                 queries = Q.query_label_embeddings(ctx, specs[0])[0]
     if args.out:
-        scene = ctx.scene().split(args.split)
         if gs:
             _write_gaussian_renders(args, ctx.model, scene, probs, labels)
         else:

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from dff_gs.errors import ConfigError, run_cli
+from dff_gs.run_dir import check_not_inputs, hold_enclosing_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,24 +48,35 @@ def run_render(args) -> list[Path]:
     """Render every view of the split with any backbone (Gaussians or a NeRF); with queries also their segmentation
     over the render (Gaussians: per-Gaussian p composited; a NeRF: Eq. 5 on its rendered features)."""
     from dff_gs import query as Q
-    from dff_gs.cli.query import click_grouping, query_specs
-    from dff_gs.io.images import save_png
+    from dff_gs.cli.query import query_specs
 
     specs = query_specs(args)
     ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
     if ctx.kind != "gs" and any(s.kind == "cluster" for s in specs):
         raise ConfigError(f"{args.model}: a NeRF's clusters are not rendered; python -m dff_gs.query RUN --cluster "
                           "K:ID counts a cluster's cells")
-    backbone, scene, scene_path = ctx.backbone, ctx.scene(), ctx.scene_path
+    scene, scene_path = ctx.scene(), ctx.scene_path
     if args.split != "all" and not (scene.test_ids if args.split == "test" else scene.train_ids):
         raise ConfigError(f"{scene_path}: the scene has no {args.split} views")
     scene = scene.split(args.split)
     names = output_names(scene.image_names)
     out = Path(args.out)
     files = [out / n for n in names] + ([out / "segmentation" / n for n in names] if specs else [])
+    check_not_inputs(files, ctx.input_files(), [scene_path])
     clash = [f for f in files if f.exists()]
     if clash and not args.force:
         raise ConfigError(f"{clash[0]}: exists; pass --force to overwrite, or choose another --out")
+    with hold_enclosing_runs([out]):  # a run folder being trained (or edited) is written by nobody else
+        return _write_views(args, ctx, specs, scene, names, out)
+
+
+def _write_views(args, ctx, specs, scene, names: list[str], out: Path) -> list[Path]:
+    """Each view's render (and with queries its segmentation) as PNGs in ``out``."""
+    from dff_gs import query as Q
+    from dff_gs.cli.query import click_grouping
+    from dff_gs.io.images import save_png
+
+    backbone = ctx.backbone
     values = label_sets = None
     if specs and ctx.kind == "gs":  # per-Gaussian p composited (the selection an edit would make)
         probs = torch.stack([Q.query_probabilities(ctx, s, click_grouping(args))[0] for s in specs]).amax(0)

@@ -15,6 +15,7 @@ from dff_gs.edit.outputs import OutputPaths, before_after_panels, check_outputs,
 from dff_gs.edit.script import EditEnv, EditScript
 from dff_gs.io.lock import OutputLock
 from dff_gs.query import QueryContext
+from dff_gs.run_dir import check_not_inputs, hold_enclosing_runs
 
 
 def export_edit(model: Union[str, Path, QueryContext], script: EditScript, out: Union[str, Path], *,
@@ -29,9 +30,12 @@ def export_edit(model: Union[str, Path, QueryContext], script: EditScript, out: 
     from dff_gs.runs import resolve_ply
 
     ply = Path(model.source) if isinstance(model, QueryContext) else resolve_ply(model)
-    with OutputLock(OutputPaths.for_ply(out).lock, f"output {out}"):  # one writer per output
+    outputs = OutputPaths.for_ply(out, exports, up)
+    # one writer per output, and none in a run folder another process holds (a training in progress)
+    with OutputLock(outputs.lock, f"output {out}"), hold_enclosing_runs(outputs.all()):
         paths = check_outputs(ply, out, force, exports, up)  # before any work
         ctx = model if isinstance(model, QueryContext) else QueryContext.open(model, data=data, backend=backend)
+        check_not_inputs(paths.all(), ctx.input_files(), [ctx.scene_path])  # a run's or scene's files, --force or not
         outcome = apply_script(ctx, script, EditEnv(meta=ctx.meta, base_dir=Path(base_dir)), progress=progress)
         summary = {"input": str(ply), "output": str(paths.ply), **outcome.summary}
         panels = edit_panels(ctx, outcome, views, split, summary.setdefault("notes", []), progress)

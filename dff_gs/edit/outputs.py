@@ -47,8 +47,12 @@ class OutputPaths:
         """The lock file that keeps a second command from writing these outputs at the same time."""
         return self.ply.with_name(f".{self.ply.name}.lock")
 
+    def all(self) -> list[Path]:
+        """Every output: the PLY, its sidecar, the summary, the renders folder and the viewer exports."""
+        return [self.ply, self.sidecar, self.summary, self.renders, *self.exports.values()]
+
     def existing(self) -> list[Path]:
-        return [p for p in (self.ply, self.sidecar, self.summary, self.renders, *self.exports.values()) if p.exists()]
+        return [p for p in self.all() if p.exists()]
 
 
 def check_outputs(input_ply: str | Path, out: str | Path, force: bool = False, exports: Sequence[str] = (),

@@ -4,12 +4,15 @@ backbone): its label set and its per-primitive probabilities."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from torch import Tensor
 
 from dff_gs.backbone import Backbone, GaussianBackbone, as_backbone
 from dff_gs.errors import ConfigError
+from dff_gs.io.ply import sidecar_path
+from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME, is_run
 from dff_gs.query.eq5 import (feature_cluster_probabilities, label_list, label_probabilities,
                               patch_feature, reference_query_embeddings, text_negatives, text_query_embeddings)
 from dff_gs.query.views import click_feature
@@ -170,6 +173,13 @@ class QueryContext:
     @property
     def scene_path(self) -> Optional[str]:
         return self.data or self.meta.get("scene") or None
+
+    def input_files(self) -> list[Path]:
+        """The files this context reads its model from, which no command writes over (``--force`` or not): the
+        model file, its sidecar and, when it lies in a run folder, that run's config and checkpoint."""
+        src = Path(self.source)
+        return [src, sidecar_path(src)] + ([src.parent / CONFIG_NAME, src.parent / CHECKPOINT_NAME]
+                                           if is_run(src.parent) else [])
 
     def scene(self):
         """The scene (all views), loaded once."""
