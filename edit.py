@@ -3,7 +3,7 @@
 
 import sys
 
-from dff_gs.cli.edit import main
+from dff_gs.cli import launch  # import-light: answers Ctrl-C / SIGTERM while the libraries load
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch("edit"))

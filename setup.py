@@ -97,13 +97,15 @@ setup(
     python_requires=">=3.10",
     install_requires=REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": [  # the same commands as python train.py / edit.py / -m dff_gs.*
-        "dff-train = dff_gs.cli.train:main",
-        "dff-edit = dff_gs.cli.edit:main",
-        "dff-query = dff_gs.cli.query:main",
-        "dff-render = dff_gs.cli.render:main",
-        "dff-bench = dff_gs.cli.bench:main",
-        "dff-view = dff_gs.cli.view:main",
+    entry_points={"console_scripts": [  # the same commands as python train.py / edit.py / -m dff_gs.*, through the
+        # import-light launcher (dff_gs.cli.launch: Ctrl-C / SIGTERM while torch loads is one line)
+        "dff-train = dff_gs.cli:dff_train",
+        "dff-edit = dff_gs.cli:dff_edit",
+        "dff-query = dff_gs.cli:dff_query",
+        "dff-render = dff_gs.cli:dff_render",
+        "dff-bench = dff_gs.cli:dff_bench",
+        "dff-view = dff_gs.cli:dff_view",
+        "dff-torchrun = dff_gs.launch:main",  # torchrun whose failures end in one line (python -m dff_gs.launch)
     ]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

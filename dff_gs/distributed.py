@@ -185,9 +185,28 @@ class World:
         return torch.device("cuda", self.local_rank)
 
 
+AUTO_BATCH_VIEWS = 0
+"""``train.batch_views`` left to the run: one view per process (1 with plain python, N under torchrun's N)."""
+
+
+def resolve_batch_views(cfg, size: int) -> None:
+    """``train.batch_views=0`` (the default) becomes ``size``, one view per process, before the run's config is
+    written: its ``config.yaml`` and checkpoint hold the number it trains with, so a resume under another number
+    of processes keeps it (and is refused in one line where it does not divide). Under torchrun one printed line
+    says so; plain python (``size`` 1) trains as it always has, one view a step, without a word."""
+    if cfg.train.batch_views != AUTO_BATCH_VIEWS:
+        return
+    if cfg.resume:  # a checkpoint written before batch_views was saved (never 0 since): it trained one view a step
+        cfg.train.batch_views = 1
+        return
+    cfg.train.batch_views = size
+    if size > 1:
+        print(f"train.batch_views={size}: one view per process (torchrun's {size} processes)")
+
+
 def check_distributable(cfg, size: int) -> None:
     """What several processes or several views a step can train: the Gaussians (not the NeRF, not the lift), with
-    ``train.batch_views`` a multiple of the number of processes."""
+    ``train.batch_views`` a multiple of the number of processes (0: one view per process, always one)."""
     batch = cfg.train.batch_views
     if size > 1 or batch > 1:
         how = f"torchrun's {size} processes" if size > 1 else f"train.batch_views={batch}"

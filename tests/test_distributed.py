@@ -143,7 +143,7 @@ def test_views_of_a_step_and_bad_settings(tiny_scene, tmp_path, monkeypatch):
         apply_overrides(c, [f"data.path={tiny_scene}", f"out={tmp_path / 'x'}", *extra])
         return c
 
-    for extra, message in [(["train.batch_views=0"], "train.batch_views=0: must be >= 1"),
+    for extra, message in [(["train.batch_views=-1"], r"train.batch_views=-1: must be in \[1, 1024\] \(0: one view"),
                            (["train.batch_views=2", "train.backbone=nerf"], "train.backbone=nerf: the NeRF trains"),
                            (["train.batch_views=2", "lift.enabled=true"], "lift.enabled=true: the lift")]:
         with pytest.raises(ConfigError, match=message):

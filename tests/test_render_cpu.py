@@ -69,8 +69,15 @@ def test_rgb(both):
     torch.testing.assert_close(both["cpu"]["img"][..., :3], both["torch"]["img"][..., :3], rtol=0, atol=1e-5)
 
 
+FEATURE_ATOL = 5e-5
+"""Feature channels are signed (randn, |x| up to ~4): their composited sums cancel, so float32 rounding of terms of
+size ~4 shows at ~1e-5 absolute, and the torch twin's own kernels sum in an order that depends on the processor
+(AVX-512 or not): 1.3e-5 seen on an AVX-512 machine. RGB, alpha and depth keep 1e-5."""
+
+
 def test_features(both):
-    torch.testing.assert_close(both["cpu"]["img"][..., 3:], both["torch"]["img"][..., 3:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(both["cpu"]["img"][..., 3:], both["torch"]["img"][..., 3:], rtol=1e-5,
+                               atol=FEATURE_ATOL)
 
 
 def test_alpha(both):
@@ -112,7 +119,8 @@ def test_parameter_gradients(both, name):
 @pytest.mark.parametrize("tile_size", [4, 16])
 def test_other_tile_sizes(problem, both, tile_size):
     out = run(problem, "cpu", tile_size)
-    torch.testing.assert_close(out["img"], both["torch"]["img"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["img"][..., :3], both["torch"]["img"][..., :3], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["img"][..., 3:], both["torch"]["img"][..., 3:], rtol=1e-5, atol=FEATURE_ATOL)
     assert rel_err(out["grads"]["means"], both["torch"]["grads"]["means"]) < 1e-4
 
 

@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from dff_gs.errors import ConfigError, run_cli
+from dff_gs.errors import ConfigError, quote, run_cli
 from dff_gs import query as Q
 from dff_gs.run_dir import check_not_inputs, hold_enclosing_runs
 
@@ -28,9 +28,9 @@ def parse_cluster(text: str) -> tuple[int, Optional[int]]:
     try:
         parts = [int(t) for t in text.split(":")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected K or K:ID (integers), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected K or K:ID (integers), got {quote(text)}") from None
     if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected K or K:ID (one or two integers), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected K or K:ID (one or two integers), got {quote(text)}")
     return parts[0], (parts[1] if len(parts) == 2 else None)
 
 

@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from dff_gs.config import apply_dict, apply_overrides, describe, load_yaml, to_dict
-from dff_gs.errors import ConfigError, run_cli
+from dff_gs.config import apply_dict, apply_overrides, describe, load_yaml, to_dict, warn_repeated
+from dff_gs.errors import ConfigError, quote, run_cli
 from dff_gs.train.config import Config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -108,7 +108,7 @@ RESUME_MAY_CHANGE = {"resume", "out", "force", "train.device", "train.backend", 
                      "train.viewer", "train.viewer_every", "train.image_every", "train.lpips_weights", "train.export",
                      "train.export_up"}
 """Keys a resumed run may set differently from the run it continues: where and how it runs and reports, not what it
-trains. ``data.path`` may name the same scene by another path (or where it moved)."""
+trains. ``data.path`` may name the same scene by another path (where it moved, or a copy: :func:`_same_scene`)."""
 
 
 def _leaves(d: dict, prefix: str = "") -> dict:
@@ -118,9 +118,14 @@ def _leaves(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _same_scene(before: str, after: str) -> bool:
-    """The run's scene named by another path: the same folder, or the old one gone and the new one there."""
+def _same_scene(before: str, after: str, verifiable: bool) -> bool:
+    """Whether ``data.path`` may name the run's scene by another path: any scene there when the checkpoint holds the
+    scene's fingerprint (``verifiable``: the pipeline compares it once the scene is loaded,
+    :func:`dff_gs.pipeline.common.check_resumed_scene`); for an older checkpoint, the same folder, or the old one
+    gone and the new one there (trusted, with a warning)."""
     old, new = Path(before).expanduser(), Path(after).expanduser()
+    if verifiable:
+        return scene_kind(new) != ""
     return bool(before) and new.is_dir() and (not old.exists() or old.resolve() == new.resolve())
 
 
@@ -128,9 +133,9 @@ def resume_config(resume: str, settings: list[str]) -> Config:
     """The config of the run ``resume`` continues (read from its checkpoint), with ``settings`` applied; a setting
     that would change what the run trains is refused in one line."""
     from dff_gs.errors import CheckpointError
-    from dff_gs.train.checkpoint import checkpoint_config
+    from dff_gs.train.checkpoint import run_record
 
-    path, saved = checkpoint_config(resume)
+    path, saved, fingerprint = run_record(resume)
     cfg = Config()
     try:
         apply_dict(cfg, saved)
@@ -140,11 +145,12 @@ def resume_config(resume: str, settings: list[str]) -> Config:
     apply_overrides(cfg, settings)
     after = _leaves(to_dict(cfg))
     changed = [k for k in after if after[k] != before[k] and k not in RESUME_MAY_CHANGE
-               and not (k == "data.path" and _same_scene(before[k], after[k]))]
+               and not (k == "data.path" and _same_scene(before[k], after[k], fingerprint is not None))]
     if changed:
-        what = ", ".join(f"{k}={after[k]!r} (the run has {before[k]!r})" for k in changed)
-        raise ConfigError(f"--resume {resume} continues that run with its own config; refusing {what}: drop them, "
-                          "or start a new run with --out")
+        what = ", ".join(f"{k}={quote(after[k], 60)} (the run has {quote(before[k], 60)})" for k in changed[:3])
+        what += f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"--resume {quote(resume)} continues that run with its own config; refusing {what}: drop "
+                          "them, or start a new run with --out")
     cfg.resume = str(resume)
     cfg.force = apply_overrides(Config(), [s for s in settings if s.startswith("force=")]).force  # this command's
     if not any(s.startswith("out=") for s in settings):
@@ -156,6 +162,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     """The run's config: a resumed run's own, else the preset (by the scene's format) with the command line on it.
     :func:`dff_gs.pipeline.run` checks its values (:func:`~dff_gs.train.validate.validate_config`) before any work."""
     settings = flag_overrides(args)
+    warn_repeated(settings)  # a key set twice: the last one wins, said once
     given = lambda key: next((s.split("=", 1)[1] for s in reversed(settings) if s.startswith(key + "=")), None)  # noqa: E731
     if given("resume"):
         if args.config:
@@ -171,6 +178,11 @@ def resolve_config(args: argparse.Namespace) -> Config:
             apply_dict(cfg, load_yaml(preset))
         apply_overrides(cfg, settings)
     return cfg
+
+
+TRAIN_MEMORY = ("while training: lower model.feature_dim, strategy.max_gaussians, model.init_points, "
+                "train.batch_views or the image size (a larger data.downscale, a smaller data.max_side)")
+"""What ``train.py`` says after "out of memory" (:func:`~dff_gs.errors.run_cli`)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,4 +204,4 @@ def main(argv: list[str] | None = None) -> int:
         return f"run folder: {cfg.out}\n" + json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)},
                                                        indent=2)
 
-    return run_cli(job, report)
+    return run_cli(job, report, memory=TRAIN_MEMORY)

@@ -3,7 +3,8 @@
 Serves a page where the browser draws the Gaussians (so it works on a CPU-only server) with the training cameras,
 a query panel (text + threshold, a click on the scene, a k-means cluster), colour views (RGB, PCA of the
 features, per-label segmentation) and an edit panel (delete, extract, recolour, move, duplicate, undo / redo)
-whose "Export PLY" writes exactly what ``edit.py`` writes for the same queries and operations. Ctrl-C stops it.
+whose "Export PLY" writes exactly what ``edit.py`` writes for the same queries and operations. Ctrl-C or SIGTERM
+stops it (exit status 130).
 Every action is a call of :class:`dff_gs.view.session.ViewerSession`, usable without the page.
 """
 
@@ -13,7 +14,7 @@ import argparse
 import sys
 import time
 
-from dff_gs.errors import run_cli
+from dff_gs.errors import Interrupted, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def serve(args, ready=None) -> str:
-    """Open the model, serve it until Ctrl-C (``ready(app)`` is called once the page is up)."""
-    from dff_gs.view.server import ViewerApp
+def serve(args, ready=None) -> None:
+    """Open the model, serve it until Ctrl-C or SIGTERM (``ready(app)`` is called once the page is up), which end it
+    as an :class:`Interrupted` (exit status 130, as every command stopped so)."""
+    from dff_gs.view.server import ViewerApp, check_port
     from dff_gs.view.session import ViewerSession
 
+    check_port(args.host, args.port)  # before the seconds of opening the model
     session = ViewerSession.open(args.model, data=args.data, backend=args.backend)
     session.warm_up()
     app = ViewerApp(session, host=args.host, port=args.port, drawing=args.render)
@@ -44,16 +47,16 @@ def serve(args, ready=None) -> str:
     try:
         while True:
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as e:
+        raise Interrupted(None, getattr(e, "signal_name", "SIGINT"),
+                          "viewer stopped (edits not exported are not kept)") from None
     finally:
         app.stop()
-    return "viewer stopped"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: serve(args), str)
+    return run_cli(lambda: serve(args), lambda _: "")
 
 
 if __name__ == "__main__":

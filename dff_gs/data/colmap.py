@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from dff_gs.data.frames import Frame, assemble, check_missing
-from dff_gs.data.image_io import image_size, image_stem, resolve_image
+from dff_gs.data.image_io import ImageMissing, image_size, image_stem, report_ambiguous, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
-from dff_gs.data.validate import check_finite_points
+from dff_gs.data.validate import check_finite_points, check_intrinsic_range, check_position
 from dff_gs.errors import DataError
 
 # model id -> (name, number of params)
@@ -160,6 +160,9 @@ def check_camera(cam: ColmapCamera, where: str) -> None:
     n_focal = 1 if cam.model in ONE_FOCAL else 2
     if not all(v > 0 for v in cam.params[:n_focal]):
         raise DataError(f"{where}: camera {cam.id} has a focal length <= 0 ({cam.params[:n_focal]})")
+    if len(cam.params) >= n_focal + 2:
+        f, (cx, cy) = cam.params[:n_focal], cam.params[n_focal:n_focal + 2]
+        check_intrinsic_range(f[0], f[-1], cx, cy, cam.width, cam.height, f"{where}: camera {cam.id} ({cam.model})")
 
 
 def check_pose(qvec, tvec, where: str) -> None:
@@ -168,6 +171,7 @@ def check_pose(qvec, tvec, where: str) -> None:
         raise DataError(f"{where}: the pose is not finite (q {list(qvec)}, t {list(tvec)})")
     if math.hypot(*qvec) < 1e-12:
         raise DataError(f"{where}: the rotation quaternion is all zero")
+    check_position(tvec, where, "the translation")  # |t| of world-to-camera = the camera centre's distance
 
 
 def read_cameras(path: Path) -> dict[int, ColmapCamera]:
@@ -189,6 +193,9 @@ def read_cameras(path: Path) -> dict[int, ColmapCamera]:
             params = [float(x) for x in tok[4:]]
         except (IndexError, ValueError):
             raise DataError(f"{path}:{n}: malformed camera line {line[:80]!r}") from None
+        if model not in MODEL_IDS and model.upper() in MODEL_IDS:
+            raise DataError(f"{path}:{n}: camera model {model[:40]!r}: camera model names are upper case: "
+                            f"{model.upper()}")
         if model not in MODEL_IDS or len(params) != MODEL_IDS[model][1]:
             raise DataError(f"{path}:{n}: camera model {model[:40]!r} with {len(params)} params is not valid")
         cams[cid] = ColmapCamera(cid, model, w, h, params)
@@ -371,7 +378,7 @@ def _image_folder(root: Path, first: str, factor: int) -> tuple[Path, int]:
         pre = root / f"images_{factor}"
         if pre.is_dir():
             try:
-                resolve_image(pre / first)
+                resolve_image(pre / first, [])  # a probe: the images are resolved (and reported) after
                 return pre, factor
             except DataError:
                 pass
@@ -400,12 +407,13 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
     if downscale == 0 and factor > 1:
         announce_downscale(root, cam0.width, cam0.height, factor, max_side,
                            via=f" (from {image_dir.name}/)" if pre > 1 else "")
-    found, missing = [], []
+    found, missing, ambiguous = [], [], []
     for im in images:
         try:
-            found.append((im, resolve_image(image_dir / im.name)))
-        except DataError:
+            found.append((im, resolve_image(image_dir / im.name, ambiguous)))
+        except ImageMissing:
             missing.append(im.name)
+    report_ambiguous(ambiguous, image_dir)
     check_missing(missing, len(images), skip_missing, image_dir)
     frames = []
     for im, file in found:

@@ -15,8 +15,8 @@ from dff_gs.data.image_io import check_size, image_size, load_depth, load_labels
 from dff_gs.data.region import content_region
 from dff_gs.data.scene import SceneData, estimate_bounds, split_every
 from dff_gs.data.undistort import Distortion, undistort_frame_paths
-from dff_gs.data.validate import check_intrinsics
-from dff_gs.errors import DataError
+from dff_gs.data.validate import check_intrinsics, check_position
+from dff_gs.errors import DataError, warn
 from dff_gs.utils import IGNORE_LABEL
 
 
@@ -68,9 +68,43 @@ def check_frame(f: Frame) -> None:
     check_intrinsics(f.K, f.width, f.height, f"{f.image}: the camera")
     if f.distortion is not None and not all(math.isfinite(c) for c in f.distortion.coeffs):
         raise DataError(f"{f.image}: the camera's distortion coefficients are not finite ({f.distortion.describe()})")
+    if bool(torch.isfinite(f.c2w).all()):  # the loaders name the file and field first; this holds for any loader
+        check_position(f.c2w[:3, 3], f"{f.image}: the camera", "its pose")
     w, h = image_size(f.image)
     if (w, h) != (f.width, f.height):
         raise DataError(f"{f.image}: the image is {w}x{h} but the camera says {f.width}x{f.height}")
+
+
+def _same_camera(a: Frame, b: Frame) -> bool:
+    scale = max(1.0, float(a.c2w[:3, 3].abs().max()))
+    return ((a.width, a.height) == (b.width, b.height) and torch.allclose(a.K.double(), b.K.double(), rtol=1e-5)
+            and torch.allclose(a.c2w.double(), b.c2w.double(), rtol=1e-5, atol=1e-6 * scale)
+            and (a.distortion is None) == (b.distortion is None)
+            and (a.distortion is None or a.distortion.describe() == b.distortion.describe()))
+
+
+def check_duplicates(frames: Sequence[Frame], test_ids: Sequence[int], source: Path) -> None:
+    """An image file listed more than once: with two different cameras (which is right?) or once for training and
+    once for testing (held-out metrics of a training image) a ``DataError`` naming it; else one warning (each
+    listing trains as a view of its own)."""
+    first: dict[Path, int] = {}
+    repeats: list[tuple[int, int]] = []
+    test = set(test_ids)
+    for i, f in enumerate(frames):
+        j = first.setdefault(f.image.resolve(), i)
+        if j == i:
+            continue
+        if not _same_camera(frames[j], f):
+            raise DataError(f"{f.image}: listed twice (views {j} and {i}) with different cameras; list each image "
+                            "once")
+        if (i in test) != (j in test):
+            raise DataError(f"{f.image}: listed twice (views {j} and {i}), as a training and as a held-out test view: "
+                            "its held-out metrics would measure a training image; list each image once")
+        repeats.append((j, i))
+    if repeats:
+        j, i = repeats[0]
+        warn(f"{source}: {len(repeats)} image(s) listed more than once (first: {frames[i].image.name}, views {j} and "
+             f"{i}); each listing trains as a view of its own")
 
 
 def announce_downscale(source: Path, w0: int, h0: int, factor: int, max_side: int, via: str = "") -> None:
@@ -125,6 +159,8 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
         raise DataError(f"{source}: the scene has no frames")
     for f in frames:
         check_frame(f)
+    train_ids, test_ids = split if split is not None else split_every(len(frames), test_every)
+    check_duplicates(frames, test_ids, source)
     factor = resolve_downscale(frames[0].width, frames[0].height, downscale, max_side)
     if downscale == 0 and factor > 1:
         announce_downscale(source, frames[0].width, frames[0].height, factor, max_side)
@@ -167,7 +203,6 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
                                     source=str(source))
     if size != (w0, h0):
         cams = cams.resized(w, h)
-    train_ids, test_ids = split if split is not None else split_every(len(frames), test_every)
     depth_t = torch.stack(depths) if with_depth else None
     alpha_t = None  # RGBA views' alpha (an opaque view among them counts as all 1)
     if any(a is not None for a in alphas):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from dff_gs.errors import DataError
+from dff_gs.errors import DataError, warn
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".PNG", ".JPEG", ".exr", ".webp")
 
@@ -24,15 +26,81 @@ def image_stem(file_path: str) -> str:
     return name[2:] if name.startswith("./") else name
 
 
-def resolve_image(path: Path) -> Path:
-    """``path`` itself or, when it has no extension on disk, the first ``path + ext`` that exists."""
+class ImageMissing(DataError):
+    """An image a scene names that is not on disk (``data.skip_missing`` may train on the others); a folder or a
+    symlink loop in its place is a plain :class:`DataError`: something is there, but not an image."""
+
+
+def path_problem(path: Path) -> Optional[str]:
+    """Why ``path`` cannot be read as a file, in words ("is a folder, not a file", "is a symlink loop", "is a
+    symlink to X, which does not exist", "permission denied"), or None when it is a file or there is nothing at
+    all there."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symlink loop"
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            if path.is_symlink():
+                return f"is a symlink to {os.readlink(path)}, which does not exist"
+            return None
+        return (err.strerror or str(err)).lower()
+    return "is a folder, not a file" if path.is_dir() else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def resolve_image(path: Path, ambiguous: Optional[list[str]] = None) -> Path:
+    """``path`` itself or, when it has no extension on disk, the first ``path + ext`` (in :data:`IMAGE_EXTS`'
+    order) that exists. A name that several files could be (``r_0`` of ``r_0.png`` and ``r_0.jpg``) is noted in
+    ``ambiguous`` as ``"r_0 -> r_0.png (also r_0.jpg)"`` for the caller to report once, or warned about here when
+    no list is given. Nothing there is an :class:`ImageMissing`; a folder or a symlink loop there a
+    :class:`DataError` that says so."""
     if path.is_file():
         return path
+    found: list[Path] = []
     for ext in IMAGE_EXTS:
         cand = path.with_name(path.name + ext)
-        if cand.is_file():
-            return cand
-    raise DataError(f"{path}: image file not found")
+        if cand.is_file() and not any(_same_file(cand, f) for f in found):  # .png / .PNG on a case-blind disk
+            found.append(cand)
+    if found:
+        if len(found) > 1:
+            note = f"{path.name} -> {found[0].name} (also {', '.join(f.name for f in found[1:])})"
+            if ambiguous is None:
+                warn(f"{path}: the name matches several images; using {note}")
+            else:
+                ambiguous.append(note)
+        return found[0]
+    problem = path_problem(path)
+    if problem is None:
+        raise ImageMissing(f"{path}: image file not found")
+    if problem.startswith("is a symlink to"):  # a dangling link: the image is missing
+        raise ImageMissing(f"{path}: {problem}")
+    raise DataError(f"{path}: {problem}")
+
+
+def report_ambiguous(ambiguous: list[str], where: Path) -> None:
+    """One warning for the names :func:`resolve_image` found several images for (none: nothing)."""
+    if ambiguous:
+        warn(f"{where}: {len(ambiguous)} image name(s) without an extension match several files; using the first "
+             f"by extension ({', '.join(IMAGE_EXTS)}): {'; '.join(ambiguous[:2])}"
+             + (f"; and {len(ambiguous) - 2} more" if len(ambiguous) > 2 else ""))
+
+
+def _unreadable(path: Path, err: Exception, what: str = "image") -> DataError:
+    """The ``DataError`` of a file that did not open: what is in its place (a folder, a symlink loop, nothing),
+    else "not a readable <what>"."""
+    problem = path_problem(path)
+    if problem is not None:
+        return DataError(f"{path}: {problem}")
+    if isinstance(err, FileNotFoundError):
+        return DataError(f"{path}: file not found")
+    return DataError(f"{path}: not a readable {what} ({err})")
 
 
 def _open(path: Path) -> Image.Image:
@@ -40,10 +108,8 @@ def _open(path: Path) -> Image.Image:
         img = Image.open(path)
         img.load()
         return img
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
+        raise _unreadable(path, err) from None
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -51,8 +117,8 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
-    except OSError as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise _unreadable(path, err) from None
 
 
 def _resize(img: Image.Image, size: Optional[tuple[int, int]], resample) -> Image.Image:
@@ -115,10 +181,8 @@ def load_depth(path: Path, size: Optional[tuple[int, int]] = None, png_scale: fl
     if path.suffix == ".npy":
         try:
             d = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
         except (ValueError, OSError, EOFError) as err:
-            raise DataError(f"{path}: not a readable .npy depth map ({err})") from None
+            raise _unreadable(path, err, ".npy depth map") from None
         d = np.squeeze(np.asarray(d))
         if d.ndim != 2 or not np.issubdtype(d.dtype, np.number):
             raise DataError(f"{path}: expected a 2D numeric depth map, got shape {list(d.shape)} dtype {d.dtype}")

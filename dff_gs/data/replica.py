@@ -21,6 +21,7 @@ from dff_gs.data.image_io import image_size, load_labels
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.transforms import read_json
+from dff_gs.data.validate import check_intrinsics, check_position
 from dff_gs.errors import DataError
 
 REPLICA_HFOV_DEG = 90.0
@@ -74,6 +75,8 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
     if traj.shape[1] != 16:
         raise DataError(f"{traj_path}: each line must hold a row-major 4x4 matrix (16 numbers), got {traj.shape[1]}")
     check_rigid(torch.from_numpy(traj.reshape(-1, 4, 4)), str(traj_path))
+    for i, row in enumerate(traj):
+        check_position(row[[3, 7, 11]], f"{traj_path}: pose {i}", "its translation")
     rgb = _numbered(root / "rgb", "rgb")
     if not rgb:
         raise DataError(f"{root / 'rgb'}: no rgb_<i>.png images")
@@ -90,6 +93,7 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
                              dtype=torch.float32)
         except (KeyError, TypeError, ValueError, AttributeError):
             raise DataError(f"{root / 'intrinsics.json'}: expected numbers fl_x, cx, cy (optionally fl_y)") from None
+        check_intrinsics(K, w, h, str(root / "intrinsics.json"))
     else:
         f = 0.5 * w / math.tan(math.radians(REPLICA_HFOV_DEG) / 2)
         K = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], dtype=torch.float32)

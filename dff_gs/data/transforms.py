@@ -19,12 +19,13 @@ from typing import Any
 import torch
 
 from dff_gs.data.frames import Frame, assemble, check_missing
-from dff_gs.data.image_io import image_size, image_stem, resolve_image
+from dff_gs.data.image_io import (ImageMissing, image_size, image_stem, path_problem, report_ambiguous,
+                                  resolve_image)
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
-from dff_gs.data.validate import (check_finite_points, check_intrinsics, number, optional_int, optional_str,
-                                  positive_int, real_array)
+from dff_gs.data.validate import (check_finite_points, check_intrinsics, check_position, number, optional_int,
+                                  optional_str, positive_int, real_array)
 from dff_gs.errors import DataError
 
 
@@ -47,6 +48,8 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: is a folder, not a JSON file") from None
     except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError; nesting too deep
         raise DataError(f"{path}: malformed JSON ({type(err).__name__}: {err})") from None
+    except OSError as err:  # a symlink loop, no permission
+        raise DataError(f"{path}: {path_problem(path) or (err.strerror or str(err)).lower()}") from None
 
 
 def _focal_from_angle(value, size: int, where: str, name: str) -> float:
@@ -114,15 +117,18 @@ def _pose(fr: dict, where: str) -> torch.Tensor:
     c2w = torch.from_numpy(m)
     if c2w.shape == (3, 4):
         c2w = torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=c2w.dtype)])
+    if bool(torch.isfinite(c2w).all()):  # non-finite poses: check_rigid names them
+        check_position(c2w[:3, 3], where, "transform_matrix")
     return c2w
 
 
 def _frames(path: Path, meta: dict, skipped: list[str]) -> list[Frame]:
-    """The frames of one json; frames whose image is missing are named in ``skipped`` and left out."""
+    """The frames of one json; frames whose image is missing are named in ``skipped`` and left out; extension-less
+    names that several files match are reported in one warning."""
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
         raise DataError(f"{path}: expected a JSON object with a 'frames' list")
     root = path.parent
-    out = []
+    out, ambiguous = [], []
     for i, fr in enumerate(meta["frames"]):
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise DataError(f"{path}: frame {i} needs 'file_path' and 'transform_matrix'")
@@ -131,8 +137,8 @@ def _frames(path: Path, meta: dict, skipped: list[str]) -> list[Frame]:
             raise DataError(f"{path}: frame {i}: file_path must be a non-empty string, got {file_path!r:.40}")
         where = f"{path}: frame {i} ({file_path})"
         try:
-            image = resolve_image(root / file_path)
-        except DataError:
+            image = resolve_image(root / file_path, ambiguous)
+        except ImageMissing:
             skipped.append(file_path)
             continue
         c2w = _pose(fr, where)
@@ -140,6 +146,7 @@ def _frames(path: Path, meta: dict, skipped: list[str]) -> list[Frame]:
         sem, dep, mask = (optional_str(fr.get(k), where, k) for k in ("semantic_path", "depth_path", "mask_path"))
         out.append(Frame(image, c2w.float(), K, w, h, image_stem(file_path), root / sem if sem else None,
                          root / dep if dep else None, root / mask if mask else None, _distortion(meta, fr, where)))
+    report_ambiguous(ambiguous, path)
     return out
 
 

@@ -102,8 +102,48 @@ def real_array(value: Any, where: str, name: str, shapes: Sequence[tuple[int, ..
         raise DataError(f"{where}: {name} holds a number too large for a float") from None
 
 
+MAX_POSITION = 1e7
+"""Largest distance of a camera from the world origin, in scene units. Cameras and Gaussians are kept in float32,
+which at 1e7 resolves one whole unit: nothing can be trained there. Real captures are far inside it, whatever their
+unit: a site in metres or millimetres (DTU's cameras are ~1e3 mm out), even georeferenced (UTM northings stay
+below 1e7 m). Beyond it is a wrong value (1e30), not a scene."""
+MAX_FOCAL_RATIO = 1e4
+"""Largest focal length (and principal point coordinate) in pixels, as a multiple of the image's longer side: a
+field of view of 0.006 degrees. The longest real lenses (a 5000 mm lens on a 36 mm sensor, a satellite's
+pushbroom camera) are near 150x; a principal point of a crop lies within a few image sides."""
+MIN_FOCAL_RATIO = 1e-3
+"""Smallest focal length in pixels, as a multiple of the image's longer side: a pinhole field of view of 179.9
+degrees (wider lenses are fisheyes, undistorted at load to a narrower pinhole)."""
+
+
+def check_intrinsic_range(fx: float, fy: float, cx: float, cy: float, width: int, height: int, where: str) -> None:
+    """Focal lengths within ``[MIN_FOCAL_RATIO, MAX_FOCAL_RATIO]`` x the image's longer side, the principal point
+    within ``MAX_FOCAL_RATIO`` sides of the image (finite values, a positive size); a ``DataError`` naming ``where``
+    and the value otherwise."""
+    side = max(width, height)
+    lo, hi = MIN_FOCAL_RATIO * side, MAX_FOCAL_RATIO * side
+    for name, v in (("fx", fx), ("fy", fy)):
+        if not lo <= v <= hi:
+            raise DataError(f"{where}: focal length {name}={v:g} is implausible for a {width}x{height} image "
+                            f"(expected {lo:g}..{hi:g} pixels, a field of view of 0.006 to 179.9 degrees)")
+    for name, v in (("cx", cx), ("cy", cy)):
+        if abs(v) > hi:
+            raise DataError(f"{where}: principal point {name}={v:g} is implausible for a {width}x{height} image "
+                            f"(expected within {hi:g} pixels of it)")
+
+
+def check_position(t: Any, where: str, name: str) -> None:
+    """A camera translation ``t  # [3]`` (finite, already checked) no farther than :data:`MAX_POSITION` from the
+    origin; a ``DataError`` naming ``where`` and ``name`` otherwise."""
+    d = math.hypot(*np.asarray(t, dtype=np.float64).reshape(-1).tolist())  # inf, not an overflow warning, past 1e308
+    if d > MAX_POSITION:
+        raise DataError(f"{where}: {name} puts the camera {d:.3g} units from the origin, beyond any real scene "
+                        f"(at most {MAX_POSITION:g}; float32 cannot train there)")
+
+
 def check_intrinsics(K: Tensor, width: Any, height: Any, where: str) -> None:
-    """``K  # [3, 3]`` finite with positive focal lengths, ``width`` / ``height`` positive integers."""
+    """``K  # [3, 3]`` finite with plausible positive focal lengths and principal point
+    (:func:`check_intrinsic_range`), ``width`` / ``height`` positive integers."""
     for name, v in (("width", width), ("height", height)):
         if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
             raise DataError(f"{where}: image {name} must be a positive integer, got {_short(v)}")
@@ -112,6 +152,8 @@ def check_intrinsics(K: Tensor, width: Any, height: Any, where: str) -> None:
         raise DataError(f"{where}: intrinsics must be finite, got {K.tolist()}")
     if not (float(K[0, 0]) > 0 and float(K[1, 1]) > 0):
         raise DataError(f"{where}: focal lengths must be > 0, got fx={float(K[0, 0]):g} fy={float(K[1, 1]):g}")
+    check_intrinsic_range(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height),
+                          where)
 
 
 def check_finite_points(xyz: np.ndarray, where: str, what: str = "points") -> None:

@@ -53,13 +53,13 @@ def run_lift(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
     """Lift (and optionally fine-tune) features onto ``cfg.model.init_ply``, evaluate, write the claimed run folder
     ``run`` (a :class:`~dff_gs.run_dir.RunFolder`). Returns the metrics dict (also in metrics.json)."""
     from dff_gs.backbone import GaussianBackbone
-    from dff_gs.config import to_dict
     from dff_gs.lift.tuner import FeatureTuner
     from dff_gs.run_dir import run_metadata
     from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.train.evaluate import evaluate
     from dff_gs.train.logger import make_logger
-    from dff_gs.pipeline.common import eval_row, export_run, load_run_scene, resolve_device, scene_options
+    from dff_gs.pipeline.common import (checkpoint_writer, eval_row, export_run, load_run_scene, resolve_device,
+                                        saved_config, scene_options)
     from dff_gs.utils import seed_everything
 
     check_lift_config(cfg)
@@ -76,7 +76,7 @@ def run_lift(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
         if payload is not None:
             tuner.restore(payload, cfg.resume)
         extra = {"lift_seconds": lift_seconds, "lift_info": lift_info}
-        checkpoint = lambda: tuner.save(run.checkpoint, to_dict(cfg), extra)  # noqa: E731
+        checkpoint = checkpoint_writer(cfg, tuner, run, saved_config(cfg, scene), extra)
         tuner.logger = make_logger(cfg.train.log, run.path)
         tuner.fit(on_checkpoint=checkpoint, progress=progress)
         tuner.logger.close()

@@ -14,13 +14,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dff_gs.config import to_dict
 from dff_gs.data import SceneData
 from dff_gs.errors import ConfigError
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
-from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, scene_options,
-                                    start_trainer)
+from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, saved_config,
+                                    scene_options, start_trainer)
 from dff_gs.plots import plot_run_curves
 from dff_gs.run_dir import RunFolder, run_metadata
 from dff_gs.train.config import Config
@@ -97,7 +96,7 @@ def run_nerf(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
     trainer = NerfTrainer(cfg, model, train_scene.images.to(device), train_scene.cameras.to(device),
                           teacher.train_maps, device)
     meta = run_metadata(teacher.meta, str(scene_path), scene_options(cfg), backbone="nerf")
-    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg), meta)
+    checkpoint = start_trainer(cfg, trainer, run, saved_config(cfg, scene), meta)
     trainer.fit(on_checkpoint=checkpoint, progress=progress,
                 eval_fn=periodic_eval(trainer, test_scene, device, cfg, None, teacher))  # renders its own background
     checkpoint()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from dff_gs.distributed import join_world
+from dff_gs.distributed import env_world_size, join_world, resolve_batch_views
 from dff_gs.errors import ConfigError, Interrupted
 from dff_gs.pipeline.common import resolve_scene_path
 from dff_gs.run_dir import CHECKPOINT_NAME, RunFolder, claim_run_dir, run_dir_for
@@ -53,6 +53,7 @@ def run(cfg: Config, progress: bool = True) -> dict:
     Started by torchrun (:mod:`dff_gs.distributed`), every rank runs this: rank 0 alone claims and writes the run
     folder (the others learn its path from it, and return an empty dict)."""
     validate_config(cfg)
+    resolve_batch_views(cfg, env_world_size())
     pipeline = pipeline_of(cfg)
     scene_path = resolve_scene_path(cfg)
     with join_world(cfg) as world, contextlib.ExitStack() as held:

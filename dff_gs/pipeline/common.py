@@ -11,11 +11,15 @@ from typing import Callable, Optional
 
 import torch
 
+from dff_gs.config import to_dict
 from dff_gs.data import SceneData, load_scene
+from dff_gs.data.fingerprint import fingerprint_difference, scene_fingerprint, scene_location
 from dff_gs.distributed import PeerLost
-from dff_gs.errors import ConfigError, DataError
+from dff_gs.errors import ConfigError, DataError, warn
 from dff_gs.run_dir import RunFolder
+from dff_gs.train.checkpoint import check_progress, resolve_checkpoint, run_record, with_scene
 from dff_gs.train.config import Config
+from dff_gs.train.validate import check_image_size
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.logger import make_logger
@@ -33,11 +37,47 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_scene_path(cfg: Config) -> Path:
-    if cfg.data.path:
-        return Path(cfg.data.path)
+    return scene_path_of(cfg.data.path)
+
+
+def scene_path_of(data_path: str) -> Path:
+    """The scene a ``data.path`` value names (empty: the embedded default scene)."""
+    if data_path:
+        return Path(data_path)
     from dff_gs.data.synthetic import default_scene_path
 
     return default_scene_path()
+
+
+def check_resumed_scene(cfg: Config, scene_path: Path, scene: SceneData) -> None:
+    """A resumed run (``cfg.resume``) that reads its scene from another folder than it trained on continues only on
+    the same scene: the loaded scene's fingerprint must be the one its checkpoint stores (a moved, renamed or
+    copied scene is; another scene is a :class:`ConfigError` saying what differs). A checkpoint written before
+    fingerprints is trusted, with one warning that the scene could not be verified."""
+    ckpt, config, fingerprint = run_record(cfg.resume, mmap=True)
+    run_data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    run_path = str(run_data.get("path") or "")
+    if fingerprint is not None and fingerprint.get("source") == scene_location(scene):
+        return  # the folder it trained on (a relative data.path is compared where it pointed then)
+    if fingerprint is None and (run_path == cfg.data.path or
+                                scene_path_of(run_path).expanduser().resolve() == scene_path.expanduser().resolve()):
+        return
+    trained_on = run_path or "the embedded scene"
+    if fingerprint is None:
+        warn(f"{scene_path}: could not be verified as the scene {ckpt} was trained on ({trained_on}): the "
+             "checkpoint predates scene fingerprints; continuing on it")
+        return
+    diff = fingerprint_difference(fingerprint, scene_fingerprint(scene))
+    if diff is not None:
+        raise ConfigError(f"{scene_path}: not the scene {ckpt} was trained on ({trained_on}): {diff}; --resume "
+                          "continues a run on its own scene (moved or copied is fine): give that scene, or start a "
+                          "new run with --out")
+
+
+def saved_config(cfg: Config, scene: SceneData) -> dict:
+    """What a run's checkpoints store as their ``config``: the resolved config and the fingerprint of the scene it
+    trains on (:func:`~dff_gs.train.checkpoint.with_scene`), which a resume from another path checks."""
+    return with_scene(to_dict(cfg), scene_fingerprint(scene))
 
 
 def scene_options(cfg: Config) -> dict:
@@ -55,6 +95,9 @@ def load_run_scene(cfg: Config, device: Optional[torch.device] = None, progress:
     scene_path = resolve_scene_path(cfg)
     on_cpu = device is None or device.type == "cpu"
     scene = load_scene(scene_path, max_side=cfg.data.max_side if on_cpu else 0, progress=progress, **scene_options(cfg))
+    if cfg.resume:  # first: another scene is refused as that, whatever else is wrong with it for this run
+        check_resumed_scene(cfg, scene_path, scene)
+    check_image_size(cfg, scene)  # before data.downscale is resolved: the message names the key that shrank them
     cfg.data.downscale = scene.downscale
     if not scene.train_ids:
         raise DataError(f"{scene.source}: no training views: {len(scene.train_ids) + len(scene.test_ids)} view(s), "
@@ -126,7 +169,20 @@ def start_trainer(cfg: Config, trainer, run: RunFolder, *saved, main: bool = Tru
         return lambda: run.checkpoint
     run.write_config(cfg)
     trainer.logger = make_logger(cfg.train.log, run.path)
-    return lambda: trainer.save(run.checkpoint, *saved)
+    return checkpoint_writer(cfg, trainer, run, *saved)
+
+
+def checkpoint_writer(cfg: Config, trainer, run: RunFolder, *saved) -> Callable[[], Path]:
+    """The checkpoint writer ``() -> path`` of a run: ``trainer.save(run.checkpoint, *saved)``, refused (one line,
+    :func:`~dff_gs.train.checkpoint.check_progress`) when the model holds NaN / inf, so that a diverged run never
+    replaces its last good checkpoint."""
+    previous = resolve_checkpoint(cfg.resume) if cfg.resume else None
+
+    def write() -> Path:
+        check_progress(trainer.model, trainer.step, run.checkpoint, previous)
+        return trainer.save(run.checkpoint, *saved)
+
+    return write
 
 
 def stopped_run(err: PeerLost, trainer, checkpoint: Callable[[], Path], run: RunFolder, main: bool) -> PeerLost:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import torch
 
-from dff_gs.config import to_dict
 from dff_gs.data import SceneData
 from dff_gs.distributed import PeerLost, World, fingerprint
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.backbone import GaussianBackbone
 from dff_gs.pipeline.common import (export_run, load_run_scene, periodic_eval, record_final_eval, resolve_device,
-                                    scene_options, start_trainer, stopped_run)
+                                    saved_config, scene_options, start_trainer, stopped_run)
 from dff_gs.plots import plot_run_curves
 from dff_gs.run_dir import RunFolder, run_metadata
 from dff_gs.train.config import Config
@@ -117,7 +116,7 @@ def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
         masks=None if train_scene.masks is None else train_scene.masks.to(device),
     )
     trainer = Trainer(cfg, model, data, device, world)
-    checkpoint = start_trainer(cfg, trainer, run, to_dict(cfg), main=world.main)
+    checkpoint = start_trainer(cfg, trainer, run, saved_config(cfg, scene), main=world.main)
     eval_fn = periodic_eval(trainer, test_scene, device, cfg, background, teacher) if world.main else None
     from dff_gs.view.live import live_viewer
 

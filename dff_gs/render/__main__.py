@@ -2,6 +2,6 @@
 
 import sys
 
-from dff_gs.cli.render import main
+from dff_gs.cli import launch
 
-sys.exit(main())
+sys.exit(launch("render"))

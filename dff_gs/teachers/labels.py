@@ -14,9 +14,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import ConfigError, DataError
+from dff_gs.errors import ConfigError, DataError, quote
 from dff_gs.teachers.base import Teacher, register_teacher
 from dff_gs.utils import IGNORE_LABEL
+
+
+def check_class_names(names: list[str], where: str) -> None:
+    """Class names a text teacher embeds are distinct (case and spaces aside: a text model reads "Wall" as
+    "wall"); else a ``DataError`` naming ``where`` (the scene) and the repeated name: two ids with one embedding
+    cannot be told apart, the later one would never be predicted and the mIoU would be wrong."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = " ".join(str(name).split()).lower()
+        if key in first:
+            raise DataError(f"{where}: class ids {first[key]} and {i} are both named {quote(name)}; a text teacher "
+                            "cannot tell them apart (the mIoU would be wrong): give each class its own name, or "
+                            "one id")
+        first[key] = i
 
 
 class LabelsTeacher(Teacher):
@@ -26,7 +40,7 @@ class LabelsTeacher(Teacher):
     def __init__(self, degrade: bool = True, text_model: str = "minilm", patch: int = 4, noise: float = 0.08,
                  wrong_views: float = 0.1, seed: int = 0, clip_model: str = "ViT-B-16", weights: str = ""):
         if text_model not in ("minilm", "clip"):
-            raise ConfigError(f"labels teacher: text_model={text_model!r} (minilm | clip)")
+            raise ConfigError(f"labels teacher: text_model={quote(text_model)} (minilm | clip)")
         if patch < 1 or not 0 <= noise < 1 or not 0 <= wrong_views <= 1:
             raise ConfigError("labels teacher: need patch >= 1, 0 <= noise < 1, 0 <= wrong_views <= 1")
         self.degrade, self.text_model, self.patch = degrade, text_model, int(patch)

@@ -71,8 +71,11 @@ def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.d
         return TeacherOutputs(meta={"name": "none"})
     from dff_gs.teachers import get_teacher
     from dff_gs.teachers.cache import cached_features
+    from dff_gs.teachers.labels import check_class_names
 
     teacher = get_teacher(settings.name, **teacher_kwargs(settings))
+    if getattr(teacher, "supports_text", False) and scene.class_names and scene.semantics is not None:
+        check_class_names(list(scene.class_names), scene.source)  # before the maps: evaluation embeds the names
     cache_dir = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     maps = cached_features(teacher, scene, cache_dir, progress=progress)  # [V, h, w, C]
     out = TeacherOutputs(

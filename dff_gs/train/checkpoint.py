@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -59,22 +60,68 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def read_payload(path: Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` of a checkpoint file, a truncated or foreign file being a :class:`CheckpointError`."""
+def read_payload(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """``torch.load`` of a checkpoint file, a truncated or foreign file being a :class:`CheckpointError`.
+    ``mmap``: tensors mapped, not read (for a look at the small entries of a large checkpoint)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
     except Exception as e:  # torch raises RuntimeError / EOFError / UnpicklingError on bad files
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from None
 
 
-def checkpoint_config(path: str | Path) -> tuple[Path, dict]:
-    """(the checkpoint file, the config it was trained with) of a run folder or checkpoint of any backbone."""
+SCENE_KEY = "scene_fingerprint"
+"""The entry of a checkpoint's ``config`` that holds the fingerprint of the scene the run read
+(:func:`dff_gs.data.fingerprint.scene_fingerprint`), beside the config's own sections; absent in checkpoints
+written before fingerprints."""
+
+
+def with_scene(config: dict, fingerprint: dict) -> dict:
+    """What a checkpoint stores as its ``config``: the config dict and the scene's fingerprint under
+    :data:`SCENE_KEY`."""
+    return dict(config, **{SCENE_KEY: fingerprint})
+
+
+def run_record(path: str | Path, mmap: bool = False) -> tuple[Path, dict, Optional[dict]]:
+    """(the checkpoint file, the config it was trained with, the fingerprint of its scene or None) of a run folder
+    or checkpoint of any backbone."""
     path = resolve_checkpoint(path)
-    payload = read_payload(path)
+    payload = read_payload(path, mmap=mmap)
     config = payload.get("config") if isinstance(payload, dict) else None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: not a dff_gs checkpoint (it holds no training config)")
+    config = dict(config)
+    fingerprint = config.pop(SCENE_KEY, None)
+    return path, config, fingerprint if isinstance(fingerprint, dict) else None
+
+
+def checkpoint_config(path: str | Path) -> tuple[Path, dict]:
+    """(the checkpoint file, the config it was trained with) of a run folder or checkpoint of any backbone."""
+    path, config, _ = run_record(path)
     return path, config
+
+
+def non_finite(model: torch.nn.Module) -> Optional[str]:
+    """None when every floating value of ``model``'s state is finite, else which parameter is not and how much of
+    it ("parameter 'means' has 12 of 300 values NaN/inf")."""
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):  # no copies (state_dict's)
+        if t.is_floating_point():
+            bad = int((~torch.isfinite(t.detach())).sum())
+            if bad:
+                return f"parameter {name!r} has {bad} of {t.numel()} values NaN/inf"
+    return None
+
+
+def check_progress(model: torch.nn.Module, step: int, checkpoint: Path, previous: Optional[Path] = None) -> None:
+    """Refuse to save a model that diverged as progress: a :class:`CheckpointError` naming the step, the
+    parameter and the last good checkpoint (``checkpoint`` itself when it exists, else ``previous``: the one a
+    resumed run started from), which is left as it was."""
+    bad = non_finite(model)
+    if bad is None:
+        return
+    last = checkpoint if checkpoint.is_file() else previous
+    kept = f"the last good checkpoint is {last}" if last is not None else "nothing was saved (no checkpoint yet)"
+    raise CheckpointError(f"{checkpoint.parent}: training diverged at step {step}: {bad}; not saved; {kept} "
+                          "(lower the learning rates, or check the scene's cameras)")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

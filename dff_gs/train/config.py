@@ -93,9 +93,10 @@ class TrainConfig:
     backend: str = option("auto", "renderer: auto | torch | gsplat")
     device: str = option("auto", "auto | cpu | cuda")
     seed: int = option(0, "random seed")
-    batch_views: int = option(1, "training views a step, rendered in one batch; the loss is the mean of the views' "
+    batch_views: int = option(0, "training views a step, rendered in one batch; the loss is the mean of the views' "
                                  "losses (learning rates unchanged). Under torchrun: split among the processes, a "
-                                 "multiple of their number")
+                                 "multiple of their number. 0 = one view per process (1 with plain python, N "
+                                 "under torchrun's N), the number written to the run's config")
     batch_render: bool = option(True, "with batch_views > 1: render the step's views (a rank's share) in one batched "
                                       "call; false: one at a time, gradients accumulated view by view, summed in the "
                                       "order torchrun's ranks sum them (1 process = N ranks of one view each, bit for "

@@ -1,5 +1,7 @@
+"""``python -m dff_gs.view``: the web viewer (:mod:`dff_gs.cli.view`; also ``dff-view``)."""
+
 import sys
 
-from dff_gs.cli.view import main
+from dff_gs.cli import launch
 
-sys.exit(main())
+sys.exit(launch("view"))
