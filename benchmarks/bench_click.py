@@ -1,37 +1,44 @@
-"""Click on an object, get that object: click segmentation scored against ground truth on held-out views.
+"""Click on an object, get that object: random clicks on generated layouts, scored on held-out views.
 
-For every scene of the suite with ground-truth semantics (the embedded room, and the pybullet scenes that
-``benchmarks/scenes/pybullet_scene.py`` renders here: ``toys``, ``garden``), each teacher is trained with the
-default command (``python train.py --data SCENE``):
+Layouts (``benchmarks/layout_eval.py``): the generator's regression set ``gen-<seed>`` (default), ``--fresh N``
+new seeds (printed and kept in the JSON; ``--seeds`` repeats them), or ``--scenes`` by name (``embedded``,
+``toys``, ``garden``, ``gen-K``); 60 views of 128x96. Each is trained with the default command,
+``python train.py --data SCENE data.labels=false`` (teacher ``default``: labels withheld, the label-free default
+teacher; ``--teachers default,labels`` adds the label-map teacher, ``teacher.name=labels``, for comparison).
 
-- ``default``: labels withheld from the trainer (``data.labels=false``), so the scene is one without labels and
-  gets the default label-free teacher;
-- ``labels``: the label-map teacher, with the labels (what a perfect 2D teacher would give; for comparison).
+Every object (the layout's ``objects``) is clicked ``--clicks`` times (default 4) at random: views drawn among the
+training views where it covers >= 30 px, the first click in the border band of its mask (within 2 px of the
+edge), the others uniformly inside it (seeded by ``--click-seed``, the layout and the object). Variants:
 
-On each run, every object (the scene's ``objects`` in its transforms.json, else every class covering less than
-a quarter of the test pixels) is clicked once: in the training view where its ground-truth mask is largest, at
-the mask's most interior pixel (largest distance to the mask's border). Selection variants:
-
-- ``eq5``: the DFF query alone, ``p > 0.5`` of Eq. 5 on the click's feature against the scene's feature clusters
-  (``dff_gs.query.click_feature`` + ``reference_probabilities``);
+- ``eq5``: Eq. 5 alone, ``p > 0.5`` on the click's feature (``click_feature`` + ``reference_probabilities``);
 - ``eq5+cleanup``: the edit selection without grouping (``SelectionConfig(click_grouping=False)``);
-- ``grouped``: the edit selection's default, 3D grouping from the clicked Gaussians (``dff_gs.grouping``).
+- ``grouped`` (the default ``--variants``): the edit selection's default (what ``edit.py --click`` does), 3D
+  grouping from the click.
 
-The selection is rendered on every test view (coverage > 0.5) and compared with the object's true masks,
-pooled over the views: IoU, precision, recall; the time of each click (the grouping's one-time precompute
-per model is reported apart). Table in ``OUT/bench_click.md`` / ``.json``; per run a PNG per variant: for each
-object, the click view with the click marked | the selection over the test view that sees most of the object |
-the true mask there.
+Each click's selection is rendered on every test view (coverage > 0.5) against the object's true masks, pooled
+over the views: IoU, precision, recall, and its seconds (the per-model build of the grouping apart). Table per
+set, teacher and variant: mean IoU over all clicks, 10th percentile, multi-part objects' mean, large flat
+objects' mean (floor, table, rug... when they are objects), mean per object type, click seconds (mean / max),
+and the floors of issue 29 (mean >= 0.85, p10 >= 0.6, multi-part >= 0.75, <= 2 s a click); a second table per
+layout. With a set beside ``regression`` in the same run (``--fresh 8 --regression``), or ``--compare
+OTHER.json``, the difference of each set's mean to the regression mean. ``OUT/bench_click.md`` / ``.json``;
+PNGs for ``--png-layouts`` layouts of each set, per variant a row per object (its worst click): click view with
+the click marked | selection over the test view that sees most of the object | true mask.
 
-    python benchmarks/bench_click.py [--out runs/bench_click] [--scenes embedded,toys,garden]
-        [--teachers default,labels] [--variants eq5,eq5+cleanup,grouped]
+    python benchmarks/bench_click.py [--out runs/bench_click] [--runs runs/layouts] [--fresh 8 [--regression]]
+        [--seeds 11,12] [--scenes toys,garden] [--clicks 4] [--teachers default,labels]
+        [--variants grouped,eq5,eq5+cleanup] [--compare OTHER/bench_click.json]
+
+Time (2 shared cores): training ~1 min a layout and teacher (cached in ``--runs``, shared with bench_edit);
+then ~1-2 s a click for ``grouped`` (scoring on the 8 test views included) plus the grouping's build per model
+(~10-40 s), ~5-9 s a click for ``eq5`` / ``eq5+cleanup``. The default (8 regression layouts, grouped, 4 clicks):
+see benchmarks/RESULTS.md for the measured time (about 15 min from nothing, training included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,27 +47,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_edit import object_clicks, scene_objects  # noqa: E402
-from bench_scenes import PYBULLET_LAYOUTS, ROOT, scene_path  # noqa: E402
+import layout_eval as L  # noqa: E402
 
 from dff_gs import query as Q  # noqa: E402
 from dff_gs.edit import SelectionConfig, select_gaussians  # noqa: E402
 from dff_gs.errors import DffError  # noqa: E402
 
-SCENES = ("embedded",) + PYBULLET_LAYOUTS
 TEACHERS = {"default": ["data.labels=false"], "labels": ["teacher.name=labels"]}
 VARIANTS = ("eq5", "eq5+cleanup", "grouped")
-FLOORS = {"mean_iou": 0.75, "min_iou": 0.5, "click_s": 2.0}
-
-
-def suite_objects(scene, path: Path | None) -> list[str]:
-    """The objects of ``scene``: those its transforms.json lists, else the classes under a quarter of the pixels."""
-    meta = path / "transforms.json" if path is not None else None
-    if meta is not None and meta.is_file():
-        listed = [o["class"] for o in json.loads(meta.read_text()).get("objects", [])]
-        if listed:
-            return [o for o in listed if o in scene.class_names]
-    return scene_objects(scene.split("test"))
+FLOORS = {"mean": 0.85, "p10": 0.6, "multi_part": 0.75, "click_s": 2.0}
 
 
 def select(variant: str, ctx, click) -> tuple[torch.Tensor, float]:
@@ -106,7 +101,31 @@ def shot(model, scene, test, mask, class_id: int, click) -> np.ndarray:
     return side_by_side(view, highlight(model, test.cameras[[t]], mask), truth)
 
 
-def evaluate_run(run: Path, path: Path | None, variants: list[str], png_dir: Path) -> dict:
+def click_rows(ctx, scene, test, variant: str, obj: dict, clicks: list[dict], png: bool) -> tuple[list, object, float]:
+    """The scored clicks of one object by one variant, the PNG row of its worst click, and the build seconds."""
+    rows, worst, build_s = [], None, 0.0
+    for c in clicks:
+        click = (c["view"], c["x"], c["y"])
+        t0 = time.perf_counter()
+        try:
+            mask, build = select(variant, ctx, click)
+        except DffError as err:  # an empty selection: scored as such
+            print(f"  {variant} {obj['class']} {click}: {err}")
+            mask, build = torch.zeros(ctx.model.num_gaussians, dtype=torch.bool), 0.0
+        seconds = time.perf_counter() - t0 - build
+        build_s = max(build_s, build)
+        row = {"variant": variant, "object": obj["class"], "type": obj["type"], "multi_part": obj["multi_part"],
+               "flat": obj["flat"], **c, "selected": int(mask.sum()), "click_s": seconds,
+               **score(ctx.model, test, mask, obj["class_id"])}
+        if png and (worst is None or row["iou"] < worst[0]):
+            worst = (row["iou"], shot(ctx.model, scene, test, mask, obj["class_id"], click))
+        rows.append(row)
+    return rows, None if worst is None else worst[1], build_s
+
+
+def evaluate_run(run: Path, path: Path | None, layout: str, variants: list[str], k: int, seed: int,
+                 png_dir: Path | None) -> dict:
+    """Every object of ``layout`` clicked ``k`` times on the trained ``run``, by each variant."""
     from dff_gs.io.images import save_png
 
     ctx = Q.QueryContext.open(run)
@@ -114,28 +133,93 @@ def evaluate_run(run: Path, path: Path | None, variants: list[str], png_dir: Pat
     if scene.semantics is None:
         raise SystemExit(f"{run}: its scene has no ground-truth semantics to score against")
     test = scene.split("test")
-    objects = suite_objects(scene, path)
-    clicks = object_clicks(scene, objects)
-    out = {"gaussians": ctx.model.num_gaussians, "objects": objects, "clicks": clicks, "variants": {}}
+    objects = L.layout_objects(scene, path)
+    clicks = {o["class"]: L.draw_clicks(scene, o["class_id"], k, seed, layout) for o in objects}
+    out = {"run": str(run), "gaussians": ctx.model.num_gaussians, "objects": objects, "clicks": clicks,
+           "rows": [], "build_s": None}
+    for name in [o["class"] for o in objects if not clicks[o["class"]]]:
+        print(f"  {layout}: no training view sees {name}, not clicked")
     for variant in variants:
-        rows, panels = [], []
-        for name in objects:
-            c = scene.class_names.index(name)
-            t0 = time.perf_counter()
-            try:
-                mask, build = select(variant, ctx, clicks[name])
-            except DffError as err:  # an empty selection: scored as such
-                print(f"  {variant} {name}: {err}")
-                mask, build = torch.zeros(ctx.model.num_gaussians, dtype=torch.bool), 0.0
-            seconds = time.perf_counter() - t0
-            if build:  # the first grouped click on this model built the grouping's features and graph
-                out["build_s"] = build
-            rows.append({"object": name, "selected": int(mask.sum()), "click_s": seconds - build,
-                         **score(ctx.model, test, mask, c)})
-            panels.append(shot(ctx.model, scene, test, mask, c, clicks[name]))
-        save_png(png_dir / f"{variant}.png", np.concatenate(panels, axis=0))
-        out["variants"][variant] = rows
+        panels = []
+        for obj in objects:
+            rows, panel, build = click_rows(ctx, scene, test, variant, obj, clicks[obj["class"]], png_dir is not None)
+            out["rows"] += rows
+            out["build_s"] = build or out["build_s"]
+            if panel is not None:
+                panels.append(panel)
+        if panels:
+            save_png(png_dir / f"{layout}_{variant}.png", np.concatenate(panels, axis=0))
     return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean, 10th percentile, multi-part / flat means, per-type means and seconds of a list of scored clicks."""
+    iou = lambda rs: [r["iou"] for r in rs]  # noqa: E731
+    mean = lambda rs: float(np.mean(iou(rs))) if rs else float("nan")  # noqa: E731
+    types = sorted({r["type"] for r in rows})
+    s = {"clicks": len(rows), "objects": len({(r["layout"], r["object"]) for r in rows}), "mean": mean(rows),
+         "p10": L.percentile(iou(rows), 10), "min": min(iou(rows), default=float("nan")),
+         "multi_part": mean([r for r in rows if r["multi_part"]]), "flat": mean([r for r in rows if r["flat"]]),
+         "border": mean([r for r in rows if r["where"] == "border"]),
+         "precision": float(np.mean([r["precision"] for r in rows])),
+         "recall": float(np.mean([r["recall"] for r in rows])),
+         "click_s": float(np.mean([r["click_s"] for r in rows])), "click_s_max": max(r["click_s"] for r in rows),
+         "per_type": {t: (mean([r for r in rows if r["type"] == t]), sum(r["type"] == t for r in rows))
+                      for t in types}}
+    s["floors"] = {"mean": s["mean"] >= FLOORS["mean"], "p10": s["p10"] >= FLOORS["p10"],
+                   "multi_part": not s["multi_part"] < FLOORS["multi_part"],  # nan (none): not failed
+                   "click_s": s["click_s_max"] <= FLOORS["click_s"]}
+    return s
+
+
+def summary_table(summaries: dict) -> str:
+    head = ["set", "teacher", "variant", "layouts", "objects / clicks", "mean IoU", "p10", "min", "multi-part",
+            "large flat", "border clicks", "precision", "recall", "click s mean (max)", "floors", "mean IoU per type"]
+    mark = {True: "met", False: "NOT met"}
+    rows = []
+    for (set_, teacher, variant), s in summaries.items():
+        floors = ", ".join(f"{k} {mark[v]}" for k, v in s["floors"].items())
+        types = " ".join(f"{t} {m:.2f} ({n})" for t, (m, n) in s["per_type"].items())
+        rows.append([set_, teacher, variant, str(s["layouts"]), f"{s['objects']} / {s['clicks']}", L.fmt(s["mean"]),
+                     L.fmt(s["p10"], ".2f"), L.fmt(s["min"], ".2f"), L.fmt(s["multi_part"]), L.fmt(s["flat"]),
+                     L.fmt(s["border"]), L.fmt(s["precision"], ".2f"), L.fmt(s["recall"], ".2f"),
+                     f"{s['click_s']:.2f} ({s['click_s_max']:.2f})", floors, types])
+    return L.markdown(head, rows, "lll" + "r" * 11 + "ll")
+
+
+def layout_table(results: dict) -> str:
+    head = ["layout", "teacher", "variant", "#Gaussians", "mean IoU", "p10", "grouping build s",
+            "mean IoU per object (min)"]
+    rows = []
+    for (layout, teacher), res in results.items():
+        for variant in dict.fromkeys(r["variant"] for r in res["rows"]):
+            rs = [r for r in res["rows"] if r["variant"] == variant]
+            per = {}
+            for r in rs:
+                per.setdefault(r["object"], []).append(r["iou"])
+            objs = " ".join(f"{o} {np.mean(v):.2f} ({min(v):.2f})" for o, v in per.items())
+            build = L.fmt(res["build_s"], ".1f") if variant == "grouped" else "-"
+            ious = [r["iou"] for r in rs]
+            rows.append([layout, teacher, variant, f"{res['gaussians']:,}", L.fmt(float(np.mean(ious))),
+                         L.fmt(L.percentile(ious, 10), ".2f"), build, objs])
+    return L.markdown(head, rows, "lll" + "r" * 4 + "l")
+
+
+def differences(summaries: dict, other: dict | None = None) -> list[str]:
+    """Per set besides ``regression``: its mean / p10 / multi-part minus the regression set's (same teacher and
+    variant), the regression figures from this run or else from ``other`` (a bench_click.json)."""
+    ref = {tuple(k.split("|")): v for k, v in (other or {}).get("summary", {}).items() if k.startswith("regression|")}
+    ref.update({k: v for k, v in summaries.items() if k[0] == "regression"})
+    lines = []
+    for (set_, teacher, variant), s in summaries.items():
+        r = ref.get(("regression", teacher, variant))
+        if set_ == "regression" or r is None:
+            continue
+        d = {m: s[m] - r[m] for m in ("mean", "p10", "multi_part")}
+        ok = all(abs(v) <= 0.05 for v in d.values() if not np.isnan(v))
+        lines.append(f"{set_} - regression, {teacher} {variant}: mean {d['mean']:+.3f}, p10 {d['p10']:+.3f}, "
+                     f"multi-part {d['multi_part']:+.3f} ({'within' if ok else 'NOT within'} 0.05)")
+    return lines
 
 
 def click_shot(after_run: str, click: tuple[int, int, int], out: Path, before_run: str | None = None,
@@ -165,88 +249,70 @@ def click_shot(after_run: str, click: tuple[int, int, int], out: Path, before_ru
           f"{int(masks['after'].sum())} Gaussians), views {ids}")
 
 
-def summary_rows(results: dict) -> list[dict]:
-    rows = []
-    for (scene, teacher), res in results.items():
-        for variant, objs in res["variants"].items():
-            ious = [o["iou"] for o in objs]
-            rows.append({"scene": scene, "teacher": teacher, "variant": variant, "gaussians": res["gaussians"],
-                         "mean_iou": float(np.mean(ious)), "min_iou": float(np.min(ious)),
-                         "precision": float(np.mean([o["precision"] for o in objs])),
-                         "recall": float(np.mean([o["recall"] for o in objs])),
-                         "click_s": float(max(o["click_s"] for o in objs)), "build_s": res.get("build_s"),
-                         "objects": " ".join(f"{o['object']} {o['iou']:.2f}" for o in objs)})
-    return rows
-
-
-def table(rows: list[dict]) -> str:
-    lines = ["| scene | teacher | variant | #Gaussians | mean IoU | min IoU | precision | recall | click s (max) | "
-             "grouping build s | IoU per object |", "|" + " --- |" * 3 + " ---: |" * 7 + " --- |"]
-    for r in rows:
-        build = "-" if r["build_s"] is None or r["variant"] != "grouped" else f"{r['build_s']:.1f}"
-        lines.append(f"| {r['scene']} | {r['teacher']} | {r['variant']} | {r['gaussians']:,} | {r['mean_iou']:.3f} | "
-                     f"{r['min_iou']:.2f} | {r['precision']:.2f} | {r['recall']:.2f} | {r['click_s']:.2f} | {build} | "
-                     f"{r['objects']} |")
-    return "\n".join(lines)
-
-
-def train(run: Path, path: Path | None, overrides: list[str]) -> bool:
-    """``python train.py [--data SCENE] --out RUN overrides`` in its own process (skipped when RUN is finished)."""
-    if (run / "point_cloud.ply").is_file() and (run / "metrics.json").is_file():
-        print(f"{run}: finished run found, not trained again")
-        return True
-    cmd = [sys.executable, str(ROOT / "train.py"), "--out", str(run), "--quiet"]
-    cmd += (["--data", str(path)] if path is not None else []) + overrides
-    print(" ".join(cmd[1:]), flush=True)
-    return subprocess.run(cmd, cwd=ROOT).returncode == 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    import os
-
+def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="runs/bench_click", help="folder for the runs, PNGs and the table")
-    ap.add_argument("--scenes", default=",".join(SCENES), help=f"comma-separated subset of {', '.join(SCENES)}")
-    ap.add_argument("--teachers", default=",".join(TEACHERS), help=f"comma-separated subset of {', '.join(TEACHERS)}")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
-    ap.add_argument("--cache", default="", help="where the pybullet scenes are rendered (default $DFF_GS_CACHE/scenes)")
+    L.common_args(ap, "runs/bench_click")
+    ap.add_argument("--clicks", type=int, default=4, help="random clicks per object")
+    ap.add_argument("--teachers", default="default", help=f"comma-separated subset of {', '.join(TEACHERS)}")
+    ap.add_argument("--variants", default="grouped", help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    ap.add_argument("--compare", default="", help="a bench_click.json whose regression figures the sets here are "
+                                                  "compared with")
     ap.add_argument("--shot", nargs=4, metavar=("RUN", "VIEW", "X", "Y"),
                     help="instead: before | after PNG of one click on RUN (any scene), written to OUT/click_shot.png")
     ap.add_argument("--shot-before", default=None, help="with --shot: the run 'before' is measured on (default RUN)")
     args = ap.parse_args(argv)
-    if args.shot:
-        run, click = args.shot[0], tuple(int(v) for v in args.shot[1:])
-        click_shot(run, click, Path(args.out) / "click_shot.png", args.shot_before)
-        return 0
+    for given, known, what in ((args.variants, VARIANTS, "variant"), (args.teachers, TEACHERS, "teacher")):
+        for name in [v for v in given.split(",") if v]:
+            if name not in known:
+                ap.error(f"unknown {what} {name!r} (known: {', '.join(known)})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     out = Path(args.out)
-    cache = Path(args.cache or Path(os.environ.get("DFF_GS_CACHE", Path.home() / ".cache" / "dff_gs")) / "scenes")
-    variants = [v for v in args.variants.split(",") if v]
-    for name in variants:
-        if name not in VARIANTS:
-            ap.error(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})")
-    results = {}
-    for scene in [s for s in args.scenes.split(",") if s]:
-        if scene not in SCENES:
-            ap.error(f"unknown scene {scene!r} (known: {', '.join(SCENES)})")
-        path = scene_path(scene, cache)
-        for teacher in [t for t in args.teachers.split(",") if t]:
-            if teacher not in TEACHERS:
-                ap.error(f"unknown teacher {teacher!r} (known: {', '.join(TEACHERS)})")
-            run = out / f"{scene}-{teacher}"
-            if not train(run, path, TEACHERS[teacher]):
-                print(f"{run}: train.py failed, skipped")
-                continue
-            results[(scene, teacher)] = evaluate_run(run, path, variants, run / "bench_click")
-            rows = summary_rows({(scene, teacher): results[(scene, teacher)]})
-            print(table(rows), flush=True)
-    rows = summary_rows(results)
-    text = table(rows)
-    print("\n" + text)
+    if args.shot:
+        click_shot(args.shot[0], tuple(int(v) for v in args.shot[1:]), out / "click_shot.png", args.shot_before)
+        return 0
+    sets = L.layout_sets(args.scenes, args.fresh, args.seeds, args.regression)
+    cache, variants = Path(args.cache) if args.cache else L.default_cache(), [v for v in args.variants.split(",") if v]
+    teachers = [t for t in args.teachers.split(",") if t]
+    results, per_set, t_start = {}, {}, time.perf_counter()
+    for set_, layouts in sets.items():
+        for i, layout in enumerate(layouts):
+            path = L.scene_path(layout, cache)
+            for teacher in teachers:
+                run = L.run_dir(Path(args.runs), layout, path, teacher)
+                if not L.train(run, path, TEACHERS[teacher]):
+                    print(f"{run}: train.py failed, skipped")
+                    continue
+                png = out / "png" if i < args.png_layouts else None
+                res = evaluate_run(run, path, layout, variants, args.clicks, args.click_seed, png)
+                for r in res["rows"]:
+                    r.update(layout=layout, teacher=teacher, set=set_)
+                results[(layout, teacher)] = res
+                per_set.setdefault(set_, []).append((layout, teacher))
+                print(layout_table({(layout, teacher): res}), flush=True)
+    summaries = {}
+    for set_, keys in per_set.items():
+        for teacher in teachers:
+            for variant in variants:
+                rows = [r for k in keys if k[1] == teacher for r in results[k]["rows"] if r["variant"] == variant]
+                if rows:
+                    n = len({r["layout"] for r in rows})
+                    summaries[(set_, teacher, variant)] = {**summarize(rows), "layouts": n}
+    other = json.loads(Path(args.compare).read_text()) if args.compare else None
+    text = "\n\n".join([summary_table(summaries), layout_table(results), "\n".join(differences(summaries, other))])
+    print("\n" + text + f"\n\n{time.perf_counter() - t_start:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_click.md").write_text(text + "\n")
+    meta = {"sets": sets, "seeds": {s: [int(n[4:]) for n in ls if n.startswith("gen-")] for s, ls in sets.items()},
+            "click_seed": args.click_seed, "clicks_per_object": args.clicks, "teachers": teachers,
+            "variants": variants, "floors": FLOORS, "seconds": time.perf_counter() - t_start}
     (out / "bench_click.json").write_text(json.dumps(
-        {f"{s}-{t}": r for (s, t), r in results.items()}, indent=2, default=list))
-    print(f"table: {out / 'bench_click.md'}; PNGs (click | selection | truth) in {out}/*/bench_click/")
+        {"meta": meta, "summary": {"|".join(k): v for k, v in summaries.items()},
+         "layouts": {f"{la}|{t}": r for (la, t), r in results.items()}}, indent=1, default=str))
+    print(f"table: {out / 'bench_click.md'}; PNGs (worst click per object: click | selection | truth) in {out}/png/")
     return 0
 
 

@@ -33,10 +33,11 @@ PYBULLET_LAYOUTS = ("toys", "garden")
 
 
 def scene_path(name: str, cache: Path) -> Path | None:
-    """The folder of scene ``name`` (rendered first for the pybullet layouts); None for the embedded room."""
+    """The folder of scene ``name`` (rendered first for the pybullet layouts, fixed or generated ``gen-<seed>``);
+    None for the embedded room."""
     if name == "embedded":
         return None
-    if name in PYBULLET_LAYOUTS:
+    if name in PYBULLET_LAYOUTS or name.startswith("gen-"):  # a fixed layout, or the generator's (gen-<seed>)
         spec = importlib.util.spec_from_file_location("pybullet_scene", ROOT / "benchmarks/scenes/pybullet_scene.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)

@@ -1,21 +1,30 @@
 """Synthetic benchmark scenes with ground-truth semantics, rendered by pybullet's CPU TinyRenderer.
 
 Objects bundled in ``pybullet_data`` are placed on a textured ground plane (Z-up world, metres) and seen by an
-orbit of cameras over the upper hemisphere. Writes a Blender / nerfstudio scene that ``dff_gs.data.load_scene``
-reads: ``transforms.json`` (OpenGL camera-to-world poses), ``images/NNNN.png`` (RGB, sky background),
-``semantics/NNNN.png`` (8-bit class ids), ``classes.json`` and, with ``depth``, ``depth/NNNN.npy`` (z-depth in
-metres, 0 = sky). ``transforms.json`` also lists every object's class and world position (``objects``) and
-the settings it was made with (``generator``); a folder made with identical settings is not rendered again.
+orbit of cameras over the upper hemisphere: two fixed layouts (``toys``, ``garden``) and any number of seeded
+ones, ``gen-<seed>`` (``layouts.py``: 3-8 objects, multi-part ones in every layout, on tables, stacked, touching;
+``REGRESSION_SEEDS`` is the fixed regression set, ``fresh_seeds`` draws new ones). Writes a Blender / nerfstudio
+scene that ``dff_gs.data.load_scene`` reads: ``transforms.json`` (OpenGL camera-to-world poses),
+``images/NNNN.png`` (RGB, sky background), ``semantics/NNNN.png`` (8-bit class ids, every link of a body labelled
+with its class), ``classes.json`` and, with ``depth``, ``depth/NNNN.npy`` (z-depth in metres, 0 = sky).
+``transforms.json`` also lists every object (``objects``: class, class_id, position; for generated layouts also
+type, multi_part, support, touching, aabb) and the settings it was made with (``generator``); a folder made with
+identical settings is not rendered again.
 
     python benchmarks/scenes/pybullet_scene.py --layout toys --out /tmp/toys [--views 64] [--depth]
+    python benchmarks/scenes/pybullet_scene.py --layout gen-12 --out /tmp/gen-12 [--sheet /tmp/gen-12.png]
+    python benchmarks/scenes/pybullet_scene.py --regression --out /tmp/layouts   # OUT/gen-1 ... OUT/gen-8
+    python benchmarks/scenes/pybullet_scene.py --fresh 2 --out /tmp/layouts      # two new seeds
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -24,8 +33,24 @@ import pybullet as p
 import pybullet_data
 from PIL import Image
 
+
+def _load_layouts():
+    """``layouts.py`` beside this file, loaded afresh with this module (which is itself often loaded from its path,
+    not as a package)."""
+    name = "dff_gs_bench_layouts"
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("layouts.py"))
+    sys.modules[name] = module = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load_layouts()
+REGRESSION_SEEDS, generated_layouts, fresh_seeds = gen.REGRESSION_SEEDS, gen.generated_layouts, gen.fresh_seeds
 DATA = Path(pybullet_data.getDataPath())
-SOURCE = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]  # any edit here invalidates cached scenes
+SOURCE = hashlib.sha1(Path(__file__).read_bytes() + Path(__file__).with_name("layouts.py").read_bytes()
+                      ).hexdigest()[:12]  # any edit here or in layouts.py invalidates cached scenes
+GEN_DEFAULTS = (60, 128, 96)  # views, width, height of a generated layout unless given
+FIXED_DEFAULTS = (64, 192, 144)  # those of toys / garden
 FOV_Y = 50.0  # vertical field of view, degrees
 NEAR, FAR = 0.05, 12.0
 CENTRE = (0.0, 0.0, 0.2)  # the point every camera looks at
@@ -158,11 +183,64 @@ def _cached(out: Path, settings: dict) -> bool:
     return meta.get("generator") == settings and (out / "classes.json").is_file() and all(f.is_file() for f in files)
 
 
-def make_scene(layout: str, out: Path, views=64, width=192, height=144, seed=0, depth=False) -> Path:
-    """Render ``layout`` into the folder ``out`` (skipped when it already holds the same settings); returns
-    ``out``."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+def is_layout(layout: str) -> bool:
+    return layout in LAYOUTS or gen.layout_seed(layout) is not None
+
+
+def _setup(layout: str, cid: int, views: int, width: int, height: int, seed: int):
+    """Build ``layout``: ``(groups, objects, [(eye, target)], light, sky)``; groups ``[(class, bodies)]`` with
+    the ground first, objects what ``transforms.json`` lists for each (the ground excluded)."""
+    s = gen.layout_seed(layout)
+    if s is None:
+        groups, radius = LAYOUTS[layout](cid)
+        objects = [{"class": name, "class_id": k,
+                    "position": np.mean([p.getBasePositionAndOrientation(b, physicsClientId=cid)[0]
+                                         for b in bodies], 0).round(4).tolist()}
+                   for k, (name, bodies) in enumerate(groups[1:], start=2)]
+        path = [(eye, np.array(CENTRE)) for eye in orbit(views, radius, seed)]
+        return groups, objects, path, LIGHT, SKY
+    built = gen.generate(cid, s)
+    path = gen.camera_path(built, views, seed, FOV_Y, width / height)
+    return built.groups(), built.objects(), path, built.style["light"], built.style["sky"]
+
+
+def _render(cid, out: Path, name: str, eye, target, lut, size, light, sky_rgb, depth) -> dict:
+    """Render one view into ``out`` as ``name``: its image, class map (and depth); returns its ``frames`` entry."""
+    width, height = size
+    proj = list(p.computeProjectionMatrixFOV(FOV_Y, width / height, NEAR, FAR))
+    # TinyRenderer samples pixel (u, v) at window (u, v + 1) counted from the top-left corner; shift the image
+    # by half a pixel so samples fall on pixel centres (u + 0.5, v + 0.5), as the loader's cameras assume
+    proj[8], proj[9] = 1.0 / width, 1.0 / height
+    view = p.computeViewMatrix([float(x) for x in eye], [float(x) for x in target], [0.0, 0.0, 1.0])
+    _, _, rgba, zbuf, seg = p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,
+                                             physicsClientId=cid, **light)
+    seg = np.asarray(seg, dtype=np.int64).reshape(height, width)
+    sky = seg < 0
+    # every link of a body is labelled by the body's id, in the low 24 bits (the link index sits above them)
+    labels = np.where(sky, 0, lut[np.where(sky, 0, seg & ((1 << 24) - 1))]).astype(np.uint8)  # an 8-bit PNG
+    rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3].copy()
+    rgb[sky] = sky_rgb
+    Image.fromarray(rgb).save(out / "images" / f"{name}.png")
+    Image.fromarray(labels).save(out / "semantics" / f"{name}.png")
+    c2w = np.linalg.inv(np.array(view, dtype=np.float64).reshape(4, 4).T)  # column-major world-to-camera
+    frame = {"file_path": f"images/{name}.png", "semantic_path": f"semantics/{name}.png",
+             "transform_matrix": c2w.round(8).tolist()}
+    if depth:
+        d = np.asarray(zbuf, dtype=np.float64).reshape(height, width)
+        z = FAR * NEAR / (FAR - (FAR - NEAR) * d)
+        np.save(out / "depth" / f"{name}.npy", np.where(sky, 0.0, z).astype(np.float32))
+        frame["depth_path"] = f"depth/{name}.npy"
+    return frame
+
+
+def make_scene(layout: str, out: Path, views=None, width=None, height=None, seed=0, depth=False) -> Path:
+    """Render ``layout`` (``toys``, ``garden`` or ``gen-<seed>``) into the folder ``out`` (skipped when it already
+    holds the same settings); returns ``out``. Views / size default to 60 at 128 x 96 for generated layouts, 64
+    at 192 x 144 for the fixed ones; ``seed`` seeds the camera jitter."""
+    if not is_layout(layout):
+        raise ValueError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)} or gen-<seed>)")
+    dv, dw, dh = FIXED_DEFAULTS if layout in LAYOUTS else GEN_DEFAULTS
+    views, width, height = views or dv, width or dw, height or dh
     out, settings = Path(out), _settings(layout, views, width, height, seed, depth)
     if _cached(out, settings):
         print(f"{layout}: {out} is up to date ({views} views {width}x{height}), not rendered again")
@@ -170,43 +248,15 @@ def make_scene(layout: str, out: Path, views=64, width=192, height=144, seed=0, 
     t0 = time.time()
     cid = p.connect(p.DIRECT)
     try:
-        groups, radius = LAYOUTS[layout](cid)
+        groups, objects, path, light, sky = _setup(layout, cid, views, width, height, seed)
         classes = ["sky"] + [name for name, _ in groups]
-        lut = {body: k + 1 for k, (_, bodies) in enumerate(groups) for body in bodies}
-        objects = [{"class": name, "class_id": k + 1,
-                    "position": np.mean([p.getBasePositionAndOrientation(b, physicsClientId=cid)[0]
-                                         for b in bodies], 0).round(4).tolist()}
-                   for k, (name, bodies) in enumerate(groups[1:], start=1)]
+        lut = np.zeros(1 + max(b for _, bodies in groups for b in bodies), np.uint8)
+        for k, (_, bodies) in enumerate(groups):
+            lut[bodies] = k + 1
         for sub in ("images", "semantics") + (("depth",) if depth else ()):
             (out / sub).mkdir(parents=True, exist_ok=True)
-        proj = list(p.computeProjectionMatrixFOV(FOV_Y, width / height, NEAR, FAR))
-        # TinyRenderer samples pixel (u, v) at window (u, v + 1) counted from the top-left corner; shift the image
-        # by half a pixel so samples fall on pixel centres (u + 0.5, v + 0.5), as the loader's cameras assume
-        proj[8], proj[9] = 1.0 / width, 1.0 / height
-        frames = []
-        for i, eye in enumerate(orbit(views, radius, seed)):
-            view = p.computeViewMatrix(eye.tolist(), CENTRE, [0.0, 0.0, 1.0])
-            _, _, rgba, zbuf, seg = p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,
-                                                     physicsClientId=cid, **LIGHT)
-            seg = np.asarray(seg, dtype=np.int64).reshape(height, width)
-            sky = seg < 0
-            labels = np.zeros((height, width), np.uint8)  # saved as an 8-bit "L" PNG
-            for body, k in lut.items():
-                labels[(seg & ((1 << 24) - 1)) == body] = k
-            rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3].copy()
-            rgb[sky] = SKY
-            name = f"{i:04d}"
-            Image.fromarray(rgb).save(out / "images" / f"{name}.png")
-            Image.fromarray(labels).save(out / "semantics" / f"{name}.png")
-            c2w = np.linalg.inv(np.array(view, dtype=np.float64).reshape(4, 4).T)  # column-major world-to-camera
-            frame = {"file_path": f"images/{name}.png", "semantic_path": f"semantics/{name}.png",
-                     "transform_matrix": c2w.round(8).tolist()}
-            if depth:
-                d = np.asarray(zbuf, dtype=np.float64).reshape(height, width)
-                z = FAR * NEAR / (FAR - (FAR - NEAR) * d)
-                np.save(out / "depth" / f"{name}.npy", np.where(sky, 0.0, z).astype(np.float32))
-                frame["depth_path"] = f"depth/{name}.npy"
-            frames.append(frame)
+        frames = [_render(cid, out, f"{i:04d}", eye, target, lut, (width, height), light, sky, depth)
+                  for i, (eye, target) in enumerate(path)]
     finally:
         p.disconnect(cid)
     angle_x = 2.0 * math.atan(math.tan(math.radians(FOV_Y) / 2.0) * width / height)
@@ -219,17 +269,45 @@ def make_scene(layout: str, out: Path, views=64, width=192, height=144, seed=0, 
     return out
 
 
+def contact_sheet(scene: Path, sheet: Path, n=6) -> Path:
+    """``n`` evenly spaced views of a rendered scene, images above their class maps (coloured), as one PNG."""
+    meta = json.loads((Path(scene) / "transforms.json").read_text())
+    frames = meta["frames"][:: max(1, len(meta["frames"]) // n)][:n]
+    palette = (np.random.default_rng(0).uniform(40, 255, (256, 3))).astype(np.uint8)
+    palette[0] = 0
+    top = [np.asarray(Image.open(Path(scene) / f["file_path"]).convert("RGB")) for f in frames]
+    bottom = [palette[np.asarray(Image.open(Path(scene) / f["semantic_path"]))] for f in frames]
+    Path(sheet).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0)).save(sheet)
+    return Path(sheet)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layout", required=True, choices=sorted(LAYOUTS))
+    ap.add_argument("--layout", help="toys, garden or gen-<seed> (any integer seed)")
+    ap.add_argument("--regression", action="store_true", help="render the regression set into OUT/gen-<seed>")
+    ap.add_argument("--fresh", type=int, default=0, help="render this many new seeded layouts into OUT/gen-<seed>")
     ap.add_argument("--out", required=True, type=Path, help="output folder")
-    ap.add_argument("--views", type=int, default=64)
-    ap.add_argument("--width", type=int, default=192)
-    ap.add_argument("--height", type=int, default=144)
+    ap.add_argument("--views", type=int, help="default: 60 (generated layouts), 64 (toys, garden)")
+    ap.add_argument("--width", type=int, help="default: 128 (generated), 192 (toys, garden)")
+    ap.add_argument("--height", type=int, help="default: 96 (generated), 144 (toys, garden)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the camera jitter")
     ap.add_argument("--depth", action="store_true", help="also write metric z-depth maps (depth/NNNN.npy)")
+    ap.add_argument("--sheet", type=Path, help="also write a contact sheet PNG (one per layout: SHEET/NAME.png "
+                    "with --regression / --fresh)")
     a = ap.parse_args()
-    make_scene(a.layout, a.out, a.views, a.width, a.height, a.seed, a.depth)
+    names = generated_layouts(REGRESSION_SEEDS) if a.regression else []
+    names += generated_layouts(fresh_seeds(a.fresh)) if a.fresh else []
+    if a.layout and not is_layout(a.layout):
+        ap.error(f"unknown layout {a.layout!r} (choose from {', '.join(LAYOUTS)} or gen-<seed>)")
+    if not names and not a.layout:
+        ap.error("give --layout, --regression or --fresh N")
+    jobs = [(a.layout, a.out, a.sheet)] if a.layout else []
+    jobs += [(n, a.out / n, a.sheet / f"{n}.png" if a.sheet else None) for n in names]
+    for name, out, sheet in jobs:
+        make_scene(name, out, a.views, a.width, a.height, a.seed, a.depth)
+        if sheet:
+            print(f"{name}: contact sheet {contact_sheet(out, sheet)}")
 
 
 if __name__ == "__main__":
