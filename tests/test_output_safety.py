@@ -137,3 +137,14 @@ def test_a_held_run_lock_stops_every_writer(saved, tmp_path, capsys, state):
     # once the training has ended, the edit writes (and leaves no lock behind)
     assert edit(ply, "--text", "sofa", "--op", "delete", "--views", 0, "--out", run / "edited.ply") == 0
     assert (run / "edited.ply").is_file() and not (run / LOCK_NAME).exists()
+
+
+def test_the_benchmark_never_writes_over_the_scene_it_reads(tmp_path, capsys):
+    from dff_gs.cli.bench import main
+
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    (scene / "bench.json").write_text("the scene's own")  # a file of the scene named like the benchmark's output
+    assert main(["--data", str(scene), "--out", str(scene), "--only", "gs", "--quiet"]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+    assert (scene / "bench.json").read_text() == "the scene's own"

@@ -19,6 +19,7 @@ import torch
 from dff_gs.bench import NAMES, ROOT, bench_one, compare, machine_info, make_config, markdown
 from dff_gs.plots import plot_curves
 from dff_gs.errors import DffError
+from dff_gs.run_dir import check_not_inputs
 from dff_gs.utils import write_json
 from dff_gs.utils import atomic_write_path
 
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--child", choices=("gs", "nerf"), help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="key=value config overrides applied to both runs")
     return p
+
+
+BENCH_FILES = ("bench.json", "bench.md", "psnr_vs_time.png", "miou_vs_time.png", "result_gs.json",
+               "result_nerf.json")
+"""What the benchmark writes into ``--out`` beside the two run folders (``gs/``, ``nerf/``: claimed as runs)."""
 
 
 def _child_argv(backbone: str, args) -> list[str]:
@@ -84,6 +90,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.out = str(Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out = Path(args.out)
     try:
+        check_not_inputs([out / n for n in BENCH_FILES], input_folders=[args.data])  # the scene's files, ever
         out.mkdir(parents=True, exist_ok=True)
         if args.child:  # inside the child process: train + measure one backbone, write its result
             bench_backbone(args.child, args)
