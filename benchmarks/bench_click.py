@@ -29,10 +29,10 @@ the click marked | selection over the test view that sees most of the object | t
         [--seeds 11,12] [--scenes toys,garden] [--clicks 4] [--teachers default,labels]
         [--variants grouped,eq5,eq5+cleanup] [--compare OTHER/bench_click.json]
 
-Time (2 shared cores): training ~1 min a layout and teacher (cached in ``--runs``, shared with bench_edit);
-then ~1-2 s a click for ``grouped`` (scoring on the 8 test views included) plus the grouping's build per model
-(~10-40 s), ~5-9 s a click for ``eq5`` / ``eq5+cleanup``. The default (8 regression layouts, grouped, 4 clicks):
-see benchmarks/RESULTS.md for the measured time (about 15 min from nothing, training included).
+Time (2 cores, measured 2026-12-06): training ~45 s a layout and teacher on a quiet machine (cached in ``--runs``,
+shared with bench_edit); a click 0.1-0.3 s for ``grouped`` (mean; the grouping's build per model 1.5-11 s apart),
+~0.3-1 s for ``eq5``, plus scoring on the 8 test views. ``--fresh 8 --regression --variants grouped,eq5`` with
+14 of its 16 layouts to train (part of the time beside other work): 33 min; on cached runs, seconds a set.
 """
 
 from __future__ import annotations

@@ -41,10 +41,10 @@ def serve(args, ready=None) -> None:
     session = ViewerSession.open(args.model, data=args.data, backend=args.backend)
     session.warm_up()
     app = ViewerApp(session, host=args.host, port=args.port, drawing=args.render)
-    print(f"viewer: open {app.url} (Ctrl-C stops)", flush=True)
-    if ready is not None:
-        ready(app)
-    try:
+    try:  # from the line that says the page is up, a stop is the viewer's
+        print(f"viewer: open {app.url} (Ctrl-C stops)", flush=True)
+        if ready is not None:
+            ready(app)
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt as e:
