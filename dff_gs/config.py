@@ -99,6 +99,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def leaves(d: dict, prefix: str = "") -> dict:
+    """A nested config dict flattened: ``{"train.steps": 850, ...}`` (dotted key -> leaf value)."""
+    out = {}
+    for k, v in d.items():
+        out.update(leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

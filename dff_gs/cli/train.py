@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from dff_gs.config import apply_dict, apply_overrides, describe, load_yaml, to_dict, warn_repeated
+from dff_gs.config import apply_dict, apply_overrides, describe, leaves, load_yaml, to_dict, warn_repeated
 from dff_gs.errors import ConfigError, quote, run_cli
 from dff_gs.train.config import Config
 
@@ -111,13 +111,6 @@ RESUME_MAY_CHANGE = {"resume", "out", "force", "train.device", "train.backend", 
 trains. ``data.path`` may name the same scene by another path (where it moved, or a copy: :func:`_same_scene`)."""
 
 
-def _leaves(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def _same_scene(before: str, after: str, verifiable: bool) -> bool:
     """Whether ``data.path`` may name the run's scene by another path: any scene there when the checkpoint holds the
     scene's fingerprint (``verifiable``: the pipeline compares it once the scene is loaded,
@@ -141,9 +134,9 @@ def resume_config(resume: str, settings: list[str]) -> Config:
         apply_dict(cfg, saved)
     except ConfigError as e:
         raise CheckpointError(f"{path}: its saved config does not read ({e})") from None
-    before = _leaves(to_dict(cfg))
+    before = leaves(to_dict(cfg))
     apply_overrides(cfg, settings)
-    after = _leaves(to_dict(cfg))
+    after = leaves(to_dict(cfg))
     changed = [k for k in after if after[k] != before[k] and k not in RESUME_MAY_CHANGE
                and not (k == "data.path" and _same_scene(before[k], after[k], fingerprint is not None))]
     if changed:

@@ -35,7 +35,12 @@ def _gaussian_window(size: int, sigma: float, device, dtype) -> Tensor:
     return g / g.sum()
 
 
-def ssim_map(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+SSIM_WINDOW = 11
+"""Side of the SSIM window (the loss's :func:`ssim_map`, and torchmetrics' of the evaluation): the smallest image
+side a run trains and evaluates on (:func:`dff_gs.train.validate.check_image_size`)."""
+
+
+def ssim_map(pred: Tensor, target: Tensor, window: int = SSIM_WINDOW, sigma: float = 1.5) -> Tensor:
     """Per-pixel SSIM (Gaussian window, as 3DGS), differentiable.
 
     Args:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from dff_gs.config import to_dict
+from dff_gs.config import leaves, to_dict
 from dff_gs.distributed import check_distributable, env_world_size
 from dff_gs.errors import ConfigError, DataError, quote
+from dff_gs.eval.metrics import SSIM_WINDOW
 from dff_gs.train.config import Config
 
 
@@ -141,15 +142,6 @@ RULES.update({"nerf.lr": within(0, MAX_LR), "nerf.decoder_lr": within(0, MAX_LR)
 """``key: (check, requirement)`` of every bounded config value."""
 
 
-def _numbers(d: dict, prefix: str = ""):
-    """``(dotted key, number)`` of every int / float leaf of a config dict (lists such as data.background aside)."""
-    for k, v in d.items():
-        if isinstance(v, dict):
-            yield from _numbers(v, f"{prefix}{k}.")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            yield f"{prefix}{k}", v
-
-
 def value_of(cfg: Config, key: str) -> Any:
     obj: Any = cfg
     for part in key.split("."):
@@ -192,8 +184,9 @@ def validate_config(cfg: Config) -> None:
         value = value_of(cfg, key)
         if not ok(value):
             raise ConfigError(f"{key}={quote(value)}: {requirement}")
-    for key, value in _numbers(to_dict(cfg)):  # every number, ruled or not: finite, below 2^31
-        if not (_finite(value) and abs(value) < MAX_MAGNITUDE):
+    for key, value in leaves(to_dict(cfg)).items():  # every number, ruled or not: finite, below 2^31
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+                _finite(value) and abs(value) < MAX_MAGNITUDE):
             raise ConfigError(f"{key}={quote(value)}: must be a finite number of magnitude below 2^31")
     bg = cfg.data.background
     if len(bg) != 3 or not all(_finite(c) and 0 <= c <= 1 for c in bg):
@@ -226,11 +219,6 @@ def check_viewer(cfg: Config) -> None:
     from dff_gs.view.server import check_port
 
     check_port("127.0.0.1", int(cfg.train.viewer), "train.viewer=")
-
-
-SSIM_WINDOW = 11
-"""Side of the SSIM window (:func:`dff_gs.eval.metrics.ssim_map` of the loss, torchmetrics' of the evaluation):
-the smallest image side a run trains and evaluates on."""
 
 
 def check_image_size(cfg: Config, scene) -> None:
