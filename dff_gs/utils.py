@@ -70,6 +70,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def evenly_spaced(total: int, n: int) -> list[int]:
+    """Up to ``n`` indices of ``range(total)`` spread evenly over it, the first and the last included (sorted, no
+    repeats: fewer than ``n`` when ``total < n``)."""
+    return sorted({round(i * (total - 1) / max(n - 1, 1)) for i in range(n)})
+
+
 def fit_side(height: int, width: int, max_side: int) -> tuple[int, int]:
     """``(height, width)`` shrunk, aspect kept, so the longer side is at most ``max_side`` (``max_side <= 0`` or a
     smaller image: unchanged)."""

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dff_gs.data.scene import SceneData
+from dff_gs.utils import evenly_spaced
 
 FINGERPRINT_VERSION = 1
 THUMB_VIEWS = 4
@@ -30,10 +31,6 @@ another libjpeg, or re-encoded, moves a 16x16 area mean by a level or two; anoth
 CAMERA_RTOL = 1e-4
 """Relative tolerance of camera values (float32 keeps 7 digits; a pose read through another BLAS differs in the
 last ones)."""
-
-
-def _thumb_ids(num_views: int) -> list[int]:
-    return sorted({round(i * (num_views - 1) / max(THUMB_VIEWS - 1, 1)) for i in range(THUMB_VIEWS)})
 
 
 def _thumbnail(image: torch.Tensor) -> list:
@@ -62,7 +59,7 @@ def scene_fingerprint(scene: SceneData) -> dict:
         "test": [int(i) for i in scene.test_ids],
         "intrinsics": torch.stack([Ks[:, 0, 0], Ks[:, 1, 1], Ks[:, 0, 2], Ks[:, 1, 2]], 1).tolist(),
         "poses": cams.viewmats.detach().double().cpu()[:, :3, :].reshape(len(cams), 12).tolist(),
-        "thumbs": {int(i): _thumbnail(scene.images[i]) for i in _thumb_ids(scene.num_views)},
+        "thumbs": {int(i): _thumbnail(scene.images[i]) for i in evenly_spaced(scene.num_views, THUMB_VIEWS)},
     }
 
 

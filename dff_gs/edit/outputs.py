@@ -20,7 +20,7 @@ from tqdm import tqdm
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
 from dff_gs.io.ply import SIDECAR_OWN_KEYS, sidecar_path
-from dff_gs.utils import atomic_write_path
+from dff_gs.utils import atomic_write_path, evenly_spaced
 
 
 @dataclass
@@ -82,7 +82,7 @@ def pick_views(model: GaussianModel, cameras, mask: Optional[torch.Tensor], n: i
     if n <= 0:
         return []
     if mask is None or not mask.any():
-        return sorted({round(i * (len(cameras) - 1) / max(n - 1, 1)) for i in range(n)})
+        return evenly_spaced(len(cameras), n)
     cover = torch.stack([render_selection(model, cameras[[i]], mask, backend)[0].sum() for i in range(len(cameras))])
     return sorted(cover.argsort(descending=True)[:n].tolist())
 

@@ -15,7 +15,7 @@ from dff_gs.gaussians import GaussianModel
 from dff_gs.backbone import as_backbone, require_features
 from dff_gs.query.eq5 import (DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings, segment_features,
                               text_query_embeddings)
-from dff_gs.utils import fit_side
+from dff_gs.utils import evenly_spaced, fit_side
 
 if TYPE_CHECKING:
     from dff_gs.query.context import QueryContext
@@ -117,7 +117,7 @@ def query_cameras(scene, count: int, side: int):
     longer side is at most ``side`` pixels (0 = as they are)."""
     ids = list(scene.train_ids) or list(range(scene.num_views))
     if count and len(ids) > count:
-        ids = [ids[round(i * (len(ids) - 1) / (count - 1))] for i in range(count)] if count > 1 else ids[:1]
+        ids = [ids[j] for j in evenly_spaced(len(ids), count)]
     cams = scene.cameras[ids]
     h, w = fit_side(cams.height, cams.width, side)
     return cams if (h, w) == (cams.height, cams.width) else cams.resized(w, h)
