@@ -77,13 +77,18 @@ def default_cache() -> Path:
 
 
 def run_dir(runs: Path, name: str, path: Path | None, teacher: str) -> Path:
-    """``RUNS/NAME-TEACHER-HASH``: HASH of the scene's settings, objects and first image and label map (a scene
-    rendered differently: a new run; an edit of the generator that leaves the scene as it was: the same)."""
+    """``RUNS/NAME-TEACHER-HASH``: HASH of the scene's settings, objects and first image and label map, and of the
+    code's default config (a scene rendered differently or a changed default: a new run; an edit of the generator
+    that leaves the scene as it was: the same)."""
     if path is None or not (path / "transforms.json").is_file():
         return runs / f"{name}-{teacher}-fixed"
     meta = json.loads((path / "transforms.json").read_text())
     settings = {k: v for k, v in meta.get("generator", {}).items() if k != "source"}
-    h = hashlib.sha1(json.dumps([settings, meta.get("objects")], sort_keys=True).encode())
+    from dff_gs.config import to_dict
+    from dff_gs.train.config import Config
+
+    defaults = to_dict(Config())  # the code's defaults: a changed default schedule trains again
+    h = hashlib.sha1(json.dumps([settings, meta.get("objects"), defaults], sort_keys=True, default=str).encode())
     frame = (meta.get("frames") or [{}])[0]
     for key in ("file_path", "semantic_path"):
         if key in frame and (path / frame[key]).is_file():

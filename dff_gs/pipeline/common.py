@@ -23,6 +23,7 @@ from dff_gs.train.validate import check_image_size
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.evaluate import evaluate
 from dff_gs.train.logger import make_logger
+from dff_gs.train.schedule import resolve_steps
 from dff_gs.train.loop import STOP_SIGNALS
 
 def resolve_device(name: str) -> torch.device:
@@ -99,6 +100,7 @@ def load_run_scene(cfg: Config, device: Optional[torch.device] = None, progress:
         check_resumed_scene(cfg, scene_path, scene)
     check_image_size(cfg, scene)  # before data.downscale is resolved: the message names the key that shrank them
     cfg.data.downscale = scene.downscale
+    resolve_steps(cfg, scene)
     if not scene.train_ids:
         raise DataError(f"{scene.source}: no training views: {len(scene.train_ids) + len(scene.test_ids)} view(s), "
                         f"and data.test_every={cfg.data.test_every} holds out view 0 of every {cfg.data.test_every}; "

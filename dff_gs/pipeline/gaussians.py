@@ -19,17 +19,9 @@ from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
 from dff_gs.features import init_decoder_pca
 from dff_gs.train.evaluate import evaluate
+from dff_gs.train.schedule import init_method
 from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
 from dff_gs.utils import seed_everything
-
-def init_method(cfg: Config, scene: SceneData) -> str:
-    """``model.init`` with ``auto`` resolved: depth maps, else sparse points, else the region the cameras see."""
-    if cfg.model.init_ply:
-        return "ply"
-    if cfg.model.init != "auto":
-        return cfg.model.init
-    return "depth" if scene.depths is not None else "points" if scene.points is not None else "region"
-
 
 def scene_summary(cfg: Config, scene: SceneData) -> dict:
     """What ``metrics.json`` records of the scene a run trained on (format, size used, views, initialisation)."""

@@ -88,7 +88,9 @@ class TeacherSettings:
 
 @dataclass
 class TrainConfig:
-    steps: int = option(850, "optimisation steps")
+    steps: int = option(0, "optimisation steps; 0 = chosen for the scene (dff_gs.train.schedule): 850 when the "
+                           "Gaussians start in place (depth maps, points, a PLY), else as many as 30M pixels buy "
+                           "(850 to 3000), the number written to the run's config")
     backbone: str = option("gs", "gs (Gaussians) | nerf")
     backend: str = option("auto", "renderer: auto | torch | gsplat")
     device: str = option("auto", "auto | cpu | cuda")
