@@ -13,7 +13,11 @@ edge), the others uniformly inside it (seeded by ``--click-seed``, the layout an
 - ``eq5``: Eq. 5 alone, ``p > 0.5`` on the click's feature (``click_feature`` + ``reference_probabilities``);
 - ``eq5+cleanup``: the edit selection without grouping (``SelectionConfig(click_grouping=False)``);
 - ``grouped`` (the default ``--variants``): the edit selection's default (what ``edit.py --click`` does), 3D
-  grouping from the click.
+  grouping from the click;
+- ``ceiling``: no selection but the best one this model allows, the Gaussians whose true class (the training
+  views' label maps lifted onto them, ``layout_eval.lifted_truth``) is the object's: what a perfect selection
+  would score, so that a low figure can be told apart as the model's (its geometry draws the object badly) or
+  the selection's. It reads labels no selection may: a diagnostic, never a result.
 
 Each click's selection is rendered on every test view (coverage > 0.5) against the object's true masks, pooled
 over the views: IoU, precision, recall, and its seconds (the per-model build of the grouping apart). Table per
@@ -54,7 +58,7 @@ from dff_gs.edit import SelectionConfig, select_gaussians  # noqa: E402
 from dff_gs.errors import DffError  # noqa: E402
 
 TEACHERS = {"default": ["data.labels=false"], "labels": ["teacher.name=labels"]}
-VARIANTS = ("eq5", "eq5+cleanup", "grouped")
+VARIANTS = ("eq5", "eq5+cleanup", "grouped", "ceiling")
 FLOORS = {"mean": 0.85, "p10": 0.6, "multi_part": 0.75, "click_s": 2.0}
 
 
@@ -108,7 +112,8 @@ def click_rows(ctx, scene, test, variant: str, obj: dict, clicks: list[dict], pn
         click = (c["view"], c["x"], c["y"])
         t0 = time.perf_counter()
         try:
-            mask, build = select(variant, ctx, click)
+            mask, build = (L.lifted_truth(ctx) == obj["class_id"], 0.0) if variant == "ceiling" else \
+                select(variant, ctx, click)
         except DffError as err:  # an empty selection: scored as such
             print(f"  {variant} {obj['class']} {click}: {err}")
             mask, build = torch.zeros(ctx.model.num_gaussians, dtype=torch.bool), 0.0

@@ -6,7 +6,8 @@
   (no depth maps: what a user's scene of that kind brings).
 - *Runs*: ``python train.py --data SCENE --out RUN --quiet OVERRIDES`` in its own process, the default command;
   a finished run is reused. The run folder is named after the scene's generator settings (a hash of its
-  transforms.json ``generator``), so an edited generator renders and trains again instead of reusing a stale run.
+  transforms.json ``generator``) and the code's default config, so an edited generator or a changed default
+  (a schedule, a teacher) renders and trains again instead of reusing a stale run.
 - *Objects*: the transforms.json ``objects`` (``class``, ``class_id``, ``type``, ``multi_part``), else every class
   under a quarter of the test pixels.
 - *Clicks*: per object ``k`` clicks from a seeded RNG (seed, layout name, class id): views drawn at random among
@@ -136,6 +137,27 @@ def layout_objects(scene, path: Path | None) -> list[dict]:
         obj["flat"] = is_flat(obj)
         out.append(obj)
     return out
+
+
+@torch.no_grad()
+def lifted_truth(ctx) -> torch.Tensor:
+    """Each Gaussian's true class, the ceiling of any selection on this model: the training views' label maps
+    lifted onto the Gaussians by their compositing weights, the class of the largest weight (-1 where no training
+    view draws it). Selecting the Gaussians of an object's class is the best any query can do with this model's
+    geometry (a diagnostic: it reads the training views' labels, which no selection may).
+    Returns Tensor  # [N] int64"""
+    from dff_gs.lift import compositing_weights
+
+    def compute():
+        train = ctx.scene().split("train")
+        sem = train.semantics
+        onehot = torch.nn.functional.one_hot(sem.clamp_min(0), len(ctx.scene().class_names)).float()
+        w = compositing_weights(ctx.model, train.cameras, min_weight=1e-3)
+        truth = w.lift(onehot * (sem >= 0)[..., None]).argmax(1)
+        truth[w.weight_sum < 1e-6] = -1
+        return truth
+
+    return ctx.per_model("lifted_truth", compute)
 
 
 def border_band(mask: np.ndarray, band: int = BAND) -> np.ndarray:

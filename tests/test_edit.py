@@ -396,7 +396,7 @@ def test_edit_cli_bad_input(saved, tmp_path, capsys):
     scene_of = json.loads(ply.with_suffix(".dff.json").read_text())["scene"]
     save_ply(blobs(n_per=4)[0], plain, metadata={"scene": scene_of})
     assert run_edit(plain, "--click", 0, 3, 3, "--op", "delete", "--out", out) == 2
-    assert "carries none" in capsys.readouterr().err
+    assert "carries no features" in capsys.readouterr().err
     # deleting every Gaussian would leave nothing to write
     assert run_edit(ply, "--text", "sofa", "--threshold", 0, "--no-cleanup", "--op", "delete", "--out", out) == 2
     assert "empty scene" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Click grouping (dff_gs.grouping): widest paths, the sharpest group, and objects that Eq. 5 cannot tell apart."""
+"""Click grouping (dff_gs.grouping): the piece of Eq. 5 joined to the clicked surface, and objects that Eq. 5 alone
+cannot tell apart."""
 
 import math
 
@@ -9,28 +10,19 @@ from dff_gs import query as Q
 from dff_gs.cameras import Cameras, intrinsics_from_fov
 from dff_gs.errors import ConfigError
 from dff_gs.gaussians import GaussianModel
-from dff_gs.grouping import (ClickGrouper, click_seeds, front_seeds, pixel_camera, sharpest_group,
-                             smoothed_features, widest_path)
+from dff_gs.grouping import ClickGrouper, click_seeds, front_seeds, joined_piece, pixel_camera, smoothed_features
 
 
-def test_widest_path_is_the_bottleneck_of_the_best_path():
-    # 0 -0.9- 1 -0.5- 2 -0.8- 3, and 0 -0.6- 3: node 3 is best reached directly (0.6), node 2 through 3 (0.6)
-    src, dst = torch.tensor([0, 1, 2, 0]), torch.tensor([1, 2, 3, 3])
-    reach = widest_path(5, src, dst, torch.tensor([0.9, 0.5, 0.8, 0.6]), torch.tensor([0]))
-    assert reach[0] == math.inf and reach[4] == -math.inf  # the seed; node 4 is not connected
-    torch.testing.assert_close(reach[1:4], torch.tensor([0.9, 0.6, 0.6]))
-    both = widest_path(5, src, dst, torch.tensor([0.9, 0.5, 0.8, 0.6]), torch.tensor([0, 2]))
-    torch.testing.assert_close(both[1:4], torch.tensor([0.9, math.inf, 0.8]))
-
-
-def test_sharpest_group_cuts_at_the_largest_drop_within_the_size_range():
-    # 30 nodes join at ~0.95 (an object), 100 at 0.5 (what it touches), 5 at 0.99 (a small first piece)
-    reach = torch.cat([torch.tensor([math.inf]), torch.full((5,), 0.99), 0.95 - 0.001 * torch.arange(30),
-                       torch.full((100,), 0.5), torch.tensor([-math.inf])])
-    group = sharpest_group(reach, min_size=20, max_size=60)
-    assert int(group.sum()) == 36 and not group[-101:].any()
-    # with min_size above the object, the cut falls after the next plateau
-    assert int(sharpest_group(reach, min_size=40, max_size=200).sum()) == 136
+def test_joined_piece_keeps_what_a_path_of_kept_nodes_joins_to_the_seeds():
+    # a chain 0-1-2-3-4 and an edge 5-6: keep all but node 2 and node 6
+    src, dst = torch.tensor([0, 1, 2, 3, 5]), torch.tensor([1, 2, 3, 4, 6])
+    keep = torch.tensor([True, True, False, True, True, True, False])
+    assert joined_piece(7, src, dst, keep, torch.tensor([0])).tolist() == [True, True] + [False] * 5
+    assert joined_piece(7, src, dst, keep, torch.tensor([4])).tolist() == [False] * 3 + [True, True, False, False]
+    # a seed below the threshold still counts and joins its kept neighbours
+    assert joined_piece(7, src, dst, keep, torch.tensor([2])).tolist() == [True] * 5 + [False, False]
+    assert joined_piece(7, src, dst, keep, torch.tensor([6])).tolist() == [False] * 5 + [True, True]
+    assert joined_piece(7, src, dst, keep, torch.tensor([0, 5])).tolist() == [True, True] + [False] * 3 + [True, False]
 
 
 def test_front_seeds_are_the_surface_clicked():
@@ -81,8 +73,10 @@ def test_a_click_selects_its_object_where_eq5_takes_both_lookalikes():
     # grouping: the left blob only
     seeds, weights = click_seeds(model, cams, 1, x, y)
     assert len(seeds) and (labels[seeds] == 1).any() and float(weights.sum()) <= 1.0 + 1e-5
-    grouper = ClickGrouper(model, smoothed_features(model, *Q.render_views(model, cams, "torch")), knn=8)
-    mask, info = grouper.group(seeds, min_share=0.02, max_share=0.3)
+    content = model.decode(model.params["features"].detach())
+    grouper = ClickGrouper(model, smoothed_features(model, *Q.render_views(model, cams, "torch")), content, knn=8,
+                           k=3)
+    mask, info = grouper.group(seeds, Q.click_feature(model, cams, 1, x, y, backend="torch"))
     assert mask[labels == 1].all() and not mask[labels == 2].any()
     # of the backdrop, at most a few Gaussians hidden right behind the clicked blob (they take its feature)
     back = model.get_means().detach()[mask & (labels == 0)]
@@ -106,7 +100,7 @@ def test_grouping_settings_are_validated():
     from dff_gs.edit import SelectionConfig
 
     SelectionConfig().validate()
-    for bad in ({"group_knn": 0}, {"group_min_share": 0.5, "group_max_share": 0.1}, {"group_views": -1}):
+    for bad in ({"group_knn": 0}, {"group_threshold": 1.0}, {"group_threshold": -0.1}, {"group_views": -1}):
         with pytest.raises(ConfigError, match="group"):
             SelectionConfig(**bad).validate()
 
@@ -114,5 +108,5 @@ def test_grouping_settings_are_validated():
 def test_feature_less_model_cannot_be_grouped():
     bare = GaussianModel.from_points(torch.rand(30, 3) + torch.tensor([0.0, 0.0, 3.0]), sh_degree=0)
     with pytest.raises(ConfigError, match="features"):
-        ClickGrouper(bare, smoothed_features(bare, *Q.render_views(bare, cameras(), "torch")))
+        ClickGrouper(bare, smoothed_features(bare, *Q.render_views(bare, cameras(), "torch")), torch.zeros(1, 4))
 

@@ -243,9 +243,11 @@ def query_probabilities(ctx: QueryContext, spec: QuerySpec, grouping=None) -> tu
         return mask.float(), {"click": list(spec.value), **info}
     if grouping is not None and spec.kind == "ray" and ctx.scene_path and ctx.kind == "gs":
         from dff_gs.grouping import front_seeds, group_seeds
-        from dff_gs.query.ray import ray_seeds
+        from dff_gs.query.ray import ray_camera, ray_seeds
 
-        mask, info = group_seeds(ctx, front_seeds(*ray_seeds(ctx.model, spec.value)), grouping, spec.describe())
+        reference = click_feature(ctx.backbone, ray_camera(spec.value, ctx.backbone.device), 0, 0, 0)
+        mask, info = group_seeds(ctx, front_seeds(*ray_seeds(ctx.model, spec.value)), reference, grouping,
+                                 spec.describe())
         return mask.float(), {"ray": list(spec.value), **info}
     labels, info = query_label_embeddings(ctx, spec)
     if labels is None:

@@ -143,7 +143,12 @@ def reference_query_embeddings(feats: Tensor, reference: Tensor, k: int = 8, see
     """A patch / click reference and its competitors: the k-means centroids of the scene's own features
     ``feats  # [N, C]`` that are not near-duplicates of the reference (cosine < ``same_cosine``; ``-reference``
     when none is left).  reference: Tensor  # [C].  Returns Tensor  # [1 + M, C]"""
-    _, centroids = kmeans(feats, min(k, len(feats)), seed=seed)
+    return reference_labels(kmeans(feats, min(k, len(feats)), seed=seed)[1], reference, same_cosine)
+
+
+def reference_labels(centroids: Tensor, reference: Tensor, same_cosine: float = 0.9) -> Tensor:
+    """:func:`reference_query_embeddings` given the scene's k-means ``centroids  # [k, C]`` (kept by a caller that
+    asks many times).  reference: Tensor  # [C].  Returns Tensor  # [1 + M, C]"""
     q = F.normalize(reference.float().reshape(-1), dim=0).to(centroids.device)
     others = centroids[centroids @ q < same_cosine]
     if len(others) == 0:
