@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--selection-mode", choices=["gaussian", "lifted", "combined"],
                    help="gaussian: each Gaussian's own p(query|x); lifted: the 2D query rendered over training views "
                         "and lifted onto the Gaussians; combined: lifted where drawn, own where hidden "
-                        "(default: gaussian)")
+                        "(default: combined)")
     s.add_argument("--no-cleanup", action="store_true", help="use the thresholded selection as it is")
     s.add_argument("--min-vote", type=float, help="drop selected Gaussians whose knn are less selected than this")
     s.add_argument("--grow-sigma", type=float, help="grow into Gaussians within this many std devs (0: no growing)")
