@@ -33,10 +33,11 @@ the click marked | selection over the test view that sees most of the object | t
         [--seeds 11,12] [--scenes toys,garden] [--clicks 4] [--teachers default,labels]
         [--variants grouped,eq5,eq5+cleanup] [--compare OTHER/bench_click.json]
 
-Time (2 cores, measured 2026-12-06): training ~45 s a layout and teacher on a quiet machine (cached in ``--runs``,
-shared with bench_edit); a click 0.1-0.3 s for ``grouped`` (mean; the grouping's build per model 1.5-11 s apart),
-~0.3-1 s for ``eq5``, plus scoring on the 8 test views. ``--fresh 8 --regression --variants grouped,eq5`` with
-14 of its 16 layouts to train (part of the time beside other work): 33 min; on cached runs, seconds a set.
+Time (2 cores, measured 2026-12-07): training ~2 min a layout and teacher on a quiet machine (2,441 steps: the
+schedule of a scene without points; cached in ``--runs``, shared with bench_edit); a click 0.1 s for ``grouped``
+(mean, 0.4 s at most; the grouping's build per model 2-6 s apart), ~1 s for ``eq5``, plus scoring on the 8 test
+views. ``--fresh 8 --variants grouped,eq5,ceiling``, its 8 layouts to train: 24 min; the regression set on
+cached runs: 6 min.
 """
 
 from __future__ import annotations
