@@ -133,9 +133,9 @@ class ClickGrouper:
     def group(self, seeds: Tensor, reference: Tensor, threshold: float = 0.25) -> tuple[Tensor, dict]:
         """The piece of ``p > threshold`` joined to ``seeds  # [S]`` (see the module docstring).
         Returns (mask: Tensor  # [N] bool, info: dict)"""
-        p = self.probabilities(reference)
-        mask = joined_piece(self.model.num_gaussians, self.src, self.dst, p > threshold, seeds)
-        return mask.to(seeds.device), {"grouped": int(mask.sum()), "above_threshold": int((p > threshold).sum())}
+        above = self.probabilities(reference) > threshold
+        mask = joined_piece(self.model.num_gaussians, self.src, self.dst, above, seeds)
+        return mask.to(seeds.device), {"grouped": int(mask.sum()), "above_threshold": int(above.sum())}
 
 
 @dataclass
@@ -185,6 +185,8 @@ def group_seeds(ctx, seeds: Tensor, reference: Tensor, settings: GroupingSetting
 
     from dff_gs.query.views import rendered_query_views
 
+    if len(seeds) == 0:  # before the per-model build: nothing to group
+        raise ConfigError(f"{where} shows no Gaussian (background): click on an object")
     model = ctx.model
     key = ("grouper", settings.group_knn, settings.group_views, settings.group_side)
     built = 0.0
@@ -194,7 +196,5 @@ def group_seeds(ctx, seeds: Tensor, reference: Tensor, settings: GroupingSetting
         ctx._cache[key] = ClickGrouper(model, smoothed_features(model, feats, weights),
                                        ctx.backbone.content_features(), settings.group_knn)
         built = time.perf_counter() - t0
-    if len(seeds) == 0:
-        raise ConfigError(f"{where} shows no Gaussian (background): click on an object")
     mask, info = ctx._cache[key].group(seeds, reference, settings.group_threshold)
     return mask, {"seeds": len(seeds), **info, **({"grouping_build_seconds": round(built, 2)} if built else {})}
