@@ -38,7 +38,7 @@ REQUIRES = [
 ]
 # test: the README's test command (pytest, hypothesis, ruff, matplotlib for the plot tests,
 # playwright for the viewer's browser test);
-# bench: benchmarks/scenes/pybullet_scene.py; plots: PSNR / mIoU against time (dff_gs.plots)
+# bench: benchmarks/scenes/pybullet_scene.py; plots: PSNR / mIoU against time (dff_gs.engine.plots)
 PLOTS = ["matplotlib>=3.5"]
 EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4", "playwright>=1.40", *PLOTS],
           "bench": ["pybullet>=3.2"], "plots": PLOTS}

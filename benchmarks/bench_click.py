@@ -56,7 +56,7 @@ import layout_eval as L  # noqa: E402
 
 from dff_gs import query as Q  # noqa: E402
 from dff_gs.edit import SelectionConfig, select_gaussians  # noqa: E402
-from dff_gs.errors import DffError  # noqa: E402
+from dff_gs.core.errors import DffError  # noqa: E402
 
 TEACHERS = {"default": ["data.labels=false"], "labels": ["teacher.name=labels"]}
 VARIANTS = ("eq5", "eq5+cleanup", "grouped", "ceiling")

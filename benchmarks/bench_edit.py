@@ -53,9 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import layout_eval as L  # noqa: E402
 
 from dff_gs import query as Q  # noqa: E402
-from dff_gs.cameras import Cameras  # noqa: E402
+from dff_gs.core.cameras import Cameras  # noqa: E402
 from dff_gs.edit import ops  # noqa: E402
-from dff_gs.errors import DffError  # noqa: E402
+from dff_gs.core.errors import DffError  # noqa: E402
 from dff_gs.render import render  # noqa: E402
 
 MODES = {"text": ("labels", ["teacher.name=labels"]), "click": ("default", ["data.labels=false"])}

@@ -23,7 +23,7 @@ import torch
 from dff_gs.edit import SelectionConfig, ops, select_gaussians
 from dff_gs.edit.color import LUMA, apply_color_matrix, color_matrix, dc_colors, parse_color
 from dff_gs.eval.metrics import psnr
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.io.export import export_model, render_as_viewer
 from dff_gs.io.ply import load_ply
 from dff_gs.query import QueryContext, QuerySpec

@@ -55,9 +55,9 @@ def strip_ply(src: Path, dst: Path) -> int:
 def lift_run(run_dir: Path, ply: Path, out: Path, *, steps: int = 0, top_k: int = 0, resolution: str = "image",
              backend: str = "auto") -> dict:
     """``train.py --init-ply PLY --lift`` with the distilled run's own config (data, split, teacher)."""
-    from dff_gs.config import apply_dict, apply_overrides, load_yaml
+    from dff_gs.core.config import apply_dict, apply_overrides, load_yaml
     from dff_gs.train.config import Config
-    from dff_gs.pipeline import run
+    from dff_gs.engine.pipeline import run
 
     cfg = Config()
     saved = load_yaml(run_dir / "config.yaml")
@@ -73,13 +73,13 @@ def lift_run(run_dir: Path, ply: Path, out: Path, *, steps: int = 0, top_k: int 
 def distill_seconds_now(run_dir: Path, steps: int) -> float:
     """Seconds the distilled run's training would take under the machine's current load, extrapolated from
     ``steps`` of its first training steps (fewer Gaussians than later: an underestimate)."""
-    from dff_gs.config import apply_dict, apply_overrides, load_yaml
+    from dff_gs.core.config import apply_dict, apply_overrides, load_yaml
     from dff_gs.data import load_scene
     from dff_gs.train.config import Config
     from dff_gs.teachers.prepare import prepare_teacher
-    from dff_gs.features import init_decoder_pca
-    from dff_gs.pipeline.gaussians import init_model
-    from dff_gs.pipeline.common import resolve_device, resolve_scene_path
+    from dff_gs.core.features import init_decoder_pca
+    from dff_gs.engine.gaussians import init_model
+    from dff_gs.engine.common import resolve_device, resolve_scene_path
     from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
 
     cfg = Config()
@@ -153,8 +153,8 @@ def _ints(s: str) -> list[int]:
 def synthetic_scene(n: int, views: int, width: int, height: int, seed: int = 0):
     """~n Gaussians on the surfaces of a room-sized box (so views occlude like a real scene) and ``views``
     cameras inside it looking around."""
-    from dff_gs.cameras import Cameras, intrinsics_from_fov
-    from dff_gs.gaussians import GaussianModel
+    from dff_gs.core.cameras import Cameras, intrinsics_from_fov
+    from dff_gs.core.gaussians import GaussianModel
 
     g = torch.Generator().manual_seed(seed)
     face = torch.randint(0, 6, (n,), generator=g)

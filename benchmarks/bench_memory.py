@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from dff_gs.utils import atomic_write_path  # noqa: E402
+from dff_gs.core.utils import atomic_write_path  # noqa: E402
 FIELDS = ("RssAnon", "RssFile", "VmHWM")
 
 

@@ -14,7 +14,7 @@ import json
 
 from dff_gs import query as Q
 from dff_gs.data import load_scene
-from dff_gs.runs import load_model, teacher_from_meta
+from dff_gs.engine.runs import load_model, teacher_from_meta
 
 SYNONYMS = {"sofa": "couch", "table": "dining table", "chair": "seat", "lamp": "floor lamp",
             "plant": "potted plant", "vase": "flower vase", "ball": "beach ball"}

@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from dff_gs.cameras import Cameras, intrinsics_from_fov
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.cameras import Cameras, intrinsics_from_fov
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.render import render
 
 

@@ -2,7 +2,7 @@
 highlight does, in headless Chromium (WebGL in software), the page served by ``python -m dff_gs.view``'s code.
 
 Times are those of the frames Chromium draws (its DevTools screencast: each frame with the wall-clock time it was
-composited, :class:`dff_gs.view.browser.FrameLog`), not of screenshots taken in a loop, whose capture would
+composited, :class:`tests.browser.FrameLog`), not of screenshots taken in a loop, whose capture would
 compete with the page and the server for the same two cores and add its own latency.
 
 - first frame: from ``page.goto`` to the first frame whose scene area (left of the panel) is at least 5%
@@ -63,7 +63,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
     from PIL import Image
 
-    from dff_gs.view.browser import FrameLog, field, launch, screen, wait_for
+    from tests.browser import FrameLog, field, launch, screen, wait_for
     from dff_gs.view.server import ViewerApp
     from dff_gs.view.session import ViewerSession
 

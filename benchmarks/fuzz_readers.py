@@ -8,7 +8,7 @@ written over counts; JSON values replaced by strings / NaN / inf / 0 / negatives
 keys deleted; COLMAP text tokens replaced, lines deleted or repeated, bytes that are not UTF-8.
 
 Configs, through train.py's own path up to the first work (:func:`run_config`: the command line parsed, the
-config resolved, ``validate_config``, as :func:`dff_gs.pipeline.run` starts; nothing trains): ``config_yaml``
+config resolved, ``validate_config``, as :func:`dff_gs.engine.pipeline.run` starts; nothing trains): ``config_yaml``
 (a ``--config`` preset: values replaced by junk, huge or non-finite numbers, wrong types, unknown keys, duplicate
 keys, another shape, deep nesting, alias bombs, binary bytes) and ``config_args`` (a ``key=value`` command line:
 unknown keys, bad / huge / NaN / inf values, keys given twice, flags with bad values). Camera values, through the
@@ -57,7 +57,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from dff_gs.data.examples import make_colmap, make_ply, make_transforms  # noqa: E402
+from tests.examples import make_colmap, make_ply, make_transforms  # noqa: E402
 
 FILE_READERS = ("ply", "sidecar", "transforms", "colmap_bin", "colmap_txt")
 CONFIG_READERS = ("config_yaml", "config_args")
@@ -239,7 +239,7 @@ def mutate_ply(data: bytes, rng: random.Random) -> bytes:
 
 def config_keys() -> list[str]:
     """Every key of the training config, dotted (``train.steps``, ...)."""
-    from dff_gs.config import to_dict
+    from dff_gs.core.config import to_dict
     from dff_gs.train.config import Config
 
     def leaves(d: dict, prefix: str = "") -> list[str]:
@@ -524,13 +524,13 @@ def args_duplicates(argv: list[str]) -> list[str]:
 
 
 def run_config(argv: list[str]) -> tuple:
-    """``train.py argv`` up to the first work, as :func:`dff_gs.pipeline.run` starts: the command line parsed, the
-    config resolved (preset, overrides, a resumed run's own) and checked, ``batch_views`` resolved, the pipeline
+    """``train.py argv`` up to the first work, as :func:`dff_gs.engine.pipeline.run` starts: the command line parsed,
+    the config resolved (preset, overrides, a resumed run's own) and checked, ``batch_views`` resolved, the pipeline
     chosen. (config, what it printed or warned)."""
     from dff_gs.cli.train import build_parser, resolve_config
-    from dff_gs.distributed import env_world_size, resolve_batch_views
-    from dff_gs.pipeline import pipeline_of
-    from dff_gs.train.validate import validate_config
+    from dff_gs.core.distributed import env_world_size, resolve_batch_views
+    from dff_gs.engine.pipeline import pipeline_of
+    from dff_gs.engine.validate import validate_config
 
     said = io.StringIO()
     with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said), \
@@ -547,7 +547,7 @@ def check_config(out) -> str | None:
     """Why an accepted config is not valid: a number that is not finite or a count of 2^31 or more that no
     bound refused (a later allocator / overflow traceback, or a run that never ends), or a key given twice without
     a word."""
-    from dff_gs.config import to_dict
+    from dff_gs.core.config import to_dict
 
     cfg, said, dups = out
 
@@ -566,10 +566,10 @@ def check_config(out) -> str | None:
 
 
 def read_scene_as_training(path: Path) -> tuple:
-    """The scene at ``path`` as a training run reads it (:func:`dff_gs.pipeline.common.load_run_scene`: the
+    """The scene at ``path`` as a training run reads it (:func:`dff_gs.engine.common.load_run_scene`: the
     format's loader and its checks, the training split): (scene, what it printed or warned)."""
-    from dff_gs.config import apply_overrides
-    from dff_gs.pipeline.common import load_run_scene
+    from dff_gs.core.config import apply_overrides
+    from dff_gs.engine.common import load_run_scene
     from dff_gs.train.config import Config
 
     cfg = apply_overrides(Config(), [f"data.path={path}", "train.device=cpu"])
@@ -671,7 +671,7 @@ def where_raised(err: BaseException) -> str:
 
 def run_case(read, check, timeout: float) -> tuple[str, str]:
     """(outcome, detail): outcome is loaded | invalid | DffError | hang | the exception's type name."""
-    from dff_gs.errors import DffError
+    from dff_gs.core.errors import DffError
 
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:

@@ -85,7 +85,7 @@ def run_dir(runs: Path, name: str, path: Path | None, teacher: str) -> Path:
         return runs / f"{name}-{teacher}-fixed"
     meta = json.loads((path / "transforms.json").read_text())
     settings = {k: v for k, v in meta.get("generator", {}).items() if k != "source"}
-    from dff_gs.config import to_dict
+    from dff_gs.core.config import to_dict
     from dff_gs.train.config import Config
 
     defaults = to_dict(Config())  # the code's defaults: a changed default schedule trains again

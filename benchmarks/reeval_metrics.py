@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from dff_gs.config import apply_dict, load_yaml
-from dff_gs.pipeline.common import load_run_scene
+from dff_gs.core.config import apply_dict, load_yaml
+from dff_gs.engine.common import load_run_scene
 from dff_gs.train.config import Config
-from dff_gs.train.evaluate import evaluate
+from dff_gs.engine.evaluate import evaluate
 
 
 def reevaluate(run: Path, root: Path) -> dict:

@@ -1,5 +1,6 @@
-"""Our own compiled kernels (CUDA, and C++ with OpenMP for the CPU), with a pure-PyTorch twin of each
-(``cuda_ext.reference``) that tests compare against.
+"""Our own compiled kernels (CUDA, and C++ with OpenMP for the CPU). The package imports nothing from ``dff_gs``:
+each kernel's pure-PyTorch twin lives with its user, in ``dff_gs.render.reference``, and the parity tests import
+both.
 
 Loading follows gsplat: the extension ``setup.py`` prebuilt (``cuda_ext._C`` for CUDA where a toolkit is present,
 ``cuda_ext._cpu`` everywhere a C++ compiler is, with ``cuda_ext._cpu_avx2`` beside it on x86-64, loaded where the
@@ -32,13 +33,9 @@ import torch
 from torch import Tensor
 
 from cuda_ext import build
-from cuda_ext.reference import (compositing_weights_reference, lift_accumulate_reference, lift_normalize_reference,
-                                project_reference, rasterize_reference, sh_colors_reference)
 
 __all__ = ["load", "load_cpu", "cpu_isa", "available", "cpu_available", "CudaExtUnavailable", "lift_accumulate",
-           "lift_normalize", "project_cpu", "sh_colors_cpu", "rasterize_cpu", "lift_accumulate_reference",
-           "lift_normalize_reference", "compositing_weights_reference", "project_reference", "rasterize_reference",
-           "sh_colors_reference", "MAX_TOP_K"]
+           "lift_normalize", "project_cpu", "sh_colors_cpu", "rasterize_cpu", "MAX_TOP_K"]
 
 MAX_TOP_K = 32
 """Largest ``top_k`` the lifting kernel supports (``kMaxTopK`` in csrc/lift.h)."""
@@ -206,7 +203,7 @@ def cpu_available() -> tuple[bool, str]:
 def _need_cuda(t: Tensor, what: str) -> None:
     if not t.is_cuda:
         raise CudaExtUnavailable(f"cuda_ext {what} runs on CUDA tensors; got a tensor on {t.device} "
-                                 f"(use cuda_ext.{what}_reference on other devices)")
+                                 f"(use dff_gs.render.reference.{what}_reference on other devices)")
 
 
 def lift_accumulate(means2d: Tensor, conics: Tensor, opacities: Tensor, maps: Tensor, tile_offsets: Tensor,

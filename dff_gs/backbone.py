@@ -2,9 +2,9 @@
 (:class:`dff_gs.query.QueryContext`), segmentation renders, the render command and the backbone benchmark are
 written once, against :class:`Backbone`.
 
-A :class:`~dff_gs.gaussians.GaussianModel` is one through :class:`GaussianBackbone` (it adds the rasterizer
+A :class:`~dff_gs.core.gaussians.GaussianModel` is one through :class:`GaussianBackbone` (it adds the rasterizer
 ``backend`` and the background); :class:`~dff_gs.nerf.model.NerfModel` is one itself. :func:`as_backbone`
-takes either. A run folder or model file of either kind loads as one with :func:`dff_gs.runs.load_backbone`;
+takes either. A run folder or model file of either kind loads as one with :func:`dff_gs.engine.runs.load_backbone`;
 :meth:`Backbone.save` writes one back (a PLY + sidecar, or ``nerf_model.pt``).
 
 Primitives are what a backbone's 3D queries are answered on: each Gaussian, or each occupied cell of a NeRF's
@@ -19,9 +19,10 @@ from typing import Optional, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.io.ply import save_ply
 from dff_gs.render import RenderOutput, render
 
 
@@ -67,7 +68,7 @@ class Backbone(Protocol):
 
     def save(self, path: str | Path, metadata: Optional[dict] = None) -> Path:
         """Write the model with ``metadata`` (teacher, scene, ...) to ``path`` atomically; returns the path. It loads
-        back with :func:`dff_gs.runs.load_backbone`."""
+        back with :func:`dff_gs.engine.runs.load_backbone`."""
 
 
 class GaussianBackbone:
@@ -121,8 +122,6 @@ class GaussianBackbone:
 
     def save(self, path: str | Path, metadata: Optional[dict] = None) -> Path:
         """A 3DGS PLY with the ``semantic_*`` features and its sidecar (decoder + ``metadata``)."""
-        from dff_gs.io.ply import save_ply
-
         return save_ply(self.model, path, metadata=metadata)
 
 

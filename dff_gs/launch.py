@@ -19,7 +19,7 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from dff_gs.cli import guard_startup
+from dff_gs.core.startup import guard_startup
 
 
 def status_of(exitcode: int) -> int:

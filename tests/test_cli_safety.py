@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from dff_gs.cli.train import main
-from dff_gs.config import apply_overrides, load_yaml
-from dff_gs.errors import ConfigError, DataError, run_cli
-from dff_gs.pipeline import run
+from dff_gs.core.config import apply_overrides, load_yaml
+from dff_gs.core.errors import ConfigError, DataError, run_cli
+from dff_gs.engine.pipeline import run
 from dff_gs.train.config import Config
-from dff_gs.train.validate import validate_config
+from dff_gs.engine.validate import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["train.steps=5", "teacher.name=none", "train.device=cpu", "model.init_points=500", "--quiet"]
@@ -103,7 +103,7 @@ def test_repeated_keys_in_yaml_and_on_the_command_line_warn(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------- 7: absurd sizes, out of memory
 def test_absurd_sizes_are_refused_naming_the_key_and_the_presets_are_not():
-    from dff_gs.config import apply_dict
+    from dff_gs.core.config import apply_dict
 
     for setting in ["model.feature_dim=300000", "strategy.max_gaussians=1000000000000", "nerf.feature_dim=100000",
                     "model.init_points=100000000000", "nerf.occ_resolution=100000", "nerf.hash_log2_size=40",
@@ -221,7 +221,7 @@ def test_a_bad_host_names_the_host_not_the_port(capsys):
 
 # ------------------------------------------------------------------------------------------------- messages
 def test_a_long_value_is_quoted_short(capsys):
-    from dff_gs.errors import quote
+    from dff_gs.core.errors import quote
 
     long = "x" * 5000
     assert len(quote(long)) == 100 and quote(long).endswith("...") and quote("abc") == "'abc'"
@@ -234,7 +234,7 @@ def test_a_long_value_is_quoted_short(capsys):
 def test_repeated_class_names_are_refused_for_a_text_teacher(tiny_scene, tmp_path):
     from dff_gs.data import load_scene
     from dff_gs.teachers.prepare import prepare_teacher
-    from dff_gs.train.config import TeacherSettings
+    from dff_gs.teachers.settings import TeacherSettings
 
     scene_dir = tmp_path / "room"
     shutil.copytree(tiny_scene, scene_dir)
@@ -313,11 +313,11 @@ def test_an_unknown_key_in_a_large_section_is_a_short_line():
 
 
 def test_a_refused_resume_setting_quotes_values_short(monkeypatch, tmp_path):
-    import dff_gs.train.checkpoint as checkpoint
+    import dff_gs.cli.train as cli_train
     from dff_gs.cli.train import resume_config
-    from dff_gs.config import to_dict
+    from dff_gs.core.config import to_dict
 
-    monkeypatch.setattr(checkpoint, "run_record", lambda resume: (tmp_path / "ckpt.pt", to_dict(Config()), None))
+    monkeypatch.setattr(cli_train, "run_record", lambda resume: (tmp_path / "ckpt.pt", to_dict(Config()), None))
     long = "y" * 5000
     with pytest.raises(ConfigError, match=r"refusing teacher.weights='y+\.\.\. \(the run has ''\)") as err:
         resume_config(str(tmp_path), [f"teacher.model={long}", f"teacher.weights={long}"])

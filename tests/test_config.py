@@ -2,8 +2,8 @@
 
 import pytest
 
-from dff_gs.config import apply_dict, apply_overrides, load_yaml, save_yaml, to_dict
-from dff_gs.errors import ConfigError
+from dff_gs.core.config import apply_dict, apply_overrides, load_yaml, save_yaml, to_dict
+from dff_gs.core.errors import ConfigError
 from dff_gs.cli.train import build_parser, resolve_config
 from dff_gs.train.config import Config
 
@@ -64,7 +64,7 @@ def test_help_shows_what_a_bare_run_uses_and_presets_layer_on_it(tmp_path, capsy
     (["train.image_every=-1"], "train.image_every=-1: must be >= 0"),
 ])
 def test_export_and_metric_keys_checked_before_any_work(flags, message):
-    from dff_gs.train.validate import validate_config
+    from dff_gs.engine.validate import validate_config
 
     cfg = resolve_config(build_parser().parse_args(flags))
     with pytest.raises(ConfigError, match=message.replace("|", r"\|")):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from dff_gs.cameras import Cameras, check_rigid, intrinsics_from_fov
+from dff_gs.core.cameras import Cameras, check_rigid, intrinsics_from_fov
 from dff_gs.data import load_scene
 from dff_gs.data.colmap import (ColmapCamera, ColmapImage, ColmapModel, qvec_to_rotmat, read_model,
                                 rotmat_to_qvec, write_model)
-from dff_gs.data.examples import look_at
+from tests.examples import look_at
 from dff_gs.data.synthetic import generate_scene
-from dff_gs.errors import DataError
+from dff_gs.core.errors import DataError
 
 W, H = 16, 12
 FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV <-> OpenGL camera axes

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dff_gs.config import apply_overrides
-from dff_gs.errors import ConfigError
-from dff_gs.pipeline import run
-from dff_gs.run_dir import LOCK_NAME, RUN_FILES
+from dff_gs.core.config import apply_overrides
+from dff_gs.core.errors import ConfigError
+from dff_gs.engine.pipeline import run
+from dff_gs.io.run_dir import LOCK_NAME, RUN_FILES
 from dff_gs.train.config import Config
 from dff_gs.train.trainer import view_for_step, views_for_step
 

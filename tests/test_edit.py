@@ -15,11 +15,11 @@ from PIL import Image
 from dff_gs.edit import SelectionConfig, cleanup_mask, ops
 from dff_gs.edit.color import apply_color_matrix, dc_colors, hue_matrix, sh_bound
 from dff_gs.edit.script import load_script, parse_script
-from dff_gs.edit.transforms import Similarity, axis_angle_matrix, matrix_to_quat, quat_multiply, quat_to_matrix
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.geometry import Similarity, axis_angle_matrix, matrix_to_quat, quat_multiply, quat_to_matrix
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.io.ply import load_ply, save_ply
-from dff_gs.render.sh import eval_sh
+from dff_gs.core.sh import eval_sh
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["sofa", "chair", "wall"]
@@ -340,7 +340,7 @@ def test_edit_cli_refuses_to_overwrite(saved, tmp_path, capsys):
 
 def test_edit_outputs_are_one_set_with_one_writer(saved, tmp_path, capsys):
 
-    from dff_gs.errors import DataError
+    from dff_gs.core.errors import DataError
 
     ply, _ = saved
     out = tmp_path / "e.ply"
@@ -428,7 +428,7 @@ def test_edit_cli_script_with_compose_and_several_queries(saved, tmp_path):
 
 def test_scene_options_travel_with_the_ply(saved, tmp_path):
     """An edited PLY moved out of its run folder still opens the scene as the run did (sidecar scene_options)."""
-    from dff_gs.runs import run_scene_options
+    from dff_gs.engine.runs import run_scene_options
 
     ply, _ = saved
     model, meta = load_ply(ply)

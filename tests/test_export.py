@@ -9,12 +9,12 @@ import pytest
 import torch
 from plyfile import PlyData
 
-from dff_gs.cameras import Cameras
+from dff_gs.core.cameras import Cameras
 from dff_gs.edit import ops
 from dff_gs.edit.color import apply_color_matrix, color_matrix, dc_colors
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 from dff_gs.eval.metrics import psnr
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.io.export import export_model, export_paths, parse_exports, read_splat, render_as_viewer
 from dff_gs.render import eval_sh, render
 

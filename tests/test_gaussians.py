@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-import dff_gs.gaussians as G
+import dff_gs.core.gaussians as G
 
 
 def brute_force_mean_knn(points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -78,7 +78,7 @@ def test_knn_tree_is_exact_and_the_default_stays_cdist(monkeypatch):
     """``knn(tree=True)`` (selections, grouping) answers with a k-d tree above ``TREE_MIN_PAIRS``: the same
     neighbours as a float64 brute force, nearest first, the query itself dropped with ``exclude_self``; without
     ``tree`` it is the chunked cdist of before."""
-    import dff_gs.neighbors as nb
+    import dff_gs.core.neighbors as nb
 
     monkeypatch.setattr(nb, "TREE_MIN_PAIRS", 1000)
     g = torch.Generator().manual_seed(6)

@@ -1,4 +1,4 @@
-"""Click grouping (dff_gs.grouping): the piece of Eq. 5 joined to the clicked surface, and objects that Eq. 5 alone
+"""Click grouping (dff_gs.query.grouping): the piece of Eq. 5 joined to the clicked surface, and objects that Eq. 5
 cannot tell apart."""
 
 import math
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from dff_gs import query as Q
-from dff_gs.cameras import Cameras, intrinsics_from_fov
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.grouping import ClickGrouper, click_seeds, front_seeds, joined_piece, pixel_camera, smoothed_features
+from dff_gs.core.cameras import Cameras, intrinsics_from_fov
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.query.grouping import ClickGrouper, click_seeds, front_seeds, joined_piece, pixel_camera, smoothed_features
 
 
 def test_joined_piece_keeps_what_a_path_of_kept_nodes_joins_to_the_seeds():

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 import cuda_ext
 from cuda_ext import build
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.render import reference
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.lift import lift_features, lift_model
 from dff_gs.lift.tiles import tile_lists
 from dff_gs.render import rasterize
@@ -193,14 +194,14 @@ def test_reference_accumulates_into_given_buffers(scene):
     with torch.no_grad():
         geo = (model.get_means(), model.get_quats(), model.get_scales(), model.get_opacities())
     L = tile_lists(*geo, cams.viewmats, cams.Ks, cams.width, cams.height, 8)
-    fs, ws = cuda_ext.lift_accumulate_reference(L.means2d, L.conics, L.opacities, maps, L.tile_offsets, L.flatten_ids,
+    fs, ws = reference.lift_accumulate_reference(L.means2d, L.conics, L.opacities, maps, L.tile_offsets, L.flatten_ids,
                                                 cams.width, cams.height, 8)
-    fs2, ws2 = cuda_ext.lift_accumulate_reference(L.means2d, L.conics, L.opacities, maps, L.tile_offsets,
+    fs2, ws2 = reference.lift_accumulate_reference(L.means2d, L.conics, L.opacities, maps, L.tile_offsets,
                                                   L.flatten_ids, cams.width, cams.height, 8,
                                                   feat_sum=torch.ones_like(fs), weight_sum=torch.ones_like(ws))
     torch.testing.assert_close(fs2, fs + 1)
     torch.testing.assert_close(ws2, ws + 1)
-    out = cuda_ext.lift_normalize_reference(fs, ws, out=torch.full_like(fs, float("nan")))
+    out = reference.lift_normalize_reference(fs, ws, out=torch.full_like(fs, float("nan")))
     assert torch.isfinite(out).all()
 
 
@@ -317,7 +318,7 @@ def test_lift_needs_init_ply_and_teacher(plain_ply, tmp_path, capsys):
 def test_init_ply_without_lift_initialises_training(plain_ply):
     from dff_gs.train.config import Config
     from dff_gs.teachers.prepare import TeacherOutputs
-    from dff_gs.pipeline.gaussians import init_model
+    from dff_gs.engine.gaussians import init_model
 
     _, ply, n = plain_ply
     cfg = Config()
@@ -354,7 +355,7 @@ def test_cuda_ext_matches_its_twin_on_random_inputs(C, tile_size, top_k, dtype):
     assert L.num_intersections > 1000
     args = (L.means2d, L.conics, L.opacities, maps, L.tile_offsets, L.flatten_ids, 67, 45, tile_size)
     fs, ws = cuda_ext.lift_accumulate(*args, pix_weights=pw, top_k=top_k)
-    rf, rw = cuda_ext.lift_accumulate_reference(*args, pix_weights=pw, top_k=top_k)
+    rf, rw = reference.lift_accumulate_reference(*args, pix_weights=pw, top_k=top_k)
     assert int((rw > 0).sum()) > 100
     torch.testing.assert_close(ws, rw, rtol=2e-3, atol=1e-4)
     torch.testing.assert_close(fs, rf, rtol=2e-3, atol=2e-3 * float(rf.abs().max()))
@@ -375,7 +376,7 @@ def test_cuda_ext_writes_every_output_and_accumulates_in_place():
     assert bool((ws == 0).any()) and bool((ws > 0).any())  # both branches of the normalisation are exercised
     out = cuda_ext.lift_normalize(fs, ws, 1e-8, out=torch.full_like(fs, float("nan")))
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, cuda_ext.lift_normalize_reference(fs, ws, 1e-8))
+    torch.testing.assert_close(out, reference.lift_normalize_reference(fs, ws, 1e-8))
 
 
 @NEEDS_CUDA

@@ -59,8 +59,8 @@ def test_reported_ssim_equals_torchmetrics_on_rendered_images(tiny_scene):
     """``evaluate``'s SSIM (metrics.json, eval rows) over the renders of a scene equals torchmetrics' mean."""
     from dff_gs.data import load_scene
     from dff_gs.eval.lpips import LPIPS_UNAVAILABLE
-    from dff_gs.gaussians import GaussianModel
-    from dff_gs.train.evaluate import as_backbone, evaluate, render_view
+    from dff_gs.core.gaussians import GaussianModel
+    from dff_gs.engine.evaluate import as_backbone, evaluate, render_view
 
     scene = load_scene(tiny_scene).split("test")
     model = GaussianModel.from_depth(scene, max_points=3000, sh_degree=1, init_opacity=0.8)
@@ -81,7 +81,7 @@ def test_lpips_from_a_weights_file(tiny_scene, tmp_path):
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     import torchmetrics.functional.image.lpips as tm_lpips
-    from dff_gs.errors import ConfigError
+    from dff_gs.core.errors import ConfigError
     from dff_gs.eval.lpips import load_lpips, lpips_distance
 
     torch.manual_seed(0)

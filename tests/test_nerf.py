@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dff_gs import query as Q
-from dff_gs.config import apply_overrides
-from dff_gs.errors import ConfigError, DataError
+from dff_gs.core.config import apply_overrides
+from dff_gs.core.errors import ConfigError, DataError
 from dff_gs.nerf.batches import sample_maps
 from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.encodings import FrequencyEncoding, HashEncoding, SHEncoding
@@ -19,7 +19,7 @@ from dff_gs.nerf.occupancy import OccupancyGrid
 from dff_gs.nerf.renderer import distortion_loss, render_weights
 from dff_gs.nerf.sampler import ray_aabb, sample_pdf, stratified_edges
 from dff_gs.train.config import Config
-from dff_gs.features import resample_maps
+from dff_gs.core.features import resample_maps
 
 TINY_NERF = [  # a small field: the whole file stays fast on two CPU cores
     "nerf.hash_levels=6", "nerf.hash_log2_size=12", "nerf.hash_max_res=64", "nerf.feature_levels=4",
@@ -42,7 +42,7 @@ def tiny_cfg(scene, out, cache, *extra):
 @pytest.fixture(scope="module")
 def nerf_run(tiny_scene, tmp_path_factory):
     """A tiny NeRF run folder (labels teacher) shared by the query / edit / loader tests."""
-    from dff_gs.pipeline import run
+    from dff_gs.engine.pipeline import run
 
     root = tmp_path_factory.mktemp("nerf")
     metrics = run(tiny_cfg(tiny_scene, root / "run", root / "cache"), progress=False)
@@ -104,7 +104,7 @@ def test_hash_encoding_interpolates_table_rows_at_vertices():
 
 def test_other_encodings_shapes():
     assert FrequencyEncoding(3, 4)(torch.rand(7, 3)).shape == (7, 27)
-    from dff_gs.render.sh import eval_sh
+    from dff_gs.core.sh import eval_sh
 
     d = F.normalize(torch.randn(5, 3), dim=-1)
     for bands in (2, 3, 4):  # the Gaussians' SH basis: coefficients = identity give the basis itself
@@ -198,7 +198,7 @@ def test_occupancy_grid_skips_empty_space():
 
 def test_mark_invisible_and_prior(tiny_scene):
     from dff_gs.data import load_scene
-    from dff_gs.nerf.run import prior_points, scene_box
+    from dff_gs.engine.nerf import prior_points, scene_box
 
     scene = load_scene(tiny_scene, test_every=5).split("train")
     grid = OccupancyGrid(scene_box(scene.bounds, 0.05), resolution=24)
@@ -215,7 +215,7 @@ def test_mark_invisible_and_prior(tiny_scene):
 # ----------------------------------------------------------------------------------------------- training
 def test_tiny_training_lowers_the_loss(tiny_scene, tmp_path):
     from dff_gs.data import load_scene
-    from dff_gs.nerf.run import init_occupancy, scene_box
+    from dff_gs.engine.nerf import init_occupancy, scene_box
     from dff_gs.nerf.trainer import NerfTrainer
     from dff_gs.teachers.prepare import prepare_teacher
 
@@ -251,7 +251,7 @@ def test_nerf_run_folder_and_history(nerf_run):
 
 def test_nerf_resume_continues_exactly(tiny_scene, tmp_path, monkeypatch):
     from dff_gs.nerf.trainer import NerfTrainer
-    from dff_gs.pipeline import run
+    from dff_gs.engine.pipeline import run
 
     extra = ("train.steps=8", "train.eval_every=0", "nerf.occ_update_every=3", "nerf.occ_warmup=4")
     # the straight run also logs a comparison image every 4 steps: that must not change what it trains
@@ -285,10 +285,10 @@ def test_nerf_resume_continues_exactly(tiny_scene, tmp_path, monkeypatch):
 def test_queries_on_a_nerf(nerf_run, tiny_scene):
     from dff_gs.data import load_scene
     from dff_gs.nerf import load_nerf
-    from dff_gs.nerf import query as NQ
+    from dff_gs.query import nerf as NQ
     from dff_gs.backbone import Backbone
     from dff_gs.query import label_probabilities, reference_query_embeddings, text_negatives
-    from dff_gs.runs import teacher_from_meta
+    from dff_gs.engine.runs import teacher_from_meta
 
     model, meta = load_nerf(nerf_run[0])
     assert isinstance(model, Backbone) and model.kind == "nerf"  # 2D queries below are the Gaussians' own code
@@ -329,8 +329,8 @@ def test_queries_on_a_nerf(nerf_run, tiny_scene):
 def test_render_time_edits_change_the_render(nerf_run, tiny_scene):
     from dff_gs.data import load_scene
     from dff_gs.nerf import load_nerf
-    from dff_gs.nerf import query as NQ
-    from dff_gs.nerf.edit import SegmentationEdit, render_edit
+    from dff_gs.query import nerf as NQ
+    from dff_gs.edit.nerf import SegmentationEdit, render_edit
 
     model, _ = load_nerf(nerf_run[0])
     cams = load_scene(tiny_scene, test_every=5).split("test").cameras[[0]]
@@ -360,8 +360,8 @@ def test_a_nerf_run_opens_as_a_backbone_and_queries_through_the_context(nerf_run
     from dff_gs.backbone import Backbone
     from dff_gs.edit import EditScript, apply_script
     from dff_gs.edit.script import Delete
-    from dff_gs.nerf import query as NQ
-    from dff_gs.runs import load_backbone
+    from dff_gs.query import nerf as NQ
+    from dff_gs.engine.runs import load_backbone
 
     out = nerf_run[0]
     ctx = Q.QueryContext.open(out)
@@ -419,12 +419,12 @@ def test_the_query_command_on_a_nerf_run(nerf_run, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------------- bad input
 def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
-    from dff_gs.gaussians import GaussianModel
+    from dff_gs.core.gaussians import GaussianModel
     from dff_gs.io.ply import save_ply
     from dff_gs.nerf import load_nerf
     from dff_gs.cli.query import main as query_main
     from dff_gs.cli.render import main as render_main
-    from dff_gs.runs import load_model
+    from dff_gs.engine.runs import load_model
 
     out = nerf_run[0]
     for path in (out, out / "nerf_model.pt", out / "checkpoint.pt"):
@@ -452,7 +452,7 @@ def test_nerf_run_refused_by_gaussian_tools_and_back(nerf_run, tmp_path):
 
 
 def test_a_nerf_model_file_round_trips_and_a_newer_one_is_refused(tmp_path):
-    from dff_gs.errors import CheckpointError
+    from dff_gs.core.errors import CheckpointError
     from dff_gs.nerf import load_nerf
 
     cfg = NerfConfig(field="mlp", pe_frequencies=2, mlp_width=8, mlp_depth=1, hidden=8, coarse_samples=4,
@@ -468,7 +468,7 @@ def test_a_nerf_model_file_round_trips_and_a_newer_one_is_refused(tmp_path):
 
 
 def test_unknown_backbone_names_the_valid_ones(tiny_scene, tmp_path):
-    from dff_gs.pipeline import run
+    from dff_gs.engine.pipeline import run
 
     with pytest.raises(ConfigError, match="gs, nerf"):
         run(tiny_cfg(tiny_scene, tmp_path / "x", tmp_path / "cache", "train.backbone=mlp"), progress=False)

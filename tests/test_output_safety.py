@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dff_gs.errors import OutputError
+from dff_gs.core.errors import OutputError
 from dff_gs.io.lock import OutputLock
-from dff_gs.run_dir import LOCK_NAME
+from dff_gs.io.run_dir import LOCK_NAME
 
 
 def digests(folder: Path) -> dict:
@@ -94,7 +94,7 @@ def test_edit_never_writes_over_a_run_or_scene_it_reads(saved, tmp_path, capsys)
 
 
 def test_the_guard_resolves_links_and_spares_runs_kept_inside_a_scene(tmp_path):
-    from dff_gs.run_dir import check_not_inputs, enclosing_run
+    from dff_gs.io.run_dir import check_not_inputs, enclosing_run
 
     scene = tmp_path / "scene"
     (scene / "images").mkdir(parents=True)

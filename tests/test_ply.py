@@ -8,8 +8,8 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from dff_gs.errors import CheckpointError, DataError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.errors import CheckpointError, DataError
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.io.ply import load_ply, save_ply
 
 C0 = 0.28209479177387814

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from dff_gs import query as Q
-from dff_gs.cameras import Cameras, intrinsics_from_fov
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.cameras import Cameras, intrinsics_from_fov
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
 
 EMB = {  # a toy text space: "couch" is a paraphrase of "sofa"
     "sofa": [1.0, 0.0, 0.0, 0.0], "couch": [0.95, 0.05, 0.0, 0.0], "chair": [0.0, 1.0, 0.0, 0.0],

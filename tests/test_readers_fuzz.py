@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dff_gs.data import load_scene
-from dff_gs.data.examples import make_colmap, make_ply, make_transforms
-from dff_gs.errors import CheckpointError, DataError, DffError
+from tests.examples import make_colmap, make_ply, make_transforms
+from dff_gs.core.errors import CheckpointError, DataError, DffError
 from dff_gs.io.ply import load_ply, sidecar_path
 
 W, H = 8, 6

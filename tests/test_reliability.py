@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dff_gs.config import apply_overrides
-from dff_gs.errors import DataError, Interrupted, run_cli
+from dff_gs.core.config import apply_overrides
+from dff_gs.core.errors import DataError, Interrupted, run_cli
 from dff_gs.cli.train import main
 from dff_gs.train.config import Config
-from dff_gs.pipeline import run
+from dff_gs.engine.pipeline import run
 from dff_gs.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_every_trainer_has_step_state_and_checkpoint(labelled_run, tiny_scene, t
 
 
 def test_files_of_a_newer_version_are_refused_in_one_line(labelled_run, tmp_path):
-    from dff_gs.errors import CheckpointError
+    from dff_gs.core.errors import CheckpointError
     from dff_gs.io.ply import load_ply
     from dff_gs.train.checkpoint import load_checkpoint
 
@@ -236,7 +236,7 @@ def test_an_interrupt_after_training_names_the_checkpoint(tiny_scene, tmp_path, 
     def stopped(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("dff_gs.pipeline.gaussians.evaluate", stopped)  # Ctrl-C during the final evaluation
+    monkeypatch.setattr("dff_gs.engine.gaussians.evaluate", stopped)  # Ctrl-C during the final evaluation
     r = tmp_path / "r"
     assert main(["--data", str(tiny_scene), "--out", str(r), "--quiet", "--steps", "3", "teacher.name=none",
                  *SMALL]) == 130
@@ -247,7 +247,7 @@ def test_an_interrupt_after_training_names_the_checkpoint(tiny_scene, tmp_path, 
 def test_impossible_outputs_fail_before_any_work(tiny_scene, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     args = ["--data", str(tiny_scene), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
-    monkeypatch.setattr("dff_gs.pipeline.gaussians.load_run_scene", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr("dff_gs.engine.gaussians.load_run_scene", lambda *a: pytest.fail("work started"))
     for out in (tmp_path / "file", tmp_path / "file" / "run"):
         assert main(args + ["--out", str(out)]) == 2
         err = capsys.readouterr().err
@@ -380,7 +380,7 @@ def test_tools_refuse_gsplat_without_cuda_in_one_line(labelled_run, tmp_path, ca
 
 
 def test_outputs_get_the_usual_permissions(tmp_path):
-    from dff_gs.utils import atomic_write_path
+    from dff_gs.core.utils import atomic_write_path
 
     previous = os.umask(0o022)
     try:

@@ -16,9 +16,9 @@ import math
 import pytest
 import torch
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.render import eval_sh, rasterize, render, resolve_backend
 from dff_gs.render.projection import project_gaussians
 

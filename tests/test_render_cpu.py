@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import cuda_ext
+from dff_gs.render import reference
 from dff_gs.render import rasterize, resolve_backend
 
 rasterize_module = importlib.import_module("dff_gs.render.rasterize")  # the module (the package exports the function)
@@ -140,7 +141,7 @@ def test_opacity_per_camera_and_direct_call(problem):
                                                        W, H)
     op = p["opacities"][None].expand(C, N) * torch.tensor([[1.0], [0.5]])
     a = cuda_ext.rasterize_cpu(means2d, conics, op, p["colors"], depths, radii, W, H, 8)
-    b = cuda_ext.rasterize_reference(means2d, conics, op, p["colors"], depths, radii, W, H, 8)
+    b = reference.rasterize_reference(means2d, conics, op, p["colors"], depths, radii, W, H, 8)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
 
@@ -171,7 +172,7 @@ def test_projection_twin_float64_with_culling_and_clamping():
     viewmats = torch.eye(4, dtype=F64).repeat(2, 1, 1)
     viewmats[1, :3, 3] = torch.tensor([0.2, -0.1, 0.3], dtype=F64)
     Ks = torch.tensor([[60.0, 0.0, 36.0], [0.0, 55.0, 28.0], [0.0, 0.0, 1.0]], dtype=F64).repeat(2, 1, 1)
-    ref = cuda_ext.project_reference(means, quats, scales, viewmats, Ks, W, H, 0.01, 5.0, 0.3)
+    ref = reference.project_reference(means, quats, scales, viewmats, Ks, W, H, 0.01, 5.0, 0.3)
     out = cuda_ext.project_cpu(means, quats, scales, viewmats, Ks, W, H, 0.01, 5.0, 0.3)
     assert torch.equal(out[3], ref[3])
     culled = (ref[3] == 0).all(-1)
@@ -186,7 +187,7 @@ def test_projection_twin_float64_with_culling_and_clamping():
         sum((r * w).sum() for r, w in zip(res[:3], ws)).backward()
         return [t.grad for t in leaves]
 
-    for a, b in zip(grads(cuda_ext.project_cpu), grads(cuda_ext.project_reference)):
+    for a, b in zip(grads(cuda_ext.project_cpu), grads(reference.project_reference)):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
 
 
@@ -252,7 +253,7 @@ def test_sh_colors_twin(degree):
         centers = torch.cat([torch.tensor([[1.0, 2.0, 3.0]], dtype=dtype), torch.randn(2, 3, generator=g, dtype=dtype)])
         leaves = [[t.clone().requires_grad_(True) for t in (means, sh0, shN)] for _ in range(2)]
         a = cuda_ext.sh_colors_cpu(*leaves[0], centers, degree)
-        b = cuda_ext.sh_colors_reference(*leaves[1], centers, degree)
+        b = reference.sh_colors_reference(*leaves[1], centers, degree)
         assert (b == 0).any() and (b > 0).any()
         tol = 1e-5 if dtype == torch.float32 else 1e-12
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
@@ -269,8 +270,8 @@ def test_sh_colors_twin(degree):
 
 def test_render_uses_the_compiled_sh_on_the_cpu_backend(monkeypatch):
     """``render(backend="cpu")`` evaluates SH with the compiled kernel, ``torch`` with the twin; same images."""
-    from dff_gs.cameras import Cameras
-    from dff_gs.gaussians import GaussianModel
+    from dff_gs.core.cameras import Cameras
+    from dff_gs.core.gaussians import GaussianModel
     from dff_gs.render import render
 
     g = torch.Generator().manual_seed(5)

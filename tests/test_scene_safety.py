@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from dff_gs.cli.train import main
-from dff_gs.config import apply_overrides
+from dff_gs.core.config import apply_overrides
 from dff_gs.data import load_scene
-from dff_gs.data.examples import make_colmap, make_transforms, save_png
-from dff_gs.errors import CheckpointError, DataError
-from dff_gs.pipeline import run
+from tests.examples import make_colmap, make_transforms, save_png
+from dff_gs.core.errors import CheckpointError, DataError
+from dff_gs.engine.pipeline import run
 from dff_gs.train.checkpoint import SCENE_KEY
 from dff_gs.train.config import Config
 from dff_gs.train.trainer import Trainer
@@ -175,7 +175,7 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tiny_scene, tmp_path, mon
 
 
 def test_the_save_check_names_the_parameter(tmp_path):
-    from dff_gs.gaussians import GaussianModel
+    from dff_gs.core.gaussians import GaussianModel
     from dff_gs.train.checkpoint import check_progress
 
     model = GaussianModel.random(torch.tensor([[-1.0, -1, -1], [1, 1, 1]]), 10, feature_dim=0)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from dff_gs.data import load_scene
 from dff_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
-from dff_gs.errors import DataError
+from dff_gs.core.errors import DataError
 from tests.test_data import FLIP, look_at, ring_poses, save_u8
 
 cv2 = pytest.importorskip("cv2")
@@ -187,7 +187,7 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
     from dff_gs.data.region import content_region
     from dff_gs.train.config import Config
     from dff_gs.teachers.prepare import TeacherOutputs
-    from dff_gs.pipeline.gaussians import init_method, init_model
+    from dff_gs.engine.gaussians import init_method, init_model
     from dff_gs.train.trainer import scene_scale_of
 
     centre, radius = sphere_views(tmp_path)
@@ -223,7 +223,7 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
 
 def test_label_free_teacher_and_format_presets(tmp_path, capsys):
     from dff_gs.cli.train import build_parser, resolve_config
-    from dff_gs.train.config import TeacherSettings
+    from dff_gs.teachers.settings import TeacherSettings
     from dff_gs.teachers.prepare import LABEL_FREE_TEACHER, prepare_teacher
 
     (tmp_path / "obj").mkdir()
@@ -268,7 +268,7 @@ def test_feature_loss_pooling():
 def test_labels_can_be_withheld(capsys):
     """data.labels=false trains a scene with label maps as one without: no semantics reach the trainer."""
     from dff_gs.train.config import Config
-    from dff_gs.pipeline.common import load_run_scene
+    from dff_gs.engine.common import load_run_scene
 
     cfg = Config()
     _, scene, train, _ = load_run_scene(cfg)

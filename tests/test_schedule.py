@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dff_gs.config import apply_overrides
+from dff_gs.core.config import apply_overrides
 from dff_gs.train.config import Config
 from dff_gs.train.schedule import BASE_STEPS, MAX_AUTO_STEPS, auto_steps, resolve_steps
 
@@ -40,7 +40,7 @@ def test_resolve_steps(settings, scene, steps, said, capsys):
 
 
 def test_the_loaded_scene_resolves_the_steps_the_run_writes(tiny_scene, capsys):
-    from dff_gs.pipeline.common import load_run_scene, saved_config
+    from dff_gs.engine.common import load_run_scene, saved_config
 
     for init, steps in (("region", MAX_AUTO_STEPS), ("depth", BASE_STEPS)):
         cfg = apply_overrides(Config(), [f"data.path={tiny_scene}", f"model.init={init}"])

@@ -1,56 +1,97 @@
-"""The package's shape: no import cycle between its modules (function-level imports included), no file over 450
-lines, no function over 80."""
+"""The package's shape: layers whose imports point only down, no import cycle, no file over 450 lines, no function
+over 80, few lazy imports.
+
+The layer map (drawn in the README's "How it fits together") is written once, here: :data:`LAYERS`, lowest first.
+A module belongs to the layer of the longest prefix that names it; ``__main__`` modules are entry points (apps).
+Every import counts (top level, inside functions, under ``TYPE_CHECKING``), and importing ``a.b.c`` also runs the
+``__init__`` of ``a`` and ``a.b``: those packages are dependencies too (except the importer's own packages, which
+Python has already run)."""
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dff_gs"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("dff_gs", "cuda_ext")
+
+LAYERS = (
+    ("core", ("dff_gs", "dff_gs.core")),
+    ("kernels", ("cuda_ext",)),
+    ("render, data", ("dff_gs.render", "dff_gs.data", "dff_gs.io", "dff_gs.eval", "dff_gs.teachers")),
+    ("methods", ("dff_gs.train", "dff_gs.nerf", "dff_gs.lift", "dff_gs.backbone")),
+    ("engine", ("dff_gs.engine",)),
+    ("query", ("dff_gs.query",)),
+    ("apps", ("dff_gs.edit", "dff_gs.view", "dff_gs.bench", "dff_gs.cli", "dff_gs.launch")),
+)
+"""The layers, lowest first: a module may import its own layer's modules (without a cycle) and those below."""
+
+MAX_LAZY_IMPORTS = 56
+"""Imports of the project's own modules inside functions, at most (a third of the 168 before the layers): each one
+says why on its line (``# lazy: ...``)."""
 
 
 def modules() -> dict[str, Path]:
     out = {}
-    for f in PACKAGE.rglob("*.py"):
-        parts = f.relative_to(PACKAGE.parent).with_suffix("").parts
-        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    for package in PACKAGES:
+        for f in (ROOT / package).rglob("*.py"):
+            parts = f.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
     return out
 
 
-def _runtime_imports(tree: ast.AST):
-    """Every import statement, at any depth, except those under ``if TYPE_CHECKING:``."""
+def layer_of(name: str) -> int:
+    if name.rpartition(".")[2] == "__main__":
+        return len(LAYERS) - 1
+    best, level = -1, None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (name == p or name.startswith(p + ".")) and len(p) > best:
+                best, level = len(p), i
+    assert level is not None, f"{name} is in no layer: add it to LAYERS"
+    return level
+
+
+def imports(tree: ast.AST, in_function: bool = False):
+    """``(node, in_function)`` for every import statement, at any depth (``TYPE_CHECKING`` blocks included)."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            yield from (n for child in node.orelse for n in _runtime_imports(child))
-            continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            yield node
-        yield from _runtime_imports(node)
+            yield node, in_function
+        yield from imports(node, in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+def imported_names(node, name: str, is_package: bool, mods: dict) -> list[str]:
+    """The project's modules an import statement of module ``name`` names (relative imports resolved)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    base = node.module or ""
+    if node.level:
+        root = name if is_package else name.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            root = root.rpartition(".")[0]
+        base = f"{root}.{base}" if base else root
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+
+
+def owner(name: str, mods: dict):
+    while name and name not in mods:
+        name = name.rpartition(".")[0]
+    return name or None
 
 
 def import_graph() -> dict[str, set[str]]:
+    """Module -> the project's modules (and packages whose ``__init__`` runs) it imports."""
     mods = modules()
-
-    def owner(name: str):
-        while name and name not in mods:
-            name = name.rpartition(".")[0]
-        return name or None
-
     graph = {}
     for name, f in mods.items():
-        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        is_package = f.name == "__init__.py"
+        own = {name.rsplit(".", k)[0] for k in range(name.count(".") + 1)}  # itself and the packages above it
         deps = set()
-        for node in _runtime_imports(ast.parse(f.read_text())):
-            if isinstance(node, ast.Import):
-                deps |= {owner(a.name) for a in node.names if a.name.startswith("dff_gs")}
-                continue
-            base = node.module or ""
-            if node.level:
-                root = package
-                for _ in range(node.level - 1):
-                    root = root.rpartition(".")[0]
-                base = f"{root}.{base}" if base else root
-            if base.startswith("dff_gs"):
-                deps |= {owner(f"{base}.{a.name}") if f"{base}.{a.name}" in mods else owner(base) for a in node.names}
-        graph[name] = deps - {None, name}
+        for node, _ in imports(ast.parse(f.read_text())):
+            for target in imported_names(node, name, is_package, mods):
+                if target.split(".")[0] not in PACKAGES:
+                    continue
+                parts = target.split(".")
+                deps |= {owner(".".join(parts[:k]), mods) for k in range(1, len(parts) + 1)}
+        graph[name] = deps - own - {None}
     return graph
 
 
@@ -85,15 +126,51 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} ({LAYERS[layer_of(a)][0]}) -> {b} ({LAYERS[layer_of(b)][0]})"
+                  for a, deps in graph.items() for b in deps if layer_of(b) > layer_of(a))
+
+
+def lazy_imports() -> list[tuple[str, int, str]]:
+    """``(module, line, source line)`` of each import of the project's own modules inside a function, in dff_gs."""
+    mods = modules()
+    out = []
+    for name, f in mods.items():
+        if not name.startswith("dff_gs"):
+            continue
+        lines = f.read_text().splitlines()
+        for node, in_function in imports(ast.parse(f.read_text())):
+            names = imported_names(node, name, f.name == "__init__.py", mods)
+            if in_function and any(n.split(".")[0] in PACKAGES for n in names):
+                out.append((name, node.lineno, lines[node.end_lineno - 1]))
+    return out
+
+
 def test_no_import_cycles():
     graph = import_graph()
-    assert len(graph) > 50
-    assert "dff_gs.pipeline" in graph["dff_gs.cli.train"]  # the checker sees function-level imports
+    assert len(graph) > 100
+    assert "dff_gs.engine.pipeline" in graph["dff_gs.cli.train"]  # the checker sees function-level imports
+    assert "dff_gs.query" in graph["dff_gs.edit.nerf"]  # ... and the packages whose __init__ an import runs
     assert cycles(graph) == []
 
 
-def test_the_checker_finds_a_cycle():
+def test_imports_point_only_down():
+    graph = import_graph()
+    assert {layer_of(m) for m in graph} == set(range(len(LAYERS)))
+    assert not any(d.startswith("dff_gs") for d in set().union(*(graph[m] for m in graph if m.startswith("cuda_ext"))))
+    assert upward_imports(graph) == []
+
+
+def test_lazy_imports_are_few_and_say_why():
+    lazy = lazy_imports()
+    assert len(lazy) <= MAX_LAZY_IMPORTS, f"{len(lazy)} imports inside functions"
+    assert [f"{m}:{n}" for m, n, line in lazy if "# lazy:" not in line] == []
+
+
+def test_the_checker_finds_a_cycle_and_an_upward_import():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert upward_imports({"dff_gs.core.errors": {"dff_gs.cli"}}) == ["dff_gs.core.errors (core) -> dff_gs.cli (apps)"]
+    assert layer_of("dff_gs.render.__main__") == len(LAYERS) - 1
 
 
 def test_files_and_functions_stay_small():

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 from dff_gs.teachers import get_teacher, teacher_names
-from dff_gs.utils import IGNORE_LABEL
+from dff_gs.core.utils import IGNORE_LABEL
 
 
 def _images():
@@ -312,7 +312,7 @@ def test_efficientnet_segments_option_is_validated_and_keyed(effnet):
 def test_pca_directions_are_the_exact_principal_subspace():
     """The decoder's starting basis: mean and top principal directions of the labeled texels (all-zero texels left
     out), equal to an SVD of the centred texels, deterministic, each direction's largest entry positive."""
-    from dff_gs.features import pca_directions
+    from dff_gs.core.features import pca_directions
 
     g = torch.Generator().manual_seed(0)
     maps = torch.randn(3, 20, 30, 8, generator=g) @ torch.diag(torch.tensor([5.0, 4, 3, 2, 1, 0.5, 0.2, 0.1]))

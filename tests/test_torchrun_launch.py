@@ -13,11 +13,11 @@ import torch
 import yaml
 
 from dff_gs.cli.train import resume_config
-from dff_gs.config import apply_overrides
-from dff_gs.distributed import resolve_batch_views
-from dff_gs.errors import ConfigError
+from dff_gs.core.config import apply_overrides
+from dff_gs.core.distributed import resolve_batch_views
+from dff_gs.core.errors import ConfigError
 from dff_gs.launch import failure_line, main as launch
-from dff_gs.pipeline import run
+from dff_gs.engine.pipeline import run
 from dff_gs.train.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from dff_gs.config import apply_overrides
-from dff_gs.errors import CheckpointError, ConfigError
+from dff_gs.core.config import apply_overrides
+from dff_gs.core.errors import CheckpointError, ConfigError
 from dff_gs.train.config import Config
-from dff_gs.pipeline import run
+from dff_gs.engine.pipeline import run
 from dff_gs.train.trainer import Trainer
 
 
@@ -155,7 +155,7 @@ def test_comparison_image_does_not_change_training(tiny_scene, tmp_path):
 
 
 def test_no_matplotlib_one_line(monkeypatch, tmp_path, capsys):
-    import dff_gs.plots as plots
+    import dff_gs.engine.plots as plots
 
     history = [{"step": 10, "seconds": 1.0, "psnr": 20.0, "miou": 0.5}, {"step": 20, "seconds": 2.0, "psnr": 22.0}]
     assert [p.name for p in plots.plot_run_curves(tmp_path, history, "run")] == ["psnr_vs_time.png",

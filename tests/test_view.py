@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from dff_gs.edit.script import Delete, Recolor, Translate
-from dff_gs.errors import ConfigError, DataError
+from dff_gs.core.errors import ConfigError, DataError
 from dff_gs.io.ply import load_ply, save_ply
 from dff_gs.query import QuerySpec
 from dff_gs.query.ray import ray_camera, ray_through_pixel
-from dff_gs.view.browser import chromium_path, field, launch, screen, wait_for
+from tests.browser import chromium_path, field, launch, screen, wait_for
 from tests.test_edit import blobs
 
 CHROMIUM = chromium_path()
@@ -223,7 +223,7 @@ def test_training_viewer_follows_and_pauses(tmp_path):
 def projected(client, points: torch.Tensor, sigmas: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """Pixel positions and 3-sigma radii ``[P, 3]`` of Gaussians (centres ``points``, largest standard deviations
     ``sigmas``) in ``client``'s view (viser: OpenCV camera, vertical fov)."""
-    from dff_gs.edit.transforms import quat_to_matrix
+    from dff_gs.core.geometry import quat_to_matrix
 
     W, H = size
     R = quat_to_matrix(torch.tensor(client.camera.wxyz, dtype=torch.float32)[None])[0]
@@ -336,7 +336,7 @@ def test_train_with_the_viewer(tiny_scene, tmp_path, capsys):
 def test_server_drawing_renders_what_the_client_camera_sees(saved):
     from types import SimpleNamespace
 
-    from dff_gs.edit.transforms import matrix_to_quat
+    from dff_gs.core.geometry import matrix_to_quat
     from dff_gs.query.views import render_values
     from dff_gs.view.remote import ServerDrawing, client_camera
     from dff_gs.view.session import ViewerSession

@@ -1,5 +1,5 @@
 """The command lines: each module parses ``argv``, calls the library and reports in one line on error
-(:func:`dff_gs.errors.run_cli`).
+(:func:`dff_gs.core.errors.run_cli`).
 
 =================  =====================================  ====================================
 module             command                                console script (``pip install``)
@@ -21,62 +21,26 @@ silent exit. This module imports nothing heavy: it runs before the libraries loa
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import sys
 
-from dff_gs.errors import Interrupted, interrupted_message
+from dff_gs.core.errors import interrupted_message
+from dff_gs.core.startup import MODULE_COMMANDS, guard_module_start, guard_startup, raise_sigterm, stop_now
+
+__all__ = ["COMMANDS", "MODULE_COMMANDS", "guard_module_start", "guard_startup", "launch"]
 
 COMMANDS = ("train", "edit", "query", "render", "bench", "view")
 """The command modules of this package a launcher starts (``dff_gs.cli.<name>``, each with ``main(argv)``)."""
 
-MODULE_COMMANDS = {"dff_gs.query": "query", "dff_gs.render": "render", "dff_gs.bench": "bench",
-                   "dff_gs.view": "view"}
-"""``python -m <module>``: the command it runs."""
-
-
-def _stop_now(signum, frame) -> None:
-    """A signal while the command is still loading: nothing was written yet, so leave at once (an exception here
-    would surface as a traceback from whichever import it interrupted)."""
-    sys.stderr.write(interrupted_message(Interrupted(None, signal.Signals(signum).name)) + "\n")
-    sys.stderr.flush()
-    os._exit(130)
-
-
-def _raise_sigterm(signum, frame) -> None:
-    raise Interrupted(None, "SIGTERM")
-
-
-def guard_startup() -> None:
-    """Until :func:`launch` hands over to the command: Ctrl-C and SIGTERM end the process in one line, exit 130
-    (a signal this process was started ignoring, as ``nohup`` does, stays ignored)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _stop_now)
-
-
-def guard_module_start() -> None:
-    """Called by ``dff_gs/__init__.py`` while ``python -m`` is still locating its module (``sys.argv[0]`` is
-    ``"-m"`` then): for one of :data:`MODULE_COMMANDS`, whose package imports torch before its ``__main__``
-    runs, :func:`guard_startup` now."""
-    argv = list(getattr(sys, "orig_argv", []))
-    for i, arg in enumerate(argv[1:], 1):
-        if arg.startswith("-m"):
-            module = arg[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
-            if module in MODULE_COMMANDS:
-                guard_startup()
-            return
-
-
 def launch(command: str, argv: list[str] | None = None) -> int:
     """Run ``dff_gs.cli.<command>.main(argv)``, importing it under :func:`guard_startup`; then Ctrl-C is a
-    KeyboardInterrupt again and SIGTERM one too (the command's :func:`~dff_gs.errors.run_cli` reports it), and
+    KeyboardInterrupt again and SIGTERM one too (the command's :func:`~dff_gs.core.errors.run_cli` reports it), and
     one that escapes the command is still one line. Returns the exit status."""
     guard_startup()
     try:
         module = importlib.import_module(f"dff_gs.cli.{command}")
-        for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_sigterm)):
-            if signal.getsignal(sig) is _stop_now:
+        for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, raise_sigterm)):
+            if signal.getsignal(sig) is stop_now:
                 signal.signal(sig, handler)
         return module.main(argv)
     except KeyboardInterrupt as e:

@@ -16,17 +16,16 @@ from typing import Optional
 
 import torch
 
-from dff_gs.bench import NAMES, ROOT, bench_one, compare, machine_info, make_config, markdown
-from dff_gs.plots import plot_curves
-from dff_gs.errors import DffError
-from dff_gs.run_dir import check_not_inputs
-from dff_gs.utils import write_json
-from dff_gs.utils import atomic_write_path
+from dff_gs.bench import backbones
+from dff_gs.bench.backbones import NAMES, ROOT, bench_one, compare, machine_info, make_config, markdown
+from dff_gs.core.errors import DffError
+from dff_gs.core.utils import atomic_write_path, write_json
+from dff_gs.engine.plots import plot_curves
+from dff_gs.io.run_dir import check_not_inputs
+
 
 def build_parser() -> argparse.ArgumentParser:
-    import dff_gs.bench
-
-    p = argparse.ArgumentParser(prog="python -m dff_gs.bench", description=dff_gs.bench.__doc__,
+    p = argparse.ArgumentParser(prog="python -m dff_gs.bench", description=backbones.__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="scene folder (default: the embedded default scene)")
     p.add_argument("--teacher", help="teacher for both backbones (default: the presets' degraded labels)")

@@ -16,13 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from dff_gs.errors import run_cli
+from dff_gs.cli.query import add_query_arguments, query_specs
+from dff_gs.core.config import apply_dict
+from dff_gs.core.errors import ConfigError, run_cli
+from dff_gs.edit.export import export_edit
+from dff_gs.edit.script import OPERATIONS, EditScript, load_script
+from dff_gs.io.export import check_up, parse_exports
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dff_gs.edit.script import OPERATIONS
-    from dff_gs.cli.query import add_query_arguments
-
     p = argparse.ArgumentParser(prog="edit.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="run folder or PLY to edit (never overwritten)")
@@ -83,11 +85,6 @@ _OP_FLAGS = {  # CLI flag -> dataclass field, per operation
 
 def script_from_args(args):
     """The :class:`EditScript` the flags (and ``--script``) describe, checked."""
-    from dff_gs.config import apply_dict
-    from dff_gs.edit.script import OPERATIONS, EditScript, load_script
-    from dff_gs.errors import ConfigError
-    from dff_gs.cli.query import query_specs
-
     if args.script and args.op:
         raise ConfigError("give the operations either with --op or in --script, not both")
     script = load_script(args.script, check=False) if args.script else EditScript(source="command line")
@@ -116,9 +113,6 @@ def script_from_args(args):
 
 def run_edit(args) -> dict:
     """Everything ``edit.py`` does; returns the summary (also written beside the PLY)."""
-    from dff_gs.edit.export import export_edit
-    from dff_gs.io.export import check_up, parse_exports
-
     script = script_from_args(args)
     exports, up = parse_exports(args.export), check_up(args.up)
     return export_edit(args.model, script, args.out, data=args.data, backend=args.backend, force=args.force,

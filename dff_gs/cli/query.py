@@ -17,9 +17,13 @@ from typing import Optional
 
 import torch
 
-from dff_gs.errors import ConfigError, quote, run_cli
 from dff_gs import query as Q
-from dff_gs.run_dir import check_not_inputs, hold_enclosing_runs
+from dff_gs.core.errors import ConfigError, quote, run_cli
+from dff_gs.core.utils import atomic_write_path
+from dff_gs.edit.nerf import SegmentationEdit, render_edit
+from dff_gs.io.images import save_png
+from dff_gs.io.run_dir import check_not_inputs, hold_enclosing_runs
+from dff_gs.query.grouping import GroupingSettings
 
 
 def parse_cluster(text: str) -> tuple[int, Optional[int]]:
@@ -82,8 +86,6 @@ def _as_list(value, nested: bool = False) -> list:
 
 def click_grouping(args):
     """The grouping a click is resolved with (``None``: Eq. 5 alone, ``--no-grouping``)."""
-    from dff_gs.grouping import GroupingSettings
-
     return None if args.no_grouping else GroupingSettings()
 
 
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 RENDER_EDITS = ("delete", "extract", "recolor")
-"""The NeRF's render-time edits (:class:`dff_gs.nerf.edit.SegmentationEdit`)."""
+"""The NeRF's render-time edits (:class:`dff_gs.edit.nerf.SegmentationEdit`)."""
 
 
 def run_query(args) -> dict:
@@ -154,7 +156,6 @@ def _query(args, ctx, specs, scene=None) -> dict:
             _write_gaussian_renders(args, ctx.model, scene, probs, labels)
         else:
             _write_nerf_renders(args, ctx.model, scene, queries, labels is not None)
-        from dff_gs.utils import atomic_write_path
 
         with atomic_write_path(Path(args.out) / "selection.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
@@ -181,8 +182,6 @@ def _png_path(out: Path, name: str) -> Path:
 def _write_gaussian_renders(args, model, scene, probs, labels) -> None:
     """Render the selection (or the segmentation) from the scene's cameras, over the model's RGB: per-Gaussian
     values composited."""
-    from dff_gs.io.images import save_png
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # per-Gaussian channels: one-hot of the label, or [p, 1-p] for a query
@@ -197,9 +196,6 @@ def _write_gaussian_renders(args, model, scene, probs, labels) -> None:
 def _write_nerf_renders(args, model, scene, queries, is_label_set: bool) -> None:
     """Each view: Eq. 5 on the NeRF's rendered features over its RGB, or (``--op``) the view rendered with that
     render-time edit of the query's selection."""
-    from dff_gs.io.images import save_png
-    from dff_gs.nerf.edit import SegmentationEdit, render_edit
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     edit = None

@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from dff_gs.errors import ConfigError, run_cli
-from dff_gs.run_dir import check_not_inputs, hold_enclosing_runs
+from dff_gs import query as Q
+from dff_gs.cli.query import add_query_arguments, click_grouping, query_specs
+from dff_gs.core.errors import ConfigError, run_cli
+from dff_gs.io.images import save_png
+from dff_gs.io.run_dir import check_not_inputs, hold_enclosing_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dff_gs.cli.query import add_query_arguments
-
     p = argparse.ArgumentParser(prog="python -m dff_gs.render", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="run folder or PLY (plain 3DGS PLYs work too)")
@@ -47,9 +48,6 @@ def output_names(image_names: list[str]) -> list[str]:
 def run_render(args) -> list[Path]:
     """Render every view of the split with any backbone (Gaussians or a NeRF); with queries also their segmentation
     over the render (Gaussians: per-Gaussian p composited; a NeRF: Eq. 5 on its rendered features)."""
-    from dff_gs import query as Q
-    from dff_gs.cli.query import query_specs
-
     specs = query_specs(args)
     ctx = Q.QueryContext.open(args.model, data=args.data, backend=args.backend)
     if ctx.kind != "gs" and any(s.kind == "cluster" for s in specs):
@@ -72,10 +70,6 @@ def run_render(args) -> list[Path]:
 
 def _write_views(args, ctx, specs, scene, names: list[str], out: Path) -> list[Path]:
     """Each view's render (and with queries its segmentation) as PNGs in ``out``."""
-    from dff_gs import query as Q
-    from dff_gs.cli.query import click_grouping
-    from dff_gs.io.images import save_png
-
     backbone = ctx.backbone
     values = label_sets = None
     if specs and ctx.kind == "gs":  # per-Gaussian p composited (the selection an edit would make)

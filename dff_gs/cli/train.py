@@ -8,9 +8,13 @@ import json
 import os
 from pathlib import Path
 
-from dff_gs.config import apply_dict, apply_overrides, describe, leaves, load_yaml, to_dict, warn_repeated
-from dff_gs.errors import ConfigError, quote, run_cli
+from dff_gs.core.config import apply_dict, apply_overrides, describe, leaves, load_yaml, to_dict, warn_repeated
+from dff_gs.core.errors import CheckpointError, ConfigError, DataError, quote, run_cli
+from dff_gs.data.registry import find_loader
+from dff_gs.engine.pipeline import run
+from dff_gs.train.checkpoint import run_record
 from dff_gs.train.config import Config
+from dff_gs.view.live import live_viewer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FORMAT_PRESETS = {"blender": "blender.yaml", "transforms": "colmap.yaml", "colmap": "colmap.yaml"}
@@ -21,9 +25,6 @@ objects (``transforms_train.json``) ``blender.yaml``; COLMAP models and nerfstud
 
 def scene_kind(path: Path) -> str:
     """``blender`` for a Blender / NeRF-synthetic layout, else the format ``load_scene`` detects ("" if none)."""
-    from dff_gs.data.registry import find_loader
-    from dff_gs.errors import DataError
-
     if path.is_dir() and (path / "transforms_train.json").is_file() and not (path / "transforms.json").is_file():
         return "blender"
     try:
@@ -114,7 +115,7 @@ trains. ``data.path`` may name the same scene by another path (where it moved, o
 def _same_scene(before: str, after: str, verifiable: bool) -> bool:
     """Whether ``data.path`` may name the run's scene by another path: any scene there when the checkpoint holds the
     scene's fingerprint (``verifiable``: the pipeline compares it once the scene is loaded,
-    :func:`dff_gs.pipeline.common.check_resumed_scene`); for an older checkpoint, the same folder, or the old one
+    :func:`dff_gs.engine.common.check_resumed_scene`); for an older checkpoint, the same folder, or the old one
     gone and the new one there (trusted, with a warning)."""
     old, new = Path(before).expanduser(), Path(after).expanduser()
     if verifiable:
@@ -125,9 +126,6 @@ def _same_scene(before: str, after: str, verifiable: bool) -> bool:
 def resume_config(resume: str, settings: list[str]) -> Config:
     """The config of the run ``resume`` continues (read from its checkpoint), with ``settings`` applied; a setting
     that would change what the run trains is refused in one line."""
-    from dff_gs.errors import CheckpointError
-    from dff_gs.train.checkpoint import run_record
-
     path, saved, fingerprint = run_record(resume)
     cfg = Config()
     try:
@@ -153,7 +151,8 @@ def resume_config(resume: str, settings: list[str]) -> Config:
 
 def resolve_config(args: argparse.Namespace) -> Config:
     """The run's config: a resumed run's own, else the preset (by the scene's format) with the command line on it.
-    :func:`dff_gs.pipeline.run` checks its values (:func:`~dff_gs.train.validate.validate_config`) before any work."""
+    :func:`dff_gs.engine.pipeline.run` checks its values (:func:`~dff_gs.engine.validate.validate_config`) before any
+    work."""
     settings = flag_overrides(args)
     warn_repeated(settings)  # a key set twice: the last one wins, said once
     given = lambda key: next((s.split("=", 1)[1] for s in reversed(settings) if s.startswith(key + "=")), None)  # noqa: E731
@@ -175,7 +174,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 TRAIN_MEMORY = ("while training: lower model.feature_dim, strategy.max_gaussians, model.init_points, "
                 "train.batch_views or the image size (a larger data.downscale, a smaller data.max_side)")
-"""What ``train.py`` says after "out of memory" (:func:`~dff_gs.errors.run_cli`)."""
+"""What ``train.py`` says after "out of memory" (:func:`~dff_gs.core.errors.run_cli`)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("RANK", "0") != "0":  # a torchrun rank other than 0: rank 0 says it all (errors aside)
                 quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
             cfg = resolve_config(args)
-            from dff_gs.pipeline import run
-
-            return cfg, run(cfg, progress=not args.quiet)
+            return cfg, run(cfg, progress=not args.quiet, watch=live_viewer)
 
     def report(result: tuple[Config, dict]) -> str:
         cfg, metrics = result

@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from dff_gs.errors import Interrupted, run_cli
+from dff_gs.core.errors import Interrupted, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args, ready=None) -> None:
     """Open the model, serve it until Ctrl-C or SIGTERM (``ready(app)`` is called once the page is up), which end it
     as an :class:`Interrupted` (exit status 130, as every command stopped so)."""
-    from dff_gs.view.server import ViewerApp, check_port
-    from dff_gs.view.session import ViewerSession
+    from dff_gs.view.server import ViewerApp, check_port  # lazy: `dff-view --help` answers before torch loads (1.3 s)
+    from dff_gs.view.session import ViewerSession  # lazy: as above
 
     check_port(args.host, args.port)  # before the seconds of opening the model
     session = ViewerSession.open(args.model, data=args.data, backend=args.backend)

@@ -19,13 +19,13 @@ from typing import Optional
 import numpy as np
 import torch
 
-from dff_gs.data.frames import Frame, assemble, check_missing
+from dff_gs.core.errors import DataError
+from dff_gs.data.frames import Frame, announce_downscale, assemble, check_missing, resolve_downscale
 from dff_gs.data.image_io import ImageMissing, image_size, image_stem, report_ambiguous, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
 from dff_gs.data.validate import check_finite_points, check_intrinsic_range, check_position
-from dff_gs.errors import DataError
 
 # model id -> (name, number of params)
 CAMERA_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
@@ -387,8 +387,6 @@ def _image_folder(root: Path, first: str, factor: int) -> tuple[Path, int]:
 
 def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0), max_side: int = 0,
          skip_missing: bool = False, progress: bool = False) -> SceneData:
-    from dff_gs.data.frames import announce_downscale, resolve_downscale
-
     root = Path(path)
     model_dir = find_model_dir(root)
     if model_dir is None:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dff_gs.core.utils import evenly_spaced
 from dff_gs.data.scene import SceneData
-from dff_gs.utils import evenly_spaced
 
 FINGERPRINT_VERSION = 1
 THUMB_VIEWS = 4

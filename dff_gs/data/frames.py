@@ -10,14 +10,14 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import DataError, warn
+from dff_gs.core.utils import IGNORE_LABEL
 from dff_gs.data.image_io import check_size, image_size, load_depth, load_labels, load_mask, load_rgba
 from dff_gs.data.region import content_region
 from dff_gs.data.scene import SceneData, estimate_bounds, split_every
 from dff_gs.data.undistort import Distortion, undistort_frame_paths
 from dff_gs.data.validate import check_intrinsics, check_position
-from dff_gs.errors import DataError, warn
-from dff_gs.utils import IGNORE_LABEL
 
 
 @dataclass
@@ -64,7 +64,7 @@ def check_frame(f: Frame) -> None:
     """A frame a loader built is usable: finite intrinsics with positive focal lengths, a positive integer size that
     is the image file's own (read from its header, so a wrong size fails before any undistortion map is made),
     finite distortion coefficients; a ``DataError`` naming the image otherwise. (Poses are checked by
-    :func:`dff_gs.cameras.check_rigid`.)"""
+    :func:`dff_gs.core.cameras.check_rigid`.)"""
     check_intrinsics(f.K, f.width, f.height, f"{f.image}: the camera")
     if f.distortion is not None and not all(math.isfinite(c) for c in f.distortion.coeffs):
         raise DataError(f"{f.image}: the camera's distortion coefficients are not finite ({f.distortion.describe()})")

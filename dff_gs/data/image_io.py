@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from dff_gs.errors import DataError, warn
+from dff_gs.core.errors import DataError, warn
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".PNG", ".JPEG", ".exr", ".webp")
 

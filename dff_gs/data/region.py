@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
+from dff_gs.core.cameras import Cameras
 
 SEEN_FRACTION = 0.5
 """A cell may be content when at least this fraction of the cameras see it (in front of the camera, in the image)."""

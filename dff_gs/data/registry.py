@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from dff_gs.errors import DataError
+from dff_gs.core.errors import DataError
 
 _LOADERS: dict[str, tuple[Callable[[Path], bool], Callable]] = {}
 

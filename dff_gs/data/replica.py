@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dff_gs.cameras import check_rigid
+from dff_gs.core.cameras import check_rigid
+from dff_gs.core.errors import DataError
 from dff_gs.data.frames import Frame, assemble
 from dff_gs.data.image_io import image_size, load_labels
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.transforms import read_json
 from dff_gs.data.validate import check_intrinsics, check_position
-from dff_gs.errors import DataError
 
 REPLICA_HFOV_DEG = 90.0
 

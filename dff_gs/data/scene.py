@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
+from dff_gs.core.cameras import Cameras
 from dff_gs.data.region import Region
 
 

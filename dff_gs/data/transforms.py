@@ -18,15 +18,23 @@ from typing import Any
 
 import torch
 
+from dff_gs.core.cameras import check_rigid
+from dff_gs.core.errors import DataError
 from dff_gs.data.frames import Frame, assemble, check_missing
-from dff_gs.data.image_io import (ImageMissing, image_size, image_stem, path_problem, report_ambiguous,
-                                  resolve_image)
+from dff_gs.data.image_io import ImageMissing, image_size, image_stem, path_problem, report_ambiguous, resolve_image
 from dff_gs.data.registry import register_loader
 from dff_gs.data.scene import SceneData
 from dff_gs.data.undistort import Distortion
-from dff_gs.data.validate import (check_finite_points, check_intrinsics, check_position, number, optional_int,
-                                  optional_str, positive_int, real_array)
-from dff_gs.errors import DataError
+from dff_gs.data.validate import (
+    check_finite_points,
+    check_intrinsics,
+    check_position,
+    number,
+    optional_int,
+    optional_str,
+    positive_int,
+    real_array,
+)
 
 
 def _json_path(path: Path) -> Path:
@@ -173,8 +181,6 @@ def _ply_points(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def _check_rigid_each(frames: list[Frame], path: Path) -> None:
-    from dff_gs.cameras import check_rigid
-
     for f in frames:
         check_rigid(f.c2w[None], f"{path}: frame {f.name}")
 

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dff_gs.errors import DataError
-from dff_gs.utils import atomic_write_path
+from dff_gs.core.errors import DataError
+from dff_gs.core.utils import atomic_write_path
+from dff_gs.data.image_io import load_depth
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,6 @@ def cached_undistorted(src: Path, u: Undistortion, dist: Distortion, K: Tensor, 
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
     if kind == "depth":
-        from dff_gs.data.image_io import load_depth
-
         arr = remap(load_depth(src, png_scale=depth_png_scale).numpy(), u, nearest=True)
         with atomic_write_path(dst) as tmp:
             with open(tmp, "wb") as f:

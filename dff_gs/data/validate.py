@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dff_gs.errors import DataError
+from dff_gs.core.errors import DataError
 
 
 def _short(value: Any) -> str:

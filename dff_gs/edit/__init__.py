@@ -11,7 +11,7 @@ In a notebook::
 
     from dff_gs.edit import EditScript, SelectionConfig, apply_script, ops, select_gaussians
     from dff_gs.query import QueryContext, QuerySpec
-    from dff_gs.runs import load_model
+    from dff_gs.engine.runs import load_model
 
     model, meta = load_model("runs/default")
     ctx = QueryContext(model, meta)
@@ -19,12 +19,12 @@ In a notebook::
     moved = ops.translate(model, sel.mask, [0.3, 0.0, 0.0]).model
 """
 
+from dff_gs.core.geometry import Similarity
 from dff_gs.edit import ops
 from dff_gs.edit.apply import EditOutcome, apply_script
 from dff_gs.edit.ops import OpResult
 from dff_gs.edit.script import OPERATIONS, EditScript, load_script, parse_script
 from dff_gs.edit.selection import EditSelection, EmptySelectionError, SelectionConfig, cleanup_mask, select_gaussians
-from dff_gs.edit.transforms import Similarity
 
 __all__ = ["ops", "EditOutcome", "apply_script", "OpResult", "OPERATIONS", "EditScript", "load_script",
            "parse_script", "EditSelection", "EmptySelectionError", "SelectionConfig", "cleanup_mask",

@@ -8,12 +8,11 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.edit.script import EditEnv, EditScript
 from dff_gs.edit.selection import EditSelection, select_gaussians
-from dff_gs.query import selection_bbox
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.query import QueryContext
+from dff_gs.query import QueryContext, selection_bbox
 
 
 @dataclass
@@ -34,7 +33,7 @@ def apply_script(ctx: QueryContext, script: EditScript, env: Optional[EditEnv] =
                  progress: bool = False) -> EditOutcome:
     """Apply ``script`` to ``ctx.model`` (Gaussians; not modified). Raises ``EmptySelectionError`` when a query selects
     nothing and ``ConfigError`` / ``DataError`` for bad options or files (a NeRF context: a one-line refusal, its edits
-    being render-time ones, :mod:`dff_gs.nerf.edit`), before anything is written."""
+    being render-time ones, :mod:`dff_gs.edit.nerf`), before anything is written."""
     ctx.require_gaussians("an edit")
     script.check()
     env = (env or EditEnv(meta=ctx.meta)).bound_to(ctx)

@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import rgb_to_sh0, sh0_to_rgb
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import rgb_to_sh0, sh0_to_rgb
 
 LUMA = torch.tensor([0.2126, 0.7152, 0.0722])
 

@@ -13,9 +13,10 @@ from typing import Optional, Sequence, Union
 from dff_gs.edit.apply import EditOutcome, apply_script
 from dff_gs.edit.outputs import OutputPaths, before_after_panels, check_outputs, pick_views, write_outputs
 from dff_gs.edit.script import EditEnv, EditScript
+from dff_gs.engine.runs import resolve_ply
 from dff_gs.io.lock import OutputLock
+from dff_gs.io.run_dir import check_not_inputs, hold_enclosing_runs
 from dff_gs.query import QueryContext
-from dff_gs.run_dir import check_not_inputs, hold_enclosing_runs
 
 
 def export_edit(model: Union[str, Path, QueryContext], script: EditScript, out: Union[str, Path], *,
@@ -27,8 +28,6 @@ def export_edit(model: Union[str, Path, QueryContext], script: EditScript, out: 
     never overwritten). ``views`` before | after renders of the ``split`` views; ``exports`` (``ply``, ``splat``,
     ``ply_compressed``) written beside, ``up`` their up axis (:mod:`dff_gs.io.export`). Returns the summary (also
     written beside the PLY), with ``summary`` naming that file."""
-    from dff_gs.runs import resolve_ply
-
     ply = Path(model.source) if isinstance(model, QueryContext) else resolve_ply(model)
     outputs = OutputPaths.for_ply(out, exports, up)
     # one writer per output, and none in a run folder another process holds (a training in progress)

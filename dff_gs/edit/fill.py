@@ -20,9 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from dff_gs.config import option
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel, rgb_to_sh0, sh0_to_rgb
+from dff_gs.core.config import option
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel, rgb_to_sh0, sh0_to_rgb
+from dff_gs.core.neighbors import knn
+from dff_gs.edit.ops import take, with_params
+from dff_gs.query import query_cameras, render_values
+from dff_gs.render import rasterize, render, view_colors
 
 
 @dataclass
@@ -57,11 +61,6 @@ def _inpaint(rgb: Tensor, depth: Tensor, hole: Tensor, unknown_depth: Tensor, ra
 def _targets(before: GaussianModel, removed: Tensor, after: GaussianModel, cams, background: Tensor,
              cfg: FillConfig, backend: str):
     """Per view: the inpainted target image, its hole mask and the inpainted z-depth."""
-    from dff_gs.query import render_values
-    from dff_gs.render import render
-
-    from dff_gs.edit.ops import take
-
     obj = take(before, removed)
     targets, holes, depths = [], [], []
     for i in range(len(cams)):
@@ -80,8 +79,6 @@ def _targets(before: GaussianModel, removed: Tensor, after: GaussianModel, cams,
 def _seeds(after: GaussianModel, cams, targets: Tensor, holes: Tensor, depths: Tensor, cfg: FillConfig,
            seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """New Gaussians' centres, colours, linear scales and features at (a subsample of) the hole pixels."""
-    from dff_gs.neighbors import knn
-
     g = torch.Generator().manual_seed(seed)
     pts, cols, scales = [], [], []
     world = cams.backproject(depths)  # [V, H, W, 3]
@@ -111,10 +108,6 @@ def fill_deleted(before: GaussianModel, removed: Tensor, after: GaussianModel, s
     """``after`` (= ``before`` without ``removed  # [N] bool``) plus new Gaussians fitted to inpainted views of
     what the deletion revealed (see the module docstring). ``scene``: the :class:`~dff_gs.data.SceneData` the
     model was trained on (its cameras and background).  Returns (model, info)."""
-    from dff_gs.edit.ops import with_params
-    from dff_gs.query import query_cameras
-    from dff_gs.render import rasterize, view_colors
-
     cfg = cfg or FillConfig()
     if scene is None:
         raise ConfigError("delete --fill needs the scene's cameras: pass --data SCENE (the model's sidecar names none)")

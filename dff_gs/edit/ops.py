@@ -21,10 +21,10 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import PARAM_KEYS, GaussianModel, num_sh_bases, rgb_to_sh0
+from dff_gs.core.geometry import Similarity
 from dff_gs.edit.color import LUMA, apply_color_matrix, clamp_displayable, color_matrix, dc_colors, parse_color
-from dff_gs.edit.transforms import Similarity
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import PARAM_KEYS, GaussianModel, num_sh_bases, rgb_to_sh0
 
 
 @dataclass

@@ -17,10 +17,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.io.ply import SIDECAR_OWN_KEYS, sidecar_path
-from dff_gs.utils import atomic_write_path, evenly_spaced
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.utils import atomic_write_path, evenly_spaced, folder_mode
+from dff_gs.io.export import check_up, export_model, export_paths
+from dff_gs.io.images import save_png, side_by_side
+from dff_gs.io.ply import SIDECAR_OWN_KEYS, new_write_id, save_ply, sidecar_path
+from dff_gs.query import render_selection
+from dff_gs.render import render
 
 
 @dataclass
@@ -34,8 +38,6 @@ class OutputPaths:
 
     @classmethod
     def for_ply(cls, out: str | Path, exports: Sequence[str] = (), up: str = "z") -> "OutputPaths":
-        from dff_gs.io.export import check_up, export_paths
-
         out = Path(out)
         if out.suffix.lower() != ".ply":
             raise ConfigError(f"{out}: the output must be a .ply file")
@@ -76,8 +78,6 @@ def check_outputs(input_ply: str | Path, out: str | Path, force: bool = False, e
 def pick_views(model: GaussianModel, cameras, mask: Optional[torch.Tensor], n: int, backend: str = "auto") -> list[int]:
     """``n`` views to show an edit in: those where the selection covers the most pixels (evenly spaced views
     when there is no selection)."""
-    from dff_gs.query import render_selection
-
     n = min(n, len(cameras))
     if n <= 0:
         return []
@@ -91,9 +91,6 @@ def pick_views(model: GaussianModel, cameras, mask: Optional[torch.Tensor], n: i
 def before_after_panels(before: GaussianModel, after: GaussianModel, cameras, names: list[str], ids: list[int],
                         backend: str = "auto", progress: bool = False) -> dict[str, np.ndarray]:
     """``{file name: before | after}`` uint8 panels ``[H, 2W + gap, 3]`` of the views ``ids``."""
-    from dff_gs.io.images import side_by_side
-    from dff_gs.render import render
-
     panels = {}
     for i in tqdm(ids, desc="renders", disable=not progress, leave=False):
         cam = cameras[[i]]
@@ -120,15 +117,11 @@ def write_outputs(model: GaussianModel, meta: dict, paths: OutputPaths, summary:
     The files of one edit carry one ``write_id`` (the PLY's header, its sidecar and the summary): a PLY beside
     a sidecar of another write (a write cut short by a full disk) is refused on load instead of mixing, and the
     summary, written last, exists for a complete edit only (its ``write_id`` names the PLY it describes)."""
-    from dff_gs.io.ply import new_write_id, save_ply
-
     write_id = new_write_id()
     summary["write_id"] = write_id
     write_renders(paths.renders, panels)
     save_ply(model, paths.ply, metadata=sidecar_metadata(meta, summary), write_id=write_id)
     if paths.exports:
-        from dff_gs.io.export import export_model
-
         summary["exports"] = [str(p) for p in export_model(model, paths.ply, list(paths.exports), paths.up)]
     with atomic_write_path(paths.summary) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
@@ -139,9 +132,6 @@ def write_renders(folder: Path, panels: dict[str, np.ndarray]) -> None:
     PNG of an earlier edit is left among the new ones; the earlier folder is put back if the swap fails)."""
     import shutil
     import tempfile
-
-    from dff_gs.io.images import save_png
-    from dff_gs.utils import folder_mode
 
     if not panels and not folder.exists():
         return

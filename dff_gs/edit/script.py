@@ -31,13 +31,15 @@ from typing import Any, Callable, ClassVar, Optional
 
 import torch
 
-from dff_gs.config import apply_dict, load_yaml, option
+from dff_gs.core.config import apply_dict, load_yaml, option
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.geometry import Similarity
 from dff_gs.edit import ops
-from dff_gs.edit.color import parse_color
+from dff_gs.edit.color import color_matrix, parse_color
+from dff_gs.edit.fill import fill_deleted
 from dff_gs.edit.ops import OpResult
 from dff_gs.edit.selection import SelectionConfig
-from dff_gs.edit.transforms import Similarity
-from dff_gs.errors import ConfigError
+from dff_gs.engine.runs import load_model
 from dff_gs.query import QUERY_KINDS, QuerySpec, label_list
 
 
@@ -95,7 +97,6 @@ class Delete(Operation):
         result = ops.delete(model, mask)
         if not self.fill:
             return result
-        from dff_gs.edit.fill import fill_deleted
 
         if env.scene is None:
             raise ConfigError("delete with fill needs the scene's cameras: pass --data SCENE (the model names no "
@@ -129,8 +130,6 @@ class Recolor(Operation):
     shading: bool = option(True, "with color: keep each Gaussian's shading (else one flat colour)")
 
     def check(self):
-        from dff_gs.edit.color import color_matrix
-
         if self.color is not None:
             parse_color(self.color)
         color_matrix(None, self.hue, self.saturation, self.brightness)
@@ -239,8 +238,6 @@ class Compose(Operation):
         self.similarity()
 
     def apply(self, model, mask, env):
-        from dff_gs.runs import load_model
-
         path = env.resolve(self.source)
         other, other_meta = load_model(path)
         return ops.compose(model, other, self.similarity(), env.meta, other_meta, self.features, str(path))

@@ -16,7 +16,7 @@
    scene (a bare PLY, no ``--data``) the ``gaussian`` mode. The probability the mode picks is the ``p`` the
    cleanup below uses too.
    A click (``click_grouping``, on a model whose scene is known) is not thresholded: it selects the object
-   under it, grouped in 3D from the Gaussians the clicked pixel shows (:mod:`dff_gs.grouping`); its ``p`` is 1
+   under it, grouped in 3D from the Gaussians the clicked pixel shows (:mod:`dff_gs.query.grouping`); its ``p`` is 1
    on that group and 0 elsewhere.
 3. Cleanup in 3D, so that an edit leaves no floaters behind and takes no stray Gaussians along:
    - *vote*: a selected Gaussian whose ``knn`` nearest Gaussians (all of the model's) are less than
@@ -40,14 +40,21 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.config import option
-from dff_gs.neighbors import connected_components, knn, linked_neighbors, typical_spacing
-from dff_gs.edit.transforms import quat_to_matrix
-from dff_gs.errors import ConfigError, DffError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.grouping import GroupingSettings
-from dff_gs.query import (QueryContext, QuerySpec, cluster_probabilities, gaussian_features, label_probabilities,
-                          query_label_embeddings, query_probabilities, rendered_query_views)
+from dff_gs.core.config import option
+from dff_gs.core.errors import ConfigError, DffError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.geometry import quat_to_matrix
+from dff_gs.core.neighbors import connected_components, knn, linked_neighbors, typical_spacing
+from dff_gs.query import (
+    QueryContext,
+    QuerySpec,
+    cluster_probabilities,
+    gaussian_features,
+    label_probabilities,
+    query_label_embeddings,
+    query_probabilities,
+)
+from dff_gs.query.grouping import GroupingSettings
 
 
 class EmptySelectionError(DffError):
@@ -137,7 +144,7 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
 
     probs: Tensor  # [N]
     mask: Tensor  # [N] bool (thresholded)
-    spacing: the model's :func:`~dff_gs.neighbors.typical_spacing` when the caller keeps it (computed if None)
+    spacing: the model's :func:`~dff_gs.core.neighbors.typical_spacing` when the caller keeps it (computed if None)
     Returns (mask: Tensor  # [N] bool, stats: dict)
     """
     means = model.get_means().detach().float()
@@ -193,20 +200,20 @@ def cleanup_mask(model: GaussianModel, probs: Tensor, mask: Tensor, cfg: Selecti
 def lifted_probabilities(ctx: QueryContext, labels: Tensor, cfg: SelectionConfig) -> tuple[Tensor, Tensor]:
     """The 2D evidence of a query on the Gaussians: Eq. 5 on the decoded rendered features of the views of
     :func:`dff_gs.query.query_cameras`, lifted onto the Gaussians by their compositing weights. The rendered
-    features and the weights are computed once per model (:func:`dff_gs.query.rendered_query_views`), so further
+    features and the weights are computed once per model (:meth:`dff_gs.query.QueryContext.rendered_views`), so further
     queries cost a scatter-add.
 
     labels: Tensor  # [1 + M, C] the query and its competitors (:func:`dff_gs.query.query_label_embeddings`)
     Returns (lifted: Tensor  # [N] weighted mean pixel probability, weight: Tensor  # [N] summed weights)
     """
     model = ctx.model
-    feats, weights = rendered_query_views(ctx, cfg.lift_views, cfg.lift_side)  # stored features, decoded per query
+    feats, weights = ctx.rendered_views(cfg.lift_views, cfg.lift_side)  # stored features, decoded per query
     probs = torch.cat([label_probabilities(model.decode(f[None]), labels.to(f))[..., :1] for f in feats])
     return weights.lift(probs)[:, 0], weights.weight_sum
 
 
 def model_spacing(ctx: QueryContext) -> Tensor:
-    """The typical neighbour spacing of ``ctx.model``'s centres (:func:`~dff_gs.neighbors.typical_spacing`), kept
+    """The typical neighbour spacing of ``ctx.model``'s centres (:func:`~dff_gs.core.neighbors.typical_spacing`), kept
     per model in ``ctx``'s cache: every query on one model shares it."""
     return ctx.per_model("typical_spacing", lambda: typical_spacing(ctx.model.get_means().detach().float()))
 

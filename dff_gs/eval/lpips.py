@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 
 LPIPS_UNAVAILABLE = "unavailable (no weights)"
 KEY = "train.lpips_weights"

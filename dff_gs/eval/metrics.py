@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.utils import IGNORE_LABEL
+from dff_gs.core.utils import IGNORE_LABEL
 
 
 def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
@@ -37,7 +37,7 @@ def _gaussian_window(size: int, sigma: float, device, dtype) -> Tensor:
 
 SSIM_WINDOW = 11
 """Side of the SSIM window (the loss's :func:`ssim_map`, and torchmetrics' of the evaluation): the smallest image
-side a run trains and evaluates on (:func:`dff_gs.train.validate.check_image_size`)."""
+side a run trains and evaluates on (:func:`dff_gs.engine.validate.check_image_size`)."""
 
 
 def ssim_map(pred: Tensor, target: Tensor, window: int = SSIM_WINDOW, sigma: float = 1.5) -> Tensor:

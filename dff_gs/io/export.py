@@ -23,10 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.run_dir import EXPORT_SUFFIXES as EXPORT_FORMATS
-from dff_gs.utils import atomic_write_path
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel, rgb_to_sh0, sh0_to_rgb
+from dff_gs.core.geometry import Similarity
+from dff_gs.core.sh import eval_sh
+from dff_gs.core.utils import atomic_write_path
+from dff_gs.io.run_dir import EXPORT_SUFFIXES as EXPORT_FORMATS
+from dff_gs.render import rasterize
 
 UP_AXES = ("z", "y")
 Z_TO_Y_UP = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -63,8 +66,6 @@ def viewer_params(model: GaussianModel, up: str = "z") -> dict[str, Tensor]:
 
     Returns means [N, 3], scales [N, 3] (log), quats [N, 4], opacities [N] (logit), sh0 [N, 1, 3], shN [N, K-1, 3]
     """
-    from dff_gs.edit.transforms import Similarity
-
     params = {k: model.params[k].detach().float().cpu() for k in ("means", "scales", "quats", "opacities", "sh0",
                                                                    "shN")}
     if check_up(up) == "y":
@@ -115,10 +116,6 @@ def render_as_viewer(model: GaussianModel, cameras, background: Tensor, backend:
 
     background: Tensor  # [3]; returns Tensor  # [C, H, W, 3]
     """
-    from dff_gs.gaussians import rgb_to_sh0, sh0_to_rgb
-    from dff_gs.render import rasterize
-    from dff_gs.render.sh import eval_sh
-
     p = {k: v.detach() for k, v in model.params.items()}
     dc8 = torch.round(sh0_to_rgb(p["sh0"]).clamp(0, 1) * 255) / 255
     opacity8 = torch.round(torch.sigmoid(p["opacities"]) * 255) / 255

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from dff_gs.utils import atomic_write_path
+from dff_gs.core.utils import atomic_write_path
 
 
 def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:

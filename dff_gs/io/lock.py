@@ -14,7 +14,7 @@ import os
 import socket
 from pathlib import Path
 
-from dff_gs.errors import OutputError
+from dff_gs.core.errors import OutputError
 
 
 class OutputLock:

@@ -18,10 +18,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from dff_gs.core.errors import DataError, check_version
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.utils import atomic_write_path
 from dff_gs.data.validate import real_array
-from dff_gs.errors import DataError, check_version
-from dff_gs.gaussians import GaussianModel
-from dff_gs.utils import atomic_write_path
 
 SIDECAR_SUFFIX = ".dff.json"
 SIDECAR_FORMAT = "dff_gs"
@@ -33,7 +33,7 @@ SIDECAR_TYPES = {  # the sidecar's schema: each known key's JSON type(s), checke
     "scene_options": dict, "backbone": str, "lift": dict, "edits": list,
 }
 """The sidecar keys :func:`save_ply` writes from the model itself; the rest is the caller's metadata (teacher, scene,
-scene_options, backbone, lift, edits: :func:`dff_gs.run_dir.run_metadata`)."""
+scene_options, backbone, lift, edits: :func:`dff_gs.io.run_dir.run_metadata`)."""
 BASE_PROPS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
 TAIL_PROPS = ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
 

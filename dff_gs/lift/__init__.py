@@ -4,11 +4,17 @@ all views, in one pass (seconds) instead of distillation by gradient descent (mi
 - :func:`lift_features` (``core``): the operation, backends ``torch`` | ``gsplat`` | ``cuda_ext`` | ``auto``;
 - :func:`lift_model` / :func:`finetune_features` (``model``): a teacher lifted onto a trained model in PCA
   space with a decoder, and an optional short feature-only distillation;
-- ``dff_gs.lift.run.run_lift``: ``train.py --init-ply PLY --lift``, a run folder like a training run's.
+- ``dff_gs.engine.lift.run_lift``: ``train.py --init-ply PLY --lift``, a run folder like a training run's.
 """
 
-from dff_gs.lift.core import (LIFT_BACKENDS, RESOLUTIONS, CompositingWeights, compositing_weights, lift_features,
-                              resolve_lift_backend)
+from dff_gs.lift.core import (
+                              LIFT_BACKENDS,
+                              RESOLUTIONS,
+                              CompositingWeights,
+                              compositing_weights,
+                              lift_features,
+                              resolve_lift_backend,
+)
 from dff_gs.lift.model import LiftResult, lift_model, with_features
 from dff_gs.lift.tuner import FeatureTuner, finetune_features
 

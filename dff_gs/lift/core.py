@@ -14,7 +14,7 @@ resolution instead (intrinsics scaled), which is cheaper and reads each map texe
 Backends, one interface:
 
 - ``torch``: the reference tile lists (``dff_gs.render``'s projection and ``tile_intersections``) accumulated by
-  the kernel's pure-PyTorch twin ``cuda_ext.lift_accumulate_reference`` (any device; the CPU path);
+  the kernel's pure-PyTorch twin ``dff_gs.render.reference.lift_accumulate_reference`` (any device; the CPU path);
 - ``gsplat``: the gradient of ``<F, render(colours)>`` with respect to per-Gaussian colours, through gsplat's
   rasterizer (CUDA; no ``top_k``);
 - ``cuda_ext``: our CUDA kernel over gsplat's (or the reference) tile lists, no image materialised;
@@ -30,10 +30,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 import cuda_ext
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.features import resample_maps
+from dff_gs.lift.gsplat_grad import accumulate_gsplat
 from dff_gs.lift.tiles import tile_lists
-from dff_gs.features import resample_maps
+from dff_gs.render import reference
+from dff_gs.render.backend_gsplat import gsplat_available
 
 LIFT_BACKENDS = ("auto", "torch", "gsplat", "cuda_ext")
 RESOLUTIONS = ("image", "map")
@@ -41,8 +44,6 @@ RESOLUTIONS = ("image", "map")
 
 def resolve_lift_backend(backend: str, device: torch.device) -> str:
     """The backend that will run for ``backend`` on ``device``; a ``ConfigError`` saying why when it cannot."""
-    from dff_gs.render.backend_gsplat import gsplat_available
-
     if backend == "auto":
         if device.type == "cuda":
             if cuda_ext.available()[0]:
@@ -125,8 +126,6 @@ def lift_features(model, cameras: Cameras, maps: Tensor, backend: str = "auto", 
         raise ConfigError(f"lift: tile_size must be 8 or 16, got {ts}")
     source = tile_source
     if source == "auto":
-        from dff_gs.render.backend_gsplat import gsplat_available
-
         source = "gsplat" if name == "cuda_ext" and gsplat_available()[0] else "torch"
 
     cams = cameras.to(device)
@@ -145,15 +144,13 @@ def lift_features(model, cameras: Cameras, maps: Tensor, backend: str = "auto", 
         valid_b = (maps_b.abs().sum(-1) > 0) if valid is None else valid[s:s + len(ids)].to(device)
         pw = pixel_weights(valid_b, sub.height, sub.width)
         if name == "gsplat":
-            from dff_gs.lift.gsplat_grad import accumulate_gsplat
-
             accumulate_gsplat(means, quats, scales, opacities, sub, maps_b, pw, feat_sum, weight_sum)
             continue
         lists = tile_lists(means, quats, scales, opacities, sub.viewmats, sub.Ks, sub.width, sub.height, ts, source)
-        accumulate = cuda_ext.lift_accumulate if name == "cuda_ext" else cuda_ext.lift_accumulate_reference
+        accumulate = cuda_ext.lift_accumulate if name == "cuda_ext" else reference.lift_accumulate_reference
         accumulate(lists.means2d, lists.conics, lists.opacities, maps_b, lists.tile_offsets, lists.flatten_ids,
                    sub.width, sub.height, ts, pix_weights=pw, top_k=k, feat_sum=feat_sum, weight_sum=weight_sum)
-    normalize = cuda_ext.lift_normalize if name == "cuda_ext" else cuda_ext.lift_normalize_reference
+    normalize = cuda_ext.lift_normalize if name == "cuda_ext" else reference.lift_normalize_reference
     return normalize(feat_sum, weight_sum, eps), weight_sum
 
 
@@ -193,7 +190,7 @@ def compositing_weights(model, cameras: Cameras, min_weight: float = 1e-3, camer
         ids = list(range(s, min(s + camera_batch, len(cams))))
         sub = cams[ids]
         lists = tile_lists(means, quats, scales, opacities, sub.viewmats, sub.Ks, sub.width, sub.height, 8, "torch")
-        pix, gid, w = cuda_ext.compositing_weights_reference(lists.means2d, lists.conics, lists.opacities,
+        pix, gid, w = reference.compositing_weights_reference(lists.means2d, lists.conics, lists.opacities,
                                                              lists.tile_offsets, lists.flatten_ids, sub.width,
                                                              sub.height, 8, min_weight=min_weight)
         parts.append((pix + s * sub.height * sub.width, gid, w))

@@ -8,9 +8,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.features import resample_maps
 from dff_gs.render.rasterize import EPS2D, FAR_PLANE, NEAR_PLANE
-from dff_gs.features import resample_maps
 
 
 def accumulate_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, cameras: Cameras,

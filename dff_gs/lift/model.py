@@ -21,11 +21,11 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.features import pca_directions
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.lift.core import lift_features
-from dff_gs.features import pca_directions
 
 
 @dataclass

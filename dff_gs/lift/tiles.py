@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
+from dff_gs.render.backend_gsplat import gsplat_available
 from dff_gs.render.backend_torch import tile_intersections
 from dff_gs.render.projection import project_gaussians
 from dff_gs.render.rasterize import EPS2D, FAR_PLANE, NEAR_PLANE
@@ -88,8 +89,6 @@ def _torch_lists(means, quats, scales, opacities, viewmats, Ks, width, height, t
 
 @torch.no_grad()
 def _gsplat_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size) -> TileLists:
-    from dff_gs.render.backend_gsplat import gsplat_available
-
     ok, why = gsplat_available()
     if not ok:
         raise ConfigError(f"tile lists from gsplat are unavailable: {why}")

@@ -11,11 +11,16 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import CheckpointError, ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import CheckpointError, ConfigError
+from dff_gs.core.features import resample_maps
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.render import rasterize
 from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from dff_gs.train.config import Config
+from dff_gs.train.loop import fit_loop
+from dff_gs.train.losses import feature_loss
+from dff_gs.train.trainer import view_for_step
 
 
 class FeatureTuner:
@@ -55,11 +60,6 @@ class FeatureTuner:
             return m.get_means().detach(), m.get_quats().detach(), m.get_scales().detach(), m.get_opacities().detach()
 
     def train_step(self) -> dict:
-        from dff_gs.render import rasterize
-        from dff_gs.features import resample_maps
-        from dff_gs.train.losses import feature_loss
-        from dff_gs.train.trainer import view_for_step
-
         cams = self.cameras
         v = view_for_step(self.step, len(cams), self.cfg.train.seed)
         means, quats, scales, opacities = self._frozen
@@ -78,8 +78,6 @@ class FeatureTuner:
             eval_fn: Optional[Callable[[], dict]] = None) -> None:
         """Run to ``lift.steps`` (:func:`~dff_gs.train.loop.fit_loop`), with ``eval_fn`` every ``train.eval_every``
         steps when given."""
-        from dff_gs.train.loop import fit_loop
-
         fit_loop(self, desc="lift fine-tune", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
                  postfix=lambda s: dict(loss=f"{s['loss']:.4f}"))
 

@@ -3,18 +3,12 @@ scene, teacher maps and losses as the Gaussians, answering the same queries.
 
 Modules: ``config`` (NerfConfig), ``encodings`` (hash grid, frequency, SH), ``field``, ``occupancy``,
 ``sampler``, ``renderer`` (volume rendering), ``model`` (NerfModel), ``batches``, ``trainer``, ``io``
-(save / load), ``run`` (one training run), ``query`` and ``edit`` (queries and render-time edits).
+(save / load). Its training run is :mod:`dff_gs.engine.nerf`, its queries :mod:`dff_gs.query.nerf` and its
+render-time edits :mod:`dff_gs.edit.nerf`, each in the layer it belongs to.
 """
 
-from importlib import import_module
+from dff_gs.nerf.config import NerfConfig
+from dff_gs.nerf.io import NERF_MODEL_NAME, load_nerf, save_nerf
+from dff_gs.nerf.model import NerfModel
 
-_EXPORTS = {"NerfConfig": "config", "NerfModel": "model", "load_nerf": "io", "save_nerf": "io", "NERF_MODEL_NAME": "io"}
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    """Import on first use: the Gaussian trainer's config imports ``dff_gs.nerf.config`` and should not pay for
-    the NeRF model, renderer and I/O modules."""
-    if name in _EXPORTS:
-        return getattr(import_module(f"dff_gs.nerf.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'dff_gs.nerf' has no attribute {name!r}")
+__all__ = ["NerfConfig", "NerfModel", "load_nerf", "save_nerf", "NERF_MODEL_NAME"]

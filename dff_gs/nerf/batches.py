@@ -9,8 +9,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dff_gs.config import option
+from dff_gs.core.config import option
 
 
 @dataclass

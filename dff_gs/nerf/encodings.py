@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dff_gs.render.sh import C0, C1, C2, C3
+from dff_gs.core.sh import C0, C1, C2, C3
 
 # Instant-NGP's hash primes (the first is 1), as int32 with wrap-around: the low bits of a wrapped int32
 # product equal those of the uint32 product, and the table size is a power of two.

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.encodings import FrequencyEncoding, HashEncoding, SHEncoding
 

@@ -3,7 +3,7 @@
 A model file is a ``torch.save`` dict tagged ``format = "dff_gs-nerf"`` holding the NeRF config, the scene
 box, the teacher dimension, the weights (occupancy grid included) and the run metadata (teacher, scene),
 so it can be rebuilt without the training config. Handing a Gaussian run, PLY or checkpoint to the NeRF
-loader (or the reverse, see :mod:`dff_gs.runs`) is a clear error, not a shape mismatch.
+loader (or the reverse, see :mod:`dff_gs.engine.runs`) is a clear error, not a shape mismatch.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from typing import Any, Optional
 
 import torch
 
-from dff_gs.errors import CheckpointError, DataError, check_version
+from dff_gs.core.errors import CheckpointError, DataError, check_version
+from dff_gs.io.run_dir import NERF_MODEL_NAME, PLY_NAME
 from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.model import NERF_FORMAT, NERF_VERSION, NerfModel
-from dff_gs.run_dir import NERF_MODEL_NAME, PLY_NAME
+from dff_gs.train.checkpoint import resolve_checkpoint, rng_state, write_torch
 
 NERF_CHECKPOINT_FORMAT = "dff_gs-nerf-checkpoint"
-GAUSSIAN_HINT = "open it with dff_gs.runs.load_model or load_backbone (or edit.py for a persistent edit)"
+GAUSSIAN_HINT = "open it with dff_gs.engine.runs.load_model or load_backbone (or edit.py for a persistent edit)"
 
 
 def save_nerf(model: NerfModel, path: str | Path, metadata: Optional[dict] = None) -> Path:
@@ -102,8 +103,6 @@ def load_nerf(path: str | Path, map_location: str | torch.device = "cpu") -> tup
 def save_nerf_checkpoint(path: str | Path, model: NerfModel, trainer_state: dict, config: dict,
                          metadata: Optional[dict] = None) -> Path:
     """A resumable training checkpoint: the model payload, optimiser/step state, config and RNG states."""
-    from dff_gs.train.checkpoint import rng_state, write_torch
-
     payload = {"format": NERF_CHECKPOINT_FORMAT, "version": NERF_VERSION, "model": model.payload(metadata),
                "trainer": trainer_state, "config": config, "rng": rng_state()}
     path = Path(path)
@@ -113,8 +112,6 @@ def save_nerf_checkpoint(path: str | Path, model: NerfModel, trainer_state: dict
 
 def load_nerf_checkpoint(path: str | Path) -> dict:
     """Read a NeRF training checkpoint (a run folder or the .pt), with clear errors for anything else."""
-    from dff_gs.train.checkpoint import resolve_checkpoint
-
     p = resolve_checkpoint(path)
     payload = _read(p)
     if not isinstance(payload, dict) or payload.get("format") != NERF_CHECKPOINT_FORMAT:

@@ -16,15 +16,15 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
 from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.field import NerfField
 from dff_gs.nerf.occupancy import OccupancyGrid
 from dff_gs.nerf.renderer import RayOutput, composite, render_weights
 from dff_gs.nerf.sampler import ray_aabb, sample_pdf, stratified_edges
 from dff_gs.render import RenderOutput
-
+from dff_gs.train.checkpoint import write_torch
 
 NERF_FORMAT = "dff_gs-nerf"
 NERF_VERSION = 1
@@ -150,7 +150,7 @@ class NerfModel(nn.Module):
         rays_d: Tensor  # [R, 3] unit directions
         z_scale: Tensor  # [R] distance -> z-depth factor (default 1: depth along the ray)
         jitter: random coarse edges and resampling offsets (training) instead of fixed ones
-        edit: an object with ``apply(x, sigma, rgb, decoded) -> (sigma, rgb)`` (see :mod:`dff_gs.nerf.edit`)
+        edit: an object with ``apply(x, sigma, rgb, decoded) -> (sigma, rgb)`` (see :mod:`dff_gs.edit.nerf`)
         Returns RayOutput (weights / edges over the N = coarse + fine + 1 rendered intervals).
         """
         cfg = self.cfg
@@ -271,8 +271,6 @@ class NerfModel(nn.Module):
 
     def save(self, path: str | Path, metadata: Optional[dict] = None) -> Path:
         """:class:`~dff_gs.backbone.Backbone`: write :meth:`payload` to ``path`` atomically; returns the path."""
-        from dff_gs.train.checkpoint import write_torch
-
         path = Path(path)
         write_torch(self.payload(metadata), path)
         return path

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from dff_gs.cameras import Cameras
+from dff_gs.core.cameras import Cameras
 
 
 class OccupancyGrid(nn.Module):

@@ -11,17 +11,17 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import CheckpointError, ConfigError
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import CheckpointError, ConfigError
 from dff_gs.nerf.batches import PatchSampler
 from dff_gs.nerf.io import check_finite, load_nerf_checkpoint, save_nerf_checkpoint
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.renderer import distortion_loss
 from dff_gs.train.checkpoint import set_rng_state
 from dff_gs.train.config import Config
-from dff_gs.train.losses import feature_loss, photometric_loss
 from dff_gs.train.loop import fit_loop
-
+from dff_gs.train.losses import feature_loss, photometric_loss
+from dff_gs.train.preview import logged_preview
 
 SSIM_MIN_PATCH = 11 // 2 + 1
 """Smallest patch side the D-SSIM term takes (``ssim_map``'s 11-pixel window, reflection-padded by 5)."""
@@ -119,8 +119,6 @@ class NerfTrainer:
 
     def preview(self) -> Tensor:
         """Render | ground truth | feature PCA of training view 0 (``train.image_every``).  Tensor  # [H, kW, 3]"""
-        from dff_gs.train.preview import logged_preview
-
         return logged_preview(self, self.model, self._preview_view[0], self._preview_view[1])
 
     def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,

@@ -10,12 +10,25 @@ from typing import Optional
 from torch import Tensor
 
 from dff_gs.backbone import Backbone, GaussianBackbone, as_backbone
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
+from dff_gs.data import load_scene
+from dff_gs.data.image_io import load_rgb
+from dff_gs.engine.runs import NERF_HINT, load_backbone, resolve_model, run_scene_options, teacher_from_meta
 from dff_gs.io.ply import sidecar_path
-from dff_gs.run_dir import CHECKPOINT_NAME, CONFIG_NAME, is_run
-from dff_gs.query.eq5 import (feature_cluster_probabilities, label_list, label_probabilities,
-                              patch_feature, reference_query_embeddings, text_negatives, text_query_embeddings)
-from dff_gs.query.views import click_feature
+from dff_gs.io.run_dir import CHECKPOINT_NAME, CONFIG_NAME, is_run
+from dff_gs.query.eq5 import (
+    feature_cluster_probabilities,
+    label_list,
+    label_probabilities,
+    patch_feature,
+    reference_query_embeddings,
+    text_negatives,
+    text_query_embeddings,
+)
+from dff_gs.query.grouping import front_seeds, group_click, group_seeds
+from dff_gs.query.ray import check_ray, ray_camera, ray_seeds
+from dff_gs.query.views import click_feature, query_cameras, render_views
+from dff_gs.render.rasterize import resolve_backend
 
 QUERY_KINDS = ("text", "patch", "click", "cluster", "ray")
 
@@ -51,8 +64,6 @@ class QuerySpec:
         if self.kind == "cluster" and not _valid_cluster(v):
             raise ConfigError(f"cluster query: expected K or K:ID with K >= 1 and 0 <= ID < K, got {v!r:.60}")
         if self.kind == "ray":
-            from dff_gs.query.ray import check_ray
-
             object.__setattr__(self, "value", check_ray(v))
 
     def describe(self) -> str:
@@ -82,11 +93,11 @@ class QueryContext:
     :meth:`with_model` copies (an edit re-queries the edited model with the same teacher and scene).
 
     Queries are answered per primitive (:meth:`primitive_features`): each Gaussian's own feature, or the field's
-    feature at each occupied cell of a NeRF (the 3D query of :mod:`dff_gs.nerf.query`); 2D queries render features
+    feature at each occupied cell of a NeRF (the 3D query of :mod:`dff_gs.query.nerf`); 2D queries render features
     through :attr:`backbone`. What only Gaussians have (3D click grouping, edits, lifted selections) asks
     :meth:`require_gaussians` first.
 
-    model: the :class:`~dff_gs.gaussians.GaussianModel`, or the NeRF's :class:`~dff_gs.nerf.model.NerfModel`
+    model: the :class:`~dff_gs.core.gaussians.GaussianModel`, or the NeRF's :class:`~dff_gs.nerf.model.NerfModel`
         (given a :class:`~dff_gs.backbone.GaussianBackbone`, its model; the backbone is kept as it is)
     backbone: the model as a :class:`~dff_gs.backbone.Backbone` (Gaussians rendered with ``backend``)
     data: scene path (default: the scene named in the sidecar, ``meta["scene"]``)
@@ -106,12 +117,9 @@ class QueryContext:
 
     @classmethod
     def open(cls, path, *, data: Optional[str] = None, backend: str = "auto", device: str = "cpu") -> "QueryContext":
-        """The context of a run folder or model file of either backbone (:func:`dff_gs.runs.load_backbone`, on
+        """The context of a run folder or model file of either backbone (:func:`dff_gs.engine.runs.load_backbone`, on
         ``device``): its model and metadata, and the scene options it was trained with. A renderer this machine
         cannot run is refused here, before any work."""
-        from dff_gs.render.rasterize import resolve_backend
-        from dff_gs.runs import load_backbone, resolve_model, run_scene_options
-
         _, file = resolve_model(path)
         backbone, meta = load_backbone(path, backend=backend, device=device)
         if backbone.kind == "gs":
@@ -132,6 +140,15 @@ class QueryContext:
             self._cache[("per_model", name)] = held
         return held[1]
 
+    def rendered_views(self, count: int, side: int):
+        """:func:`~dff_gs.query.views.render_views` of this context's model from the views of
+        :func:`~dff_gs.query.views.query_cameras` (``count``, ``side``), computed once per model (:meth:`per_model`).
+
+        Returns (features: Tensor  # [V, h, w, D], weights: CompositingWeights)
+        """
+        return self.per_model(("query_views", count, side),
+                              lambda: render_views(self.model, query_cameras(self.scene(), count, side), self.backend))
+
     @property
     def kind(self) -> str:
         """``"gs"`` or ``"nerf"``."""
@@ -140,8 +157,6 @@ class QueryContext:
     def require_gaussians(self, what: str) -> None:
         """A one-line ``ConfigError`` naming the model when ``what`` (an edit, a 3D grouping, ...) needs Gaussians."""
         if self.kind != "gs":
-            from dff_gs.runs import NERF_HINT
-
             raise ConfigError(f"{self.source}: {what} needs Gaussians and this is a NeRF run; {NERF_HINT}")
 
     def primitive_features(self) -> Tensor:
@@ -163,8 +178,6 @@ class QueryContext:
     def teacher(self):
         """The teacher the model was distilled from (``ConfigError`` naming the model if none is recorded)."""
         if "teacher" not in self._cache:
-            from dff_gs.runs import teacher_from_meta
-
             self._cache["teacher"] = teacher_from_meta(self.meta)
         if self._cache["teacher"] is None:
             raise ConfigError(f"{self.source}: no teacher recorded with this model; only --click and --cluster work")
@@ -184,8 +197,6 @@ class QueryContext:
     def scene(self):
         """The scene (all views), loaded once."""
         if "scene" not in self._cache:
-            from dff_gs.data import load_scene
-
             if not self.scene_path:
                 raise ConfigError(f"{self.source}: no scene: pass --data SCENE (the model's sidecar does not name one)")
             self._cache["scene"] = load_scene(self.scene_path, **self.scene_options)
@@ -207,16 +218,12 @@ def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional
     if spec.kind == "patch":
         from pathlib import Path
 
-        from dff_gs.data.image_io import load_rgb
-
         reference, info = patch_feature(ctx.teacher, load_rgb(Path(spec.value))), {"patch": spec.value}
     elif spec.kind == "click":
         v, x, y = spec.value
         reference = click_feature(ctx.backbone, ctx.scene().cameras.to(ctx.backbone.device), v, x, y)
         info = {"click": [v, x, y]}
     elif spec.kind == "ray":
-        from dff_gs.query.ray import ray_camera
-
         reference = click_feature(ctx.backbone, ray_camera(spec.value, ctx.backbone.device), 0, 0, 0)
         info = {"ray": list(spec.value)}
     else:
@@ -230,21 +237,16 @@ def query_label_embeddings(ctx: QueryContext, spec: QuerySpec) -> tuple[Optional
 def query_probabilities(ctx: QueryContext, spec: QuerySpec, grouping=None) -> tuple[Tensor, dict]:
     """Resolve one query on ``ctx``'s model: ``p(query | x)`` for every primitive (:meth:`QueryContext.
     primitive_features`: each Gaussian, or each occupied cell of a NeRF) and what was asked, for a summary. With
-    ``grouping`` (a :class:`dff_gs.grouping.GroupingSettings`) a click on Gaussians whose scene is known is resolved
-    by 3D grouping instead (:func:`dff_gs.grouping.group_click`): ``p`` is 1 on the object's group, 0 elsewhere (a
-    NeRF's click is Eq. 5 on the clicked feature).
+    ``grouping`` (a :class:`dff_gs.query.grouping.GroupingSettings`) a click on Gaussians whose scene is known is
+    resolved by 3D grouping instead (:func:`dff_gs.query.grouping.group_click`): ``p`` is 1 on the object's group, 0
+    elsewhere (a NeRF's click is Eq. 5 on the clicked feature).
 
     Returns (probs: Tensor  # [N], info: dict)
     """
     if grouping is not None and spec.kind == "click" and ctx.scene_path and ctx.kind == "gs":
-        from dff_gs.grouping import group_click
-
         mask, info = group_click(ctx, spec.value, grouping)
         return mask.float(), {"click": list(spec.value), **info}
     if grouping is not None and spec.kind == "ray" and ctx.scene_path and ctx.kind == "gs":
-        from dff_gs.grouping import front_seeds, group_seeds
-        from dff_gs.query.ray import ray_camera, ray_seeds
-
         reference = click_feature(ctx.backbone, ray_camera(spec.value, ctx.backbone.device), 0, 0, 0)
         mask, info = group_seeds(ctx, front_seeds(*ray_seeds(ctx.model, spec.value)), reference, grouping,
                                  spec.describe())

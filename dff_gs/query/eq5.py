@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
 
 DEFAULT_TEMPERATURE = 0.1
 """Softmax temperature of Eq. 5 on cosine similarities (the paper's CLIP setting uses a logit scale)."""

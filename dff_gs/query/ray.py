@@ -14,8 +14,9 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
+from dff_gs.lift import compositing_weights
 
 RAY_FOCAL = 1000.0  # pixels: the one pixel spans about 1 mrad around the ray
 
@@ -64,7 +65,5 @@ def ray_seeds(model, ray: Sequence[float]) -> tuple[Tensor, Tensor]:
 
     Returns (ids: Tensor  # [S] int64, weights: Tensor  # [S])
     """
-    from dff_gs.lift import compositing_weights
-
     w = compositing_weights(model, ray_camera(ray, model.device), min_weight=1e-4)
     return w.gaussian, w.weight

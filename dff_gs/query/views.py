@@ -4,21 +4,27 @@ through, and segmentation overlays."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
 from dff_gs.backbone import as_backbone, require_features
-from dff_gs.query.eq5 import (DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings, segment_features,
-                              text_query_embeddings)
-from dff_gs.utils import evenly_spaced, fit_side
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.utils import evenly_spaced, fit_side
+from dff_gs.io.images import colorize_labels
+from dff_gs.lift import compositing_weights
+from dff_gs.query.eq5 import (
+    DEFAULT_TEMPERATURE,
+    label_probabilities,
+    reference_query_embeddings,
+    segment_features,
+    text_query_embeddings,
+)
+from dff_gs.render import rasterize, render
 
-if TYPE_CHECKING:
-    from dff_gs.query.context import QueryContext
 
 def check_click(cameras: Cameras, view: int, x: int, y: int) -> None:
     """A ``ConfigError`` unless pixel ``(x, y)`` of camera ``view`` exists."""
@@ -86,8 +92,6 @@ def render_values(model: GaussianModel, cameras: Cameras, values: Tensor,
     values: Tensor  # [N, K]
     Returns (image [C, H, W, K], alpha [C, H, W, 1])
     """
-    from dff_gs.render import rasterize
-
     colors = values.float()[None].expand(len(cameras), -1, -1).contiguous()
     img, _, alpha, _ = rasterize(model.get_means(), model.get_quats(), model.get_scales(), model.get_opacities(),
                                  colors, cameras.viewmats, cameras.Ks, cameras.width, cameras.height,
@@ -130,28 +134,12 @@ def render_views(model: GaussianModel, cameras: Cameras, backend: str = "auto"):
 
     Returns (features: Tensor  # [V, h, w, D], weights: CompositingWeights)
     """
-    from dff_gs.lift import compositing_weights
-    from dff_gs.render import render
-
     if model.feature_dim == 0:
         raise ConfigError("rendering features needs per-Gaussian features and this model carries none")
     cams = cameras.to(model.device)
     feats = torch.cat([render(model, cams[[i]], with_features=True, backend=backend).features
                        for i in range(len(cams))])
     return feats, compositing_weights(model, cams, min_weight=0.01)
-
-
-def rendered_query_views(ctx: "QueryContext", count: int, side: int):
-    """:func:`render_views` of ``ctx.model`` from the views of :func:`query_cameras` (``count``, ``side``),
-    computed once per model and kept in ``ctx``'s cache (one model's: an edit makes a new model).
-
-    Returns (features: Tensor  # [V, h, w, D], weights: CompositingWeights)
-    """
-    key = ("query_views", count, side)
-    if key not in ctx._cache or ctx._cache[key][0] is not ctx.model:
-        cams = query_cameras(ctx.scene(), count, side)
-        ctx._cache[key] = (ctx.model, *render_views(ctx.model, cams, ctx.backend))
-    return ctx._cache[key][1:]
 
 
 @torch.no_grad()
@@ -164,8 +152,6 @@ def segmentation_overlay(model: GaussianModel, cameras: Cameras, values: Tensor,
 
     Returns Tensor  # [C, H, W, 3] in [0, 1]
     """
-    from dff_gs.render import render
-
     out = []
     for i in range(len(cameras)):
         cams = cameras[[i]]
@@ -206,7 +192,5 @@ def rendered_overlay(model, cameras: Cameras, queries, threshold: Optional[float
 def blend_labels(seg: Tensor, num_labels: int, rgb: Tensor) -> Tensor:
     """Label colours of ``seg: Tensor  # [H, W] int64`` (``num_labels`` of them) half-and-half over ``rgb: Tensor
     # [H, W, 3]``.  Returns Tensor  # [H, W, 3] in [0, 1], on the CPU"""
-    from dff_gs.io.images import colorize_labels
-
     colours = torch.from_numpy(colorize_labels(seg.cpu(), num_labels)).float() / 255.0
     return 0.5 * colours + 0.5 * rgb.cpu().clamp(0, 1)

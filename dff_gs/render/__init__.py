@@ -9,8 +9,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+import cuda_ext
+from dff_gs.core.sh import eval_sh
 from dff_gs.render.rasterize import BACKENDS, rasterize, resolve_backend
-from dff_gs.render.sh import eval_sh, sh_colors
+from dff_gs.render.sh import sh_colors
 
 __all__ = ["render", "view_colors", "RenderOutput", "rasterize", "resolve_backend", "BACKENDS", "eval_sh"]
 
@@ -39,9 +41,7 @@ def view_colors(model, cameras, sh_degree: Optional[int] = None, compiled: bool 
     degree = model.sh_degree if sh_degree is None else min(sh_degree, model.sh_degree)
     args = (model.get_means(), model.params["sh0"], model.params["shN"], cameras.centers, degree)
     if compiled and not cameras.centers.requires_grad:
-        from cuda_ext import sh_colors_cpu
-
-        return sh_colors_cpu(*args)
+        return cuda_ext.sh_colors_cpu(*args)
     return sh_colors(*args)
 
 

@@ -8,16 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Rotation matrices ``[N, 3, 3]`` from quaternions ``[N, 4]`` (w x y z, normalised here)."""
-    q = torch.nn.functional.normalize(quats, dim=-1)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(*q.shape[:-1], 3, 3)
+from dff_gs.core.geometry import quat_to_rotmat
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:

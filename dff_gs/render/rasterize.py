@@ -8,7 +8,9 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from cuda_ext import cpu_available, project_cpu, rasterize_cpu
+from dff_gs.core.errors import ConfigError
+from dff_gs.render.backend_gsplat import gsplat_available, rasterize_gsplat
 from dff_gs.render.backend_torch import rasterize_torch
 from dff_gs.render.projection import project_gaussians
 
@@ -44,20 +46,14 @@ def _projected(projector: Callable, compositor: Callable) -> Callable:
 
 
 def _cpu_projector(*args):
-    from cuda_ext import project_cpu
-
     return project_cpu(*args)
 
 
 def _cpu_compositor(*args, **kwargs):
-    from cuda_ext import rasterize_cpu
-
     return rasterize_cpu(*args, **kwargs)
 
 
 def _gsplat_backend(*args, **kwargs):
-    from dff_gs.render.backend_gsplat import rasterize_gsplat
-
     kwargs["tile_size"] = 16
     return rasterize_gsplat(*args, **kwargs)
 
@@ -74,8 +70,6 @@ def register_backend(name: str, fn: Callable) -> None:
 
 def cpu_backend_available() -> tuple[bool, str]:
     """(usable, reason) for the compiled CPU rasterizer (``cuda_ext._cpu``, JIT-built on first use if need be)."""
-    from cuda_ext import cpu_available
-
     return cpu_available()
 
 
@@ -85,8 +79,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     global _said_why
     if backend == "auto":
         if device.type == "cuda":
-            from dff_gs.render.backend_gsplat import gsplat_available
-
             if gsplat_available()[0]:
                 return "gsplat"
         elif device.type == "cpu":
@@ -100,8 +92,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in _REGISTRY:
         raise ConfigError(f"unknown render backend {backend!r} (known: auto, {', '.join(_REGISTRY)})")
     if backend == "gsplat":
-        from dff_gs.render.backend_gsplat import gsplat_available
-
         ok, why = gsplat_available()
         if not ok:
             raise ConfigError(f"render backend 'gsplat' is unavailable: {why}; use --backend auto, cpu or torch")

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 
 
 class Teacher:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dff_gs.utils import atomic_write_path
+from dff_gs.core.utils import atomic_write_path
 
 
 def scene_key(scene) -> str:

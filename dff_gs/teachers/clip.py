@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 from dff_gs.teachers.base import Teacher, hub_error, normalize, register_teacher, weights_error
 from dff_gs.teachers.images import check_image, image_to_batch
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 from dff_gs.teachers.base import Teacher, hub_error, normalize, register_teacher, weights_error
 from dff_gs.teachers.images import check_image, fit_short_side, image_to_batch
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 from dff_gs.teachers.base import Teacher, normalize, register_teacher, weights_error
 from dff_gs.teachers.images import check_image, fit_short_side, image_to_batch
 from dff_gs.teachers.segments import SEGMENTERS, segment_pool

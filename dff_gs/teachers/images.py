@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import DataError
+from dff_gs.core.errors import DataError
 
 
 def check_image(image: Tensor, teacher: str) -> tuple[int, int]:

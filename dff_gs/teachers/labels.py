@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import ConfigError, DataError, quote
+from dff_gs.core.errors import ConfigError, DataError, quote
+from dff_gs.core.utils import IGNORE_LABEL
 from dff_gs.teachers.base import Teacher, register_teacher
-from dff_gs.utils import IGNORE_LABEL
+from dff_gs.teachers.clip import ClipTeacher
+from dff_gs.teachers.text import encode_minilm
 
 
 def check_class_names(names: list[str], where: str) -> None:
@@ -62,15 +64,11 @@ class LabelsTeacher(Teacher):
 
     def _clip_teacher(self):
         if self._clip is None:
-            from dff_gs.teachers.clip import ClipTeacher
-
             self._clip = ClipTeacher(model=self.clip_model, weights=self.weights)
         return self._clip
 
     def encode_text(self, texts: list[str]) -> Tensor:
         if self.text_model == "minilm":
-            from dff_gs.teachers.text import encode_minilm
-
             return encode_minilm(texts)
         return self._clip_teacher().encode_text(texts)
 

@@ -12,7 +12,10 @@ import torch
 from torch import Tensor
 
 from dff_gs.data import SceneData
-from dff_gs.train.config import TeacherSettings
+from dff_gs.teachers import get_teacher
+from dff_gs.teachers.cache import cached_features
+from dff_gs.teachers.labels import check_class_names
+from dff_gs.teachers.settings import TeacherSettings
 
 
 @dataclass
@@ -69,10 +72,6 @@ def prepare_teacher(settings: TeacherSettings, scene: SceneData, device: torch.d
         settings.name = LABEL_FREE_TEACHER
     if settings.name == "none":
         return TeacherOutputs(meta={"name": "none"})
-    from dff_gs.teachers import get_teacher
-    from dff_gs.teachers.cache import cached_features
-    from dff_gs.teachers.labels import check_class_names
-
     teacher = get_teacher(settings.name, **teacher_kwargs(settings))
     if getattr(teacher, "supports_text", False) and scene.class_names and scene.semantics is not None:
         check_class_names(list(scene.class_names), scene.source)  # before the maps: evaluation embeds the names

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
-from dff_gs.utils import fit_side
-from dff_gs.features import resample_maps
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.features import resample_maps
+from dff_gs.core.utils import fit_side
 
 SEGMENTERS = ("felzenszwalb", "none")
 

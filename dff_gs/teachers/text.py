@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
+from dff_gs.core.errors import ConfigError
 
 
 def minilm_path() -> Path:

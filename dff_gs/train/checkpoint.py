@@ -10,9 +10,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from dff_gs.errors import CheckpointError, OutputError, check_version
-from dff_gs.run_dir import CHECKPOINT_NAME
-from dff_gs.utils import atomic_write_path
+from dff_gs.core.errors import CheckpointError, OutputError, check_version
+from dff_gs.core.utils import atomic_write_path
+from dff_gs.io.run_dir import CHECKPOINT_NAME
 
 CHECKPOINT_VERSION = 1
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Protocol, runtime_checkable
 
-from dff_gs.errors import Interrupted
+from dff_gs.core.errors import Interrupted
 
 
 @runtime_checkable
@@ -89,7 +89,7 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
 
     cfg = trainer.cfg.train
     total = trainer.total_steps
-    logger = getattr(trainer, "logger", None)  # a RunLogger (dff_gs.train.logger), when the run set one
+    logger = getattr(trainer, "logger", None)  # a RunLogger (dff_gs.engine.logger), when the run set one
     watcher = getattr(trainer, "watcher", None)  # called after every step (the training viewer), when set
     bar = tqdm(total=total, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
     previous = _install_stop_handlers(trainer)

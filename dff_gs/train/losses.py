@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from dff_gs.core.utils import fit_side
 from dff_gs.eval.metrics import ssim_map
-from dff_gs.utils import fit_side
-
 
 
 def photometric_loss(pred: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dff_gs.distributed import PeerLost, World
+from dff_gs.core.distributed import PeerLost, World
 
 
 def sum_gradients(world: World, tensors: list[Tensor], extra: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """The Gaussian trainer: photometric + distillation losses, densification, checkpoints.
 
 The trainer owns the optimisation loop only. Data, teacher maps and the model come in ready;
-evaluation and run-folder writing live in :mod:`dff_gs.train.evaluate` and :mod:`dff_gs.pipeline`.
+evaluation and run-folder writing live in :mod:`dff_gs.engine.evaluate` and :mod:`dff_gs.engine.pipeline`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.distributed import World
-from dff_gs.errors import CheckpointError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.backbone import as_backbone
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.distributed import World
+from dff_gs.core.errors import CheckpointError
+from dff_gs.core.features import resample_maps
+from dff_gs.core.gaussians import GaussianModel
 from dff_gs.render import render
 from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from dff_gs.train.config import Config
-from dff_gs.features import resample_maps
-from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features
 from dff_gs.train.loop import fit_loop
+from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features
+from dff_gs.train.preview import logged_preview
 from dff_gs.train.sync import shared_stats_strategy, sum_gradients
 
 PARAM_LR_KEYS = {
@@ -265,9 +267,6 @@ class Trainer:
 
     def preview(self) -> Tensor:
         """Render | ground truth | feature PCA of training view 0 (``train.image_every``).  Tensor  # [H, kW, 3]"""
-        from dff_gs.backbone import as_backbone
-        from dff_gs.train.preview import logged_preview
-
         backbone = as_backbone(self.model, backend=self.cfg.train.backend, background=self.data.background)
         return logged_preview(self, backbone, self.data.cameras[[0]], self.data.images[0])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from dff_gs.view.server import check_port
+from dff_gs.core.ports import check_port
 from dff_gs.view.splats import splat_arrays
 
 

@@ -17,8 +17,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dff_gs.cameras import Cameras
-from dff_gs.render.projection import quat_to_rotmat
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.geometry import quat_to_rotmat
+from dff_gs.query.views import render_values
 
 BACKGROUND = (1.0, 1.0, 1.0)  # the page's own background
 
@@ -72,8 +73,6 @@ class ServerDrawing:
 
     def render(self, client, max_side: int = 0) -> np.ndarray:
         """The client's view, uint8 ``[H, W, 3]``, at most ``max_side`` (default: the drawing's) on its longer side."""
-        from dff_gs.query.views import render_values
-
         cams = client_camera(client.camera, max_side or self.max_side)
         model, colors = self.snapshot()
         colors = torch.from_numpy(colors).to(model.device)

@@ -8,9 +8,7 @@ recolour, move with a gizmo, duplicate, undo / redo, export PLY + download).
 
 from __future__ import annotations
 
-import errno
 import math
-import socket
 import threading
 import time
 from pathlib import Path
@@ -19,45 +17,17 @@ from typing import Optional
 import numpy as np
 import torch
 
-from dff_gs.errors import ConfigError, DffError, quote
-from dff_gs.query import QuerySpec
+from dff_gs.core.errors import ConfigError, DffError
+from dff_gs.core.geometry import matrix_to_quat
+from dff_gs.core.ports import check_port
+from dff_gs.edit.script import Delete, Duplicate, Extract, Recolor, Rotate, Translate
+from dff_gs.query import QuerySpec, label_list, segment_gaussians
+from dff_gs.view.remote import ServerDrawing
 from dff_gs.view.session import ViewerSession
 from dff_gs.view.splats import COLOR_MODES, base_colors, highlight, label_colors, pca_colors, splat_arrays
 
 THUMBNAIL_SIDE = 48  # pixels: the images shown on the camera frustums
 DRAWING = ("browser", "server")
-
-
-def check_port(host: str, port: int, what: str = "--port ", host_what: str = "--host ") -> None:
-    """A ``ConfigError`` unless ``host:port`` can be listened on now (viser would silently move to another port),
-    naming what is wrong: the port (``what``: not a port, in use, privileged) or the host (``host_what``: a name
-    that does not resolve, an address that is not this machine's)."""
-    if not 0 < port < 65536:
-        raise ConfigError(f"{what}{port}: not a TCP port (1..65535)")
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except (socket.gaierror, UnicodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise ConfigError(f"{host_what}{quote(host)}: not an address this machine can resolve ({reason}); use "
-                          "127.0.0.1, 0.0.0.0 (every interface) or one of its own names") from None
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed server's TIME_WAIT is no obstacle
-        try:
-            s.bind((host, port))
-        except OSError as err:
-            raise ConfigError(_bind_problem(err, host, port, what, host_what)) from None
-
-
-def _bind_problem(err: OSError, host: str, port: int, what: str, host_what: str) -> str:
-    """Why ``bind(host, port)`` failed, naming the one at fault: the host or the port."""
-    if err.errno == errno.EADDRNOTAVAIL:
-        return (f"{host_what}{quote(host)}: not an address of this machine ({err.strerror}); use 127.0.0.1, "
-                "0.0.0.0 (every interface) or one of its own addresses")
-    if err.errno == errno.EADDRINUSE:
-        return f"{what}{port} on {host}: in use ({err.strerror}); choose another port"
-    if err.errno == errno.EACCES and port < 1024:
-        return f"{what}{port} on {host}: ports below 1024 need privileges ({err.strerror}); choose one from 1024"
-    return f"{what}{port} on {host}: cannot listen there ({err.strerror})"
 
 
 class ViewerApp:
@@ -67,8 +37,6 @@ class ViewerApp:
         """drawing: ``browser`` (the browser draws the splats: a client with a GPU) | ``server`` (our rasterizer
         renders each client's view, :mod:`dff_gs.view.remote`: a client without one)."""
         import viser
-
-        from dff_gs.view.remote import ServerDrawing
 
         if drawing not in DRAWING:
             raise ConfigError(f"--render {drawing}: must be one of {', '.join(DRAWING)}")
@@ -212,8 +180,6 @@ class ViewerApp:
         self.show_cameras.on_update(lambda _: self._show_cameras(self.show_cameras.value))
 
     def _build_edit_panel(self) -> None:
-        from dff_gs.edit.script import Delete, Duplicate, Extract, Recolor
-
         gui, s = self.server.gui, self.session
         with gui.add_folder("Edit"):
             delete, extract = gui.add_button("Delete"), gui.add_button("Extract")
@@ -238,8 +204,6 @@ class ViewerApp:
 
     # ------------------------------------------------------------------------------------ actions
     def query_text(self, text: str, negatives: str = "") -> None:
-        from dff_gs.query import label_list
-
         if not text.strip():
             self.session.message = "type a text query first"
             return self.refresh()
@@ -291,7 +255,6 @@ class ViewerApp:
     def _on_gizmo(self, event) -> None:
         if getattr(event, "phase", "end") != "end":
             return
-        from dff_gs.edit.script import Rotate, Translate
 
         start, pos = np.asarray(self._gizmo_start, float), np.asarray(event.target.position, float)
         w, x, y, z = (float(v) for v in event.target.wxyz)
@@ -309,8 +272,6 @@ class ViewerApp:
     def _add_cameras(self) -> None:
         """The scene's training cameras as frustums with their images; a click on one moves the view there (and
         hides that frustum, which would cover the view). A new page opens at the first one."""
-        from dff_gs.edit.transforms import matrix_to_quat
-
         s = self.session
         self.frustums: list = []
         self._at_camera = 0  # the camera a new page opens at, whose frustum is hidden
@@ -347,8 +308,6 @@ class ViewerApp:
 
     def go_to_camera(self, client, index: int) -> None:
         """Move ``client``'s view to training camera ``index`` (its frustum hidden, the others shown)."""
-        from dff_gs.edit.transforms import matrix_to_quat
-
         self._at_camera = index
         self._show_cameras(self.show_cameras.value)
         _, c2w, fov = self.frustums[index]
@@ -368,8 +327,6 @@ class ViewerApp:
 
 def _segment(session: ViewerSession, names: list[str]):
     """Each Gaussian's label among ``names`` (argmax of Eq. 5), None for fewer than two names."""
-    from dff_gs.query import segment_gaussians
-
     if len(names) < 2:
         return None
     return segment_gaussians(session.model, session.base.teacher.encode_text(names))

@@ -24,11 +24,20 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from dff_gs.core.errors import ConfigError, DataError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.edit.export import export_edit
 from dff_gs.edit.ops import OpResult
 from dff_gs.edit.script import EditEnv, EditScript, Operation
-from dff_gs.edit.selection import EditSelection, EmptySelectionError, SelectionConfig, select_gaussians
-from dff_gs.errors import ConfigError, DataError
-from dff_gs.gaussians import GaussianModel
+from dff_gs.edit.selection import (
+    EditSelection,
+    EmptySelectionError,
+    SelectionConfig,
+    decoded_features,
+    model_spacing,
+    select_gaussians,
+)
+from dff_gs.engine.runs import run_backbone
 from dff_gs.query import QueryContext, QuerySpec
 
 
@@ -61,8 +70,6 @@ class ViewerSession:
     def open(cls, path, *, data: Optional[str] = None, backend: str = "auto") -> "ViewerSession":
         """A session on a Gaussian run folder or PLY. A NeRF run is refused in one line (the viewer draws
         Gaussians; a NeRF's views render with ``dff-render``)."""
-        from dff_gs.runs import run_backbone
-
         if Path(path).exists() and run_backbone(path) == "nerf":
             raise DataError(f"{path}: a NeRF run has no Gaussians for the viewer to draw; render its views with "
                             f"dff-render {path} and query them with dff-query")
@@ -71,8 +78,6 @@ class ViewerSession:
     def warm_up(self) -> None:
         """Load what the first query needs (the teacher's text encoder, the model's neighbour spacing and decoded
         features), so that it answers as fast as the next ones."""
-        from dff_gs.edit.selection import decoded_features, model_spacing
-
         if self.features_reason is None:
             model_spacing(self.ctx)
             decoded_features(self.ctx)
@@ -231,8 +236,6 @@ class ViewerSession:
     def export(self, out, *, force: bool = False, views: int = 3, split: str = "test") -> dict:
         """Write the edited scene as ``edit.py`` does (PLY + sidecar, summary, before | after renders) through
         :func:`dff_gs.edit.export.export_edit`. Returns its summary."""
-        from dff_gs.edit.export import export_edit
-
         if not self.steps:
             raise ConfigError("nothing to export: no edit made yet")
         return export_edit(self.base, self.script().check(), out, force=force, views=views, split=split)

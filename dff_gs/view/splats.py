@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dff_gs.gaussians import GaussianModel, sh0_to_rgb
+from dff_gs.core.features import pca_directions
+from dff_gs.core.gaussians import GaussianModel, sh0_to_rgb
+from dff_gs.io.images import palette
 from dff_gs.render.projection import covariance_3d
 
 COLOR_MODES = ("rgb", "pca", "segmentation")
@@ -59,8 +61,6 @@ def base_colors(model: GaussianModel) -> np.ndarray:
 def pca_colors(features: Tensor, seed: int = 0) -> np.ndarray:
     """The first three principal components of ``features  # [N, C]`` as colours ``[N, 3]`` in [0, 1] (each
     component stretched between its 1st and 99th percentile)."""
-    from dff_gs.features import pca_directions
-
     f = features.detach().float().cpu()
     basis = pca_directions(f, 3, seed=seed)
     if basis is None or basis[1].shape[1] == 0:
@@ -75,8 +75,6 @@ def pca_colors(features: Tensor, seed: int = 0) -> np.ndarray:
 
 def label_colors(labels: Tensor, num_labels: int) -> np.ndarray:
     """The palette colour of each Gaussian's label ``labels  # [N]`` -> ``[N, 3]`` in [0, 1]."""
-    from dff_gs.io.images import palette
-
     return palette(num_labels)[labels.cpu().numpy()].astype(np.float32) / 255.0
 
 

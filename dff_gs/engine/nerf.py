@@ -14,19 +14,27 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.features import init_decoder_pca
+from dff_gs.core.utils import seed_everything
 from dff_gs.data import SceneData
-from dff_gs.errors import ConfigError
+from dff_gs.engine.common import (
+    load_run_scene,
+    periodic_eval,
+    record_final_eval,
+    resolve_device,
+    saved_config,
+    scene_options,
+    start_trainer,
+)
+from dff_gs.engine.evaluate import evaluate
+from dff_gs.engine.plots import plot_run_curves
+from dff_gs.io.run_dir import RunFolder, run_metadata
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
-from dff_gs.pipeline.common import (load_run_scene, periodic_eval, record_final_eval, resolve_device, saved_config,
-                                    scene_options, start_trainer)
-from dff_gs.plots import plot_run_curves
-from dff_gs.run_dir import RunFolder, run_metadata
-from dff_gs.train.config import Config
 from dff_gs.teachers.prepare import prepare_teacher
-from dff_gs.features import init_decoder_pca
-from dff_gs.train.evaluate import evaluate
-from dff_gs.utils import seed_everything
+from dff_gs.train.config import Config
+
 
 def scene_box(bounds: torch.Tensor, padding: float) -> torch.Tensor:
     """The field's AABB ``[2, 3]``: the scene bounds grown by ``padding`` x their largest side on every face."""
@@ -77,7 +85,7 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
 
 def run_nerf(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
     """Train and evaluate the NeRF backbone as ``cfg`` says into the claimed run folder ``run`` (the
-    pipeline :func:`dff_gs.pipeline.run` picks for ``train.backbone=nerf``); returns the metrics (also in
+    pipeline :func:`dff_gs.engine.pipeline.run` picks for ``train.backbone=nerf``); returns the metrics (also in
     metrics.json)."""
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)

@@ -33,17 +33,20 @@ query context's cache.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.config import option
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.neighbors import connected_components, linked_neighbors
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.config import option
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.neighbors import connected_components, linked_neighbors
+from dff_gs.lift import compositing_weights
 from dff_gs.query.eq5 import kmeans, label_probabilities, reference_labels
+from dff_gs.query.views import check_click, click_feature
 
 
 def pixel_camera(cameras: Cameras, view: int, x: int, y: int) -> Cameras:
@@ -61,8 +64,6 @@ def click_seeds(model: GaussianModel, cameras: Cameras, view: int, x: int, y: in
 
     Returns (ids: Tensor  # [S] int64, weights: Tensor  # [S])
     """
-    from dff_gs.lift import compositing_weights
-
     w = compositing_weights(model, pixel_camera(cameras, view, x, y).to(model.device), min_weight=1e-4)
     return w.gaussian, w.weight
 
@@ -144,7 +145,7 @@ class GroupingSettings:
 
     click_grouping: bool = option(True, "a click selects the object under it: Eq. 5 of its feature on the "
                                         "Gaussians as the model shows them, the piece joined to the clicked surface "
-                                        "(dff_gs.grouping); false: Eq. 5 on each Gaussian's own feature alone")
+                                        "(dff_gs.query.grouping); false: Eq. 5 on each Gaussian's own feature alone")
     group_knn: int = option(12, "grouping: neighbours each Gaussian is linked to")
     group_views: int = option(16, "grouping: training views whose rendered features smooth each Gaussian's "
                                   "(evenly spaced; 0 = all)")
@@ -164,8 +165,6 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
 
     Returns (mask: Tensor  # [N] bool, info: dict with the seeds, the group size and the build seconds)
     """
-    from dff_gs.query.views import check_click, click_feature
-
     v, x, y = click
     cameras = ctx.scene().cameras
     check_click(cameras, v, x, y)
@@ -181,20 +180,18 @@ def group_seeds(ctx, seeds: Tensor, reference: Tensor, settings: GroupingSetting
 
     Returns (mask: Tensor  # [N] bool, info: dict)
     """
-    import time
-
-    from dff_gs.query.views import rendered_query_views
-
     if len(seeds) == 0:  # before the per-model build: nothing to group
         raise ConfigError(f"{where} shows no Gaussian (background): click on an object")
-    model = ctx.model
-    key = ("grouper", settings.group_knn, settings.group_views, settings.group_side)
-    built = 0.0
-    if key not in ctx._cache or ctx._cache[key].model is not model:  # one model's grouper kept (edits make new ones)
+    built = []
+
+    def build() -> ClickGrouper:
         t0 = time.perf_counter()
-        feats, weights = rendered_query_views(ctx, settings.group_views, settings.group_side)
-        ctx._cache[key] = ClickGrouper(model, smoothed_features(model, feats, weights),
-                                       ctx.backbone.content_features(), settings.group_knn)
-        built = time.perf_counter() - t0
-    mask, info = ctx._cache[key].group(seeds, reference, settings.group_threshold)
-    return mask, {"seeds": len(seeds), **info, **({"grouping_build_seconds": round(built, 2)} if built else {})}
+        feats, weights = ctx.rendered_views(settings.group_views, settings.group_side)
+        grouper = ClickGrouper(ctx.model, smoothed_features(ctx.model, feats, weights),
+                               ctx.backbone.content_features(), settings.group_knn)
+        built.append(time.perf_counter() - t0)
+        return grouper
+
+    key = ("grouper", settings.group_knn, settings.group_views, settings.group_side)
+    mask, info = ctx.per_model(key, build).group(seeds, reference, settings.group_threshold)  # one model's kept
+    return mask, {"seeds": len(seeds), **info, **({"grouping_build_seconds": round(built[0], 2)} if built else {})}

@@ -14,8 +14,25 @@ from pathlib import Path
 
 import torch
 
-from dff_gs.errors import ConfigError
-from dff_gs.run_dir import RunFolder
+from dff_gs.backbone import GaussianBackbone
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.utils import seed_everything
+from dff_gs.engine.common import (
+    checkpoint_writer,
+    eval_row,
+    export_run,
+    load_run_scene,
+    resolve_device,
+    saved_config,
+    scene_options,
+)
+from dff_gs.engine.evaluate import evaluate
+from dff_gs.engine.logger import make_logger
+from dff_gs.io.ply import load_ply
+from dff_gs.io.run_dir import RunFolder, run_metadata
+from dff_gs.lift.model import lift_model
+from dff_gs.lift.tuner import FeatureTuner
+from dff_gs.teachers.prepare import prepare_teacher
 from dff_gs.train.config import Config
 
 
@@ -34,10 +51,6 @@ def check_lift_config(cfg: Config) -> None:
 def lift_or_resume(cfg: Config, train_scene, teacher, device: torch.device, progress: bool):
     """(model, lift seconds, lift info, checkpoint payload or None): the lifted model of ``cfg.model.init_ply``,
     or, resuming, the one the checkpoint holds (the lift pass is not redone)."""
-    from dff_gs.io.ply import load_ply
-    from dff_gs.lift.model import lift_model
-    from dff_gs.lift.tuner import FeatureTuner
-
     if cfg.resume:
         model, payload = FeatureTuner.load_model(cfg.resume, device)
         extra = payload.get("extra") or {}
@@ -51,17 +64,7 @@ def lift_or_resume(cfg: Config, train_scene, teacher, device: torch.device, prog
 
 def run_lift(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
     """Lift (and optionally fine-tune) features onto ``cfg.model.init_ply``, evaluate, write the claimed run folder
-    ``run`` (a :class:`~dff_gs.run_dir.RunFolder`). Returns the metrics dict (also in metrics.json)."""
-    from dff_gs.backbone import GaussianBackbone
-    from dff_gs.lift.tuner import FeatureTuner
-    from dff_gs.run_dir import run_metadata
-    from dff_gs.teachers.prepare import prepare_teacher
-    from dff_gs.train.evaluate import evaluate
-    from dff_gs.train.logger import make_logger
-    from dff_gs.pipeline.common import (checkpoint_writer, eval_row, export_run, load_run_scene, resolve_device,
-                                        saved_config, scene_options)
-    from dff_gs.utils import seed_everything
-
+    ``run`` (a :class:`~dff_gs.io.run_dir.RunFolder`). Returns the metrics dict (also in metrics.json)."""
     check_lift_config(cfg)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)

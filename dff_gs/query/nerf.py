@@ -14,8 +14,7 @@ from typing import Optional, Sequence
 from torch import Tensor
 
 from dff_gs.nerf.model import NerfModel
-from dff_gs.query.eq5 import (DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings,
-                              text_query_embeddings)
+from dff_gs.query.eq5 import DEFAULT_TEMPERATURE, label_probabilities, reference_query_embeddings, text_query_embeddings
 
 
 def point_features(model: NerfModel, points: Tensor, chunk: int = 65536) -> Tensor:
@@ -50,5 +49,5 @@ def reference_point_probabilities(model: NerfModel, reference: Tensor, points: O
 
 
 if __name__ == "__main__":  # the command moved: say so rather than exit 0 having done nothing
-    raise SystemExit("error: python -m dff_gs.nerf.query is now python -m dff_gs.query NERF_RUN (it queries either "
+    raise SystemExit("error: python -m dff_gs.query.nerf is now python -m dff_gs.query NERF_RUN (it queries either "
                      "backbone; also dff-query)")

@@ -23,9 +23,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from dff_gs.errors import CheckpointError
-from dff_gs.features import affine_map
-from dff_gs.neighbors import knn, tree_query
+from dff_gs.core.errors import CheckpointError
+from dff_gs.core.features import affine_map
+from dff_gs.core.neighbors import knn, tree_query
 
 SH_C0 = 0.28209479177387814
 PARAM_KEYS = ("means", "quats", "scales", "opacities", "sh0", "shN", "features")
@@ -139,7 +139,7 @@ class GaussianModel(nn.Module):
 
     def decode(self, features: Tensor) -> Tensor:
         """Map stored features ``[..., D]`` to the teacher's space ``[..., C]`` (identity without a decoder).
-        Without autograd, the bias rides in the matrix product (:func:`~dff_gs.features.affine_map`)."""
+        Without autograd, the bias rides in the matrix product (:func:`~dff_gs.core.features.affine_map`)."""
         if self.decoder is None:
             return features
         if torch.is_grad_enabled():

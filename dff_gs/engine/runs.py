@@ -13,12 +13,15 @@ from typing import Optional
 import torch
 
 from dff_gs.backbone import Backbone, GaussianBackbone
-from dff_gs.errors import DataError
-from dff_gs.gaussians import GaussianModel
-from dff_gs.run_dir import CONFIG_NAME, NERF_MODEL_NAME, PLY_NAME
+from dff_gs.core.errors import DataError
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.io.ply import load_ply, read_sidecar, sidecar_path
+from dff_gs.io.run_dir import CONFIG_NAME, NERF_MODEL_NAME, PLY_NAME
+from dff_gs.nerf.io import is_nerf_file, load_nerf, resolve_nerf_path
+from dff_gs.teachers import get_teacher
 
 NERF_HINT = ("a NeRF's edits are render-time ones: python -m dff_gs.query RUN --text T --op delete --out DIR, or "
-             "dff_gs.runs.load_backbone and dff_gs.nerf.edit")
+             "dff_gs.engine.runs.load_backbone and dff_gs.edit.nerf")
 
 
 def run_config(folder: Path) -> dict | None:
@@ -49,8 +52,6 @@ def run_backbone(path: str | Path) -> str | None:
     if p.suffix.lower() == ".ply":
         return "gs"
     if p.suffix == ".pt" and p.is_file():
-        from dff_gs.nerf.io import is_nerf_file
-
         return "nerf" if is_nerf_file(p) else None
     return None
 
@@ -82,8 +83,6 @@ def run_scene_options(path: str | Path, meta: Optional[dict] = None) -> dict:
         data = (cfg or {}).get("data")
         return scene_options_of(data) if isinstance(data, dict) else {}
     if meta is None and p.is_file() and p.suffix.lower() == ".ply":
-        from dff_gs.io.ply import read_sidecar, sidecar_path
-
         meta = read_sidecar(sidecar_path(p))
     opts = (meta or {}).get("scene_options")
     return scene_options_of(opts) if isinstance(opts, dict) else {}
@@ -104,8 +103,6 @@ def resolve_ply(path: str | Path) -> Path:
 
 def load_model(path: str | Path) -> tuple[GaussianModel, dict]:
     """(model, sidecar metadata) of a Gaussian run folder or a PLY file (ours or plain 3DGS)."""
-    from dff_gs.io.ply import load_ply
-
     return load_ply(resolve_ply(path))
 
 
@@ -114,8 +111,6 @@ def resolve_model(path: str | Path) -> tuple[str, Path]:
     model file or checkpoint as it is). A missing path or a folder without a model is a one-line ``DataError``."""
     p = Path(path)
     if p.exists() and run_backbone(p) == "nerf":
-        from dff_gs.nerf.io import resolve_nerf_path
-
         return "nerf", resolve_nerf_path(p)
     return "gs", resolve_ply(p)
 
@@ -129,8 +124,6 @@ def load_backbone(path: str | Path, *, backend: str = "auto", device: str | torc
     ``device``. :meth:`Backbone.save` writes one back."""
     kind, file = resolve_model(path)
     if kind == "nerf":
-        from dff_gs.nerf.io import load_nerf
-
         model, meta = load_nerf(file, map_location=device)
         return model.eval(), meta
     model, meta = load_model(file)
@@ -139,8 +132,6 @@ def load_backbone(path: str | Path, *, backend: str = "auto", device: str | torc
 
 def teacher_from_meta(meta: dict):
     """The teacher a model was distilled from, rebuilt from its sidecar metadata (None if unknown)."""
-    from dff_gs.teachers import get_teacher
-
     t = dict(meta.get("teacher") or {})
     name = t.pop("name", None)
     if not name or name == "none":

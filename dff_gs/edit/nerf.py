@@ -14,11 +14,12 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.cameras import Cameras
-from dff_gs.errors import ConfigError
+from dff_gs.core.cameras import Cameras
+from dff_gs.core.errors import ConfigError
 from dff_gs.nerf.model import NerfModel
-from dff_gs.render import RenderOutput
 from dff_gs.query import DEFAULT_TEMPERATURE, label_probabilities
+from dff_gs.query.eq5 import text_query_embeddings
+from dff_gs.render import RenderOutput
 
 EDIT_OPS = ("delete", "extract", "recolor")
 
@@ -75,8 +76,6 @@ class SegmentationEdit:
 def text_edit(encode_text, query: str, negatives: Sequence[str], op: str = "delete", threshold: float = 0.5,
               color: Optional[Sequence[float]] = None) -> SegmentationEdit:
     """A :class:`SegmentationEdit` of a text query with its negatives."""
-    from dff_gs.query.eq5 import text_query_embeddings
-
     return SegmentationEdit(text_query_embeddings(encode_text, query, negatives), op=op, threshold=threshold,
                             color=None if color is None else torch.tensor(color, dtype=torch.float32))
 

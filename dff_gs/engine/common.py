@@ -11,20 +11,23 @@ from typing import Callable, Optional
 
 import torch
 
-from dff_gs.config import to_dict
+from dff_gs.core.config import to_dict
+from dff_gs.core.distributed import PeerLost
+from dff_gs.core.errors import ConfigError, DataError, warn
 from dff_gs.data import SceneData, load_scene
 from dff_gs.data.fingerprint import fingerprint_difference, scene_fingerprint, scene_location
-from dff_gs.distributed import PeerLost
-from dff_gs.errors import ConfigError, DataError, warn
-from dff_gs.run_dir import RunFolder
+from dff_gs.data.synthetic import default_scene_path
+from dff_gs.engine.evaluate import evaluate
+from dff_gs.engine.logger import make_logger
+from dff_gs.engine.validate import check_image_size
+from dff_gs.io.export import export_model, parse_exports
+from dff_gs.io.run_dir import RunFolder
+from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.checkpoint import check_progress, resolve_checkpoint, run_record, with_scene
 from dff_gs.train.config import Config
-from dff_gs.train.validate import check_image_size
-from dff_gs.teachers.prepare import TeacherOutputs
-from dff_gs.train.evaluate import evaluate
-from dff_gs.train.logger import make_logger
-from dff_gs.train.schedule import resolve_steps
 from dff_gs.train.loop import STOP_SIGNALS
+from dff_gs.train.schedule import resolve_steps
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -45,7 +48,6 @@ def scene_path_of(data_path: str) -> Path:
     """The scene a ``data.path`` value names (empty: the embedded default scene)."""
     if data_path:
         return Path(data_path)
-    from dff_gs.data.synthetic import default_scene_path
 
     return default_scene_path()
 
@@ -153,7 +155,6 @@ def export_run(cfg: Config, model, ply: Path) -> list[Path]:
     """The viewer exports ``train.export`` names, beside the run's PLY (:mod:`dff_gs.io.export`)."""
     if not cfg.train.export:
         return []
-    from dff_gs.io.export import export_model, parse_exports
 
     return export_model(model, ply, parse_exports(cfg.train.export, "train.export"), cfg.train.export_up)
 
@@ -161,7 +162,7 @@ def export_run(cfg: Config, model, ply: Path) -> list[Path]:
 def start_trainer(cfg: Config, trainer, run: RunFolder, *saved, main: bool = True) -> Callable[[], Path]:
     """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
     a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
-    ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.train.logger.RunLogger`
+    ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.engine.logger.RunLogger`
     (``train.log``) as ``trainer.logger``. Not ``main`` (a torchrun rank other than 0): the resume alone; it
     writes nothing and has no logger, and its "writer" only names the checkpoint rank 0 writes (for the message
     of a stop)."""

@@ -3,25 +3,36 @@ training against the teacher, evaluation, and the run folder's outputs."""
 
 from __future__ import annotations
 
-
 import torch
 
-from dff_gs.data import SceneData
-from dff_gs.distributed import PeerLost, World, fingerprint
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import GaussianModel
 from dff_gs.backbone import GaussianBackbone
-from dff_gs.pipeline.common import (export_run, load_run_scene, periodic_eval, record_final_eval, resolve_device,
-                                    saved_config, scene_options, start_trainer, stopped_run)
-from dff_gs.plots import plot_run_curves
-from dff_gs.run_dir import RunFolder, run_metadata
-from dff_gs.train.config import Config
+from dff_gs.core.distributed import PeerLost, World, fingerprint
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.features import init_decoder_pca
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.utils import seed_everything
+from dff_gs.data import SceneData
+from dff_gs.data.region import content_region, mean_colors
+from dff_gs.engine.common import (
+    export_run,
+    load_run_scene,
+    periodic_eval,
+    record_final_eval,
+    resolve_device,
+    saved_config,
+    scene_options,
+    start_trainer,
+    stopped_run,
+)
+from dff_gs.engine.evaluate import evaluate
+from dff_gs.engine.plots import plot_run_curves
+from dff_gs.io.ply import load_ply
+from dff_gs.io.run_dir import RunFolder, run_metadata
 from dff_gs.teachers.prepare import TeacherOutputs, prepare_teacher
-from dff_gs.features import init_decoder_pca
-from dff_gs.train.evaluate import evaluate
+from dff_gs.train.config import Config
 from dff_gs.train.schedule import init_method
-from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
-from dff_gs.utils import seed_everything
+from dff_gs.train.trainer import TrainData, Trainer, scene_scale_of
+
 
 def scene_summary(cfg: Config, scene: SceneData) -> dict:
     """What ``metrics.json`` records of the scene a run trained on (format, size used, views, initialisation)."""
@@ -46,8 +57,6 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
             f"got {feature_dim}"
         )
     if m.init_ply:  # a PLY from any 3DGS trainer: its Gaussians, SH degree included, with fresh features
-        from dff_gs.io.ply import load_ply
-
         loaded, _ = load_ply(m.init_ply)
         params = {k: v.detach() for k, v in loaded.params.items()}
         params["features"] = torch.zeros(loaded.num_gaussians, feature_dim)
@@ -68,8 +77,6 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
             scene.points, scene.point_colors, init_opacity=m.init_opacity, init_scale=m.init_scale, **common
         )
     if method == "region":
-        from dff_gs.data.region import content_region, mean_colors
-
         region = scene.region or content_region(scene.cameras, scene.alphas)  # computed at load when it could be
         if region is None:
             raise ConfigError(f"model.init=region: the cameras of {scene.source} share no view; give points or depth")
@@ -81,12 +88,13 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
 
 
-def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
+def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True, watch=None) -> dict:
     """The Gaussian pipeline: scene, teacher, model, training, evaluation, outputs into the claimed ``run``.
 
     Under torchrun every rank trains its share of each step's views (:class:`~dff_gs.train.trainer.Trainer`);
     rank 0 loads the scene and computes the teacher maps first (the others then read its caches), and alone
-    writes, evaluates and returns the metrics (the others return an empty dict)."""
+    writes, evaluates and returns the metrics (the others return an empty dict). ``watch(cfg)``, when given, makes
+    the trainer's watcher (the training viewer: called after every step, closed at the end)."""
     world = World.current()
     seed_everything(cfg.train.seed)
     device = world.place(resolve_device(cfg.train.device))
@@ -110,9 +118,7 @@ def train_gaussians(cfg: Config, run: RunFolder, progress: bool = True) -> dict:
     trainer = Trainer(cfg, model, data, device, world)
     checkpoint = start_trainer(cfg, trainer, run, saved_config(cfg, scene), main=world.main)
     eval_fn = periodic_eval(trainer, test_scene, device, cfg, background, teacher) if world.main else None
-    from dff_gs.view.live import live_viewer
-
-    trainer.watcher = live_viewer(cfg) if world.main else None
+    trainer.watcher = watch(cfg) if watch is not None and world.main else None
     try:
         trainer.fit(on_checkpoint=checkpoint, progress=progress, eval_fn=eval_fn)
         world.same_everywhere(fingerprint(trainer.model.state_dict().values()), "final parameters")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
 TREE_MIN_PAIRS = 1 << 22
 """With ``tree``, on the CPU, a k-d tree answers when queries x points reach this (below it one ``cdist`` block is
 as fast)."""

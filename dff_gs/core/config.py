@@ -2,7 +2,7 @@
 
 Every config is a tree of dataclasses whose fields carry their help text in
 ``field(metadata={"help": ...})``. A YAML preset and command-line overrides are applied on top
-of the defaults; an unknown key is a :class:`~dff_gs.errors.ConfigError`, never silently ignored.
+of the defaults; an unknown key is a :class:`~dff_gs.core.errors.ConfigError`, never silently ignored.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from dff_gs.errors import ConfigError, quote, warn
-from dff_gs.utils import atomic_write_path
+from dff_gs.core.errors import ConfigError, quote, warn
+from dff_gs.core.utils import atomic_write_path
 
 
 def option(default: Any, help: str, **kwargs) -> Any:

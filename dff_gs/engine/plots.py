@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from dff_gs.run_dir import MIOU_CURVE_NAME, PSNR_CURVE_NAME
-from dff_gs.utils import atomic_write_path
+from dff_gs.core.utils import atomic_write_path
+from dff_gs.io.run_dir import MIOU_CURVE_NAME, PSNR_CURVE_NAME
 
 CURVES = (("psnr", "test PSNR (dB)", PSNR_CURVE_NAME, "Held-out PSNR vs training time"),
           ("miou", "test mIoU", MIOU_CURVE_NAME, "Held-out mIoU vs training time"))

@@ -15,7 +15,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-from dff_gs.errors import DataError
+from dff_gs.core.errors import DataError
 
 # OpenCV <-> OpenGL camera axes: flip y and z (an involution).
 _FLIP_YZ = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
-from dff_gs.errors import OutputError
+from dff_gs.core.config import save_yaml
+from dff_gs.core.errors import OutputError
+from dff_gs.core.utils import write_json
 from dff_gs.io.lock import OutputLock
 
 CONFIG_NAME = "config.yaml"
@@ -28,7 +30,7 @@ METRICS_NAME = "metrics.json"
 HISTORY_NAME = "history.json"
 RENDERS_NAME = "renders"
 TB_NAME = "tb"
-PSNR_CURVE_NAME, MIOU_CURVE_NAME = "psnr_vs_time.png", "miou_vs_time.png"  # dff_gs.plots, periodic evaluation
+PSNR_CURVE_NAME, MIOU_CURVE_NAME = "psnr_vs_time.png", "miou_vs_time.png"  # dff_gs.engine.plots, periodic evaluation
 LOCK_NAME = ".dff.lock"
 EXPORT_SUFFIXES = {"ply": ".plain.ply", "splat": ".splat", "ply_compressed": ".compressed.ply"}
 """Viewer exports (``--export``, dff_gs.io.export): format -> the suffix that replaces ``.ply`` of the PLY's name."""
@@ -66,8 +68,6 @@ class RunFolder:
 
     def write_config(self, cfg) -> Path:
         """``config.yaml``: the resolved config (what ``--resume`` and the query / edit tools read back)."""
-        from dff_gs.config import save_yaml
-
         save_yaml(cfg, self.config)
         return self.config
 
@@ -77,15 +77,11 @@ class RunFolder:
 
     def write_metrics(self, metrics: dict) -> Path:
         """``metrics.json``: the final held-out metrics and the run's figures."""
-        from dff_gs.utils import write_json
-
         return write_json(self.metrics, metrics)
 
     def write_history(self, backbone: str, history: list, evals: list, **extra) -> Path:
         """``history.json``: ``{"backbone", **extra (e.g. lift: true), "history": training log rows, "eval":
         held-out evaluation rows}``."""
-        from dff_gs.utils import write_json
-
         return write_json(self.history, {"backbone": backbone, **extra, "history": history, "eval": evals})
 
 

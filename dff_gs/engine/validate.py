@@ -1,6 +1,6 @@
 """One check of a run's config values before any work: ranges, finiteness, choices and what this machine can run.
 
-:func:`validate_config` raises a :class:`~dff_gs.errors.ConfigError` ``<key>=<value>: <requirement>`` for the
+:func:`validate_config` raises a :class:`~dff_gs.core.errors.ConfigError` ``<key>=<value>: <requirement>`` for the
 first value out of range (types were already checked when the config was read).
 """
 
@@ -9,10 +9,18 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from dff_gs.config import leaves, to_dict
-from dff_gs.distributed import check_distributable, env_world_size
-from dff_gs.errors import ConfigError, DataError, quote
+import dff_gs.data  # noqa: F401  (the loaders register themselves)
+from dff_gs.core.config import leaves, to_dict
+from dff_gs.core.distributed import check_distributable, env_world_size
+from dff_gs.core.errors import ConfigError, DataError, quote
+from dff_gs.core.ports import check_port
+from dff_gs.data.registry import loader_names
+from dff_gs.eval.lpips import load_lpips
 from dff_gs.eval.metrics import SSIM_WINDOW
+from dff_gs.io.export import parse_exports
+from dff_gs.lift.core import LIFT_BACKENDS
+from dff_gs.nerf.field import FIELDS
+from dff_gs.teachers import teacher_names
 from dff_gs.train.config import Config
 
 
@@ -151,13 +159,6 @@ def value_of(cfg: Config, key: str) -> Any:
 
 def check_registries(cfg: Config) -> None:
     """Names looked up in a registry (scene formats, teachers, NeRF fields, lifting backends) exist."""
-    from dff_gs.data.registry import loader_names
-    from dff_gs.lift.core import LIFT_BACKENDS
-    from dff_gs.nerf.field import FIELDS
-    from dff_gs.teachers import teacher_names
-
-    import dff_gs.data  # noqa: F401  (the loaders register themselves)
-
     choices = {"data.format": ("auto", *loader_names()), "teacher.name": (*teacher_names(), "none"),
                "nerf.field": FIELDS, "lift.backend": LIFT_BACKENDS}
     for key, allowed in choices.items():
@@ -196,14 +197,10 @@ def validate_config(cfg: Config) -> None:
     check_registries(cfg)
     check_renderers(cfg)
     if cfg.train.export:
-        from dff_gs.io.export import parse_exports
-
         parse_exports(cfg.train.export, "train.export")
         if cfg.train.backbone == "nerf":
             raise ConfigError(f"train.export={cfg.train.export}: the NeRF backbone has no Gaussians to export")
     if cfg.train.lpips_weights:  # read now (and kept): a bad file is refused before any work, not after training
-        from dff_gs.eval.lpips import load_lpips
-
         load_lpips(cfg.train.lpips_weights)
     check_viewer(cfg)
     check_distributable(cfg, env_world_size())
@@ -216,8 +213,6 @@ def check_viewer(cfg: Config) -> None:
     if cfg.train.backbone != "gs" or cfg.lift.enabled:
         raise ConfigError("train.viewer: the training viewer shows the Gaussians trained by train.backbone=gs; "
                           "a NeRF or a lifting run trains without it")
-    from dff_gs.view.server import check_port
-
     check_port("127.0.0.1", int(cfg.train.viewer), "train.viewer=")
 
 

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
+from dff_gs.io.ply import save_ply
+
 
 def look_at(position, target=(0.0, 0.0, 0.2), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """OpenCV camera-to-world ``[4, 4]`` at ``position`` looking at ``target``."""
@@ -62,8 +66,6 @@ def make_transforms(root: Path, w: int = 8, h: int = 6) -> Path:
 
 def make_colmap(root: Path, binary: bool, w: int = 8, h: int = 6) -> Path:
     """Three views, two pinhole cameras (one SIMPLE_PINHOLE), ten sparse points; the model in sparse/0."""
-    from dff_gs.data.colmap import ColmapCamera, ColmapImage, ColmapModel, rotmat_to_qvec, write_model
-
     rng = np.random.default_rng(1)
     cams = {1: ColmapCamera(1, "PINHOLE", w, h, [7.0, 7.5, 4.0, 3.0]),
             2: ColmapCamera(2, "SIMPLE_PINHOLE", w, h, [6.5, 4.25, 2.75])}
@@ -83,9 +85,6 @@ def make_colmap(root: Path, binary: bool, w: int = 8, h: int = 6) -> Path:
 def make_ply(root: Path, N: int = 6) -> Path:
     """A PLY of ``N`` Gaussians (SH degree 1, 3 feature dims) with a linear decoder in its sidecar."""
     import torch
-
-    from dff_gs.gaussians import GaussianModel
-    from dff_gs.io.ply import save_ply
 
     g = torch.Generator().manual_seed(0)
     params = {"means": torch.randn(N, 3, generator=g), "quats": torch.randn(N, 4, generator=g),

@@ -14,9 +14,20 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError
-from dff_gs.gaussians import num_sh_bases
-from dff_gs.render.projection import quat_to_rotmat
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.gaussians import num_sh_bases
+from dff_gs.core.sh import eval_sh
+
+
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """Rotation matrices ``[N, 3, 3]`` from quaternions ``[N, 4]`` (w x y z, normalised here)."""
+    q = torch.nn.functional.normalize(quats, dim=-1)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(*q.shape[:-1], 3, 3)
 
 
 def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -101,8 +112,6 @@ def _fibonacci_sphere(n: int) -> Tensor:
 def _sh_basis(degree: int, dirs: Tensor) -> Tensor:
     """Values of the K = (degree + 1)^2 SH basis functions (the renderer's constants and signs) at
     ``dirs  # [M, 3]``.  Returns Tensor  # [M, K]"""
-    from dff_gs.render.sh import eval_sh
-
     K = num_sh_bases(degree)
     coeffs = torch.eye(K, dtype=dirs.dtype)[:, None, :, None].expand(K, 1, K, 1)
     return eval_sh(degree, coeffs, dirs[None])[..., 0].T

@@ -1,4 +1,5 @@
-"""Pure-PyTorch twins of the ``cuda_ext`` kernels: same inputs, same outputs, any device.
+"""Pure-PyTorch twins of the ``cuda_ext`` kernels: same inputs, same outputs, any device (``cuda_ext`` itself
+imports nothing from ``dff_gs``; the parity tests import both).
 
 They are the reference the CUDA tests compare against, and the CPU implementation of feature lifting.
 The tile lists are walked the kernel's way, but vectorised: the tiles of a camera are grouped in buckets of
@@ -13,6 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from dff_gs.core.features import resample_maps
 from dff_gs.render.backend_torch import T_MIN, alpha_from_logits, gaussian_table, pixel_monomials, tile_logits
 from dff_gs.render.backend_torch import rasterize_torch as rasterize_reference  # noqa: F401  (twin of cuda_ext.rasterize_cpu)
 from dff_gs.render.projection import project_gaussians as project_reference  # noqa: F401  (twin of cuda_ext.project_cpu)
@@ -22,8 +24,6 @@ from dff_gs.render.sh import sh_colors as sh_colors_reference  # noqa: F401  (tw
 def resample_map(feature_map: Tensor, height: int, width: int) -> Tensor:
     """Bilinear resize (``align_corners=False``, as the kernel samples) of ``feature_map  # [h, w, C]`` to
     ``[height, width, C]`` float32; the identity when the sizes already match."""
-    from dff_gs.features import resample_maps
-
     return resample_maps(feature_map.float()[None], height, width)[0]
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 from torch import Tensor
 
-from dff_gs.errors import ConfigError, DffError
+from dff_gs.core.errors import ConfigError, DffError
 
 TIMEOUT_MINUTES = 30
 """How long a collective (a barrier while rank 0 computes the teacher maps included) waits for a silent rank."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from dff_gs.run_dir import TB_NAME
+from dff_gs.io.run_dir import TB_NAME
 
 LOG_KINDS = ("tensorboard", "none")
 

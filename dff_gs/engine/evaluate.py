@@ -1,7 +1,7 @@
 """Held-out evaluation: PSNR / SSIM, depth, and semantic segmentation from rendered features.
 
 Evaluation is written once, against :class:`~dff_gs.backbone.Backbone`: a
-:class:`~dff_gs.gaussians.GaussianModel` is wrapped (rasterizer ``backend``, background), the NeRF backbone
+:class:`~dff_gs.core.gaussians.GaussianModel` is wrapped (rasterizer ``backend``, background), the NeRF backbone
 (:class:`dff_gs.nerf.model.NerfModel`) is one itself.
 """
 
@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from dff_gs.backbone import Backbone, as_backbone
-from dff_gs.cameras import Cameras
+from dff_gs.core.cameras import Cameras
 from dff_gs.data import SceneData
 from dff_gs.eval.lpips import LPIPS_UNAVAILABLE, load_lpips, lpips_distance
 from dff_gs.eval.metrics import confusion_matrix, depth_metrics, psnr, segmentation_metrics, ssim
