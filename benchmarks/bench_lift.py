@@ -78,7 +78,7 @@ def distill_seconds_now(run_dir: Path, steps: int) -> float:
     from dff_gs.train.config import Config
     from dff_gs.teachers.prepare import prepare_teacher
     from dff_gs.core.features import init_decoder_pca
-    from dff_gs.engine.gaussians import init_model
+    from dff_gs.train.gaussians import init_model
     from dff_gs.engine.common import resolve_device, resolve_scene_path
     from dff_gs.train.trainer import Trainer, TrainData, scene_scale_of
 

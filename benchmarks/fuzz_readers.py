@@ -525,11 +525,11 @@ def args_duplicates(argv: list[str]) -> list[str]:
 
 def run_config(argv: list[str]) -> tuple:
     """``train.py argv`` up to the first work, as :func:`dff_gs.engine.pipeline.run` starts: the command line parsed,
-    the config resolved (preset, overrides, a resumed run's own) and checked, ``batch_views`` resolved, the pipeline
+    the config resolved (preset, overrides, a resumed run's own) and checked, ``batch_views`` resolved, the method
     chosen. (config, what it printed or warned)."""
     from dff_gs.cli.train import build_parser, resolve_config
     from dff_gs.core.distributed import env_world_size, resolve_batch_views
-    from dff_gs.engine.pipeline import pipeline_of
+    from dff_gs.engine.pipeline import method_of
     from dff_gs.engine.validate import validate_config
 
     said = io.StringIO()
@@ -539,7 +539,7 @@ def run_config(argv: list[str]) -> tuple:
         cfg = resolve_config(build_parser().parse_intermixed_args(argv))
         validate_config(cfg)
         resolve_batch_views(cfg, env_world_size())
-        pipeline_of(cfg)
+        method_of(cfg)
     return cfg, said.getvalue() + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
 
 

@@ -318,7 +318,7 @@ def test_lift_needs_init_ply_and_teacher(plain_ply, tmp_path, capsys):
 def test_init_ply_without_lift_initialises_training(plain_ply):
     from dff_gs.train.config import Config
     from dff_gs.teachers.prepare import TeacherOutputs
-    from dff_gs.engine.gaussians import init_model
+    from dff_gs.train.gaussians import init_model
 
     _, ply, n = plain_ply
     cfg = Config()

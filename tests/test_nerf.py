@@ -198,7 +198,7 @@ def test_occupancy_grid_skips_empty_space():
 
 def test_mark_invisible_and_prior(tiny_scene):
     from dff_gs.data import load_scene
-    from dff_gs.engine.nerf import prior_points, scene_box
+    from dff_gs.nerf.method import prior_points, scene_box
 
     scene = load_scene(tiny_scene, test_every=5).split("train")
     grid = OccupancyGrid(scene_box(scene.bounds, 0.05), resolution=24)
@@ -215,7 +215,7 @@ def test_mark_invisible_and_prior(tiny_scene):
 # ----------------------------------------------------------------------------------------------- training
 def test_tiny_training_lowers_the_loss(tiny_scene, tmp_path):
     from dff_gs.data import load_scene
-    from dff_gs.engine.nerf import init_occupancy, scene_box
+    from dff_gs.nerf.method import init_occupancy, scene_box
     from dff_gs.nerf.trainer import NerfTrainer
     from dff_gs.teachers.prepare import prepare_teacher
 
@@ -266,7 +266,7 @@ def test_nerf_resume_continues_exactly(tiny_scene, tmp_path, monkeypatch):
     def stop_at_5(self):
         stats = original(self)
         if self.step == 5:
-            self._interrupted = True
+            self.stop_requested = True
         return stats
 
     monkeypatch.setattr(NerfTrainer, "train_step", stop_at_5)

@@ -51,7 +51,7 @@ def interrupt_at(monkeypatch, cls, step: int) -> None:
     def stop(self):  # what Ctrl-C does: the handler sets the flag mid-run
         stats = original(self)
         if self.step == step:
-            self._interrupted = True
+            self.stop_requested = True
         return stats
 
     monkeypatch.setattr(cls, "train_step", stop)
@@ -99,23 +99,24 @@ def test_lift_finetune_resume_is_bit_identical(labelled_run, tiny_scene, tmp_pat
 
 
 def test_every_trainer_has_step_state_and_checkpoint(labelled_run, tiny_scene, tmp_path):
-    """The Gaussians', the NeRF's and the lift fine-tune's trainers are LoopTrainers; the fine-tune's load() continues
+    """The Gaussians', the NeRF's and the lift fine-tune's trainers are TrainerBases, each with its own step, state,
+    save and load (the loop and the shared state are the base's); the fine-tune's load() continues
     from its checkpoint bit-identically, as the others' do (tests above and in test_nerf.py)."""
     from dff_gs.data import load_scene
     from dff_gs.io.ply import load_ply
     from dff_gs.lift.tuner import FeatureTuner
     from dff_gs.nerf.trainer import NerfTrainer
-    from dff_gs.train.loop import LoopTrainer
+    from dff_gs.train.loop import TrainerBase
 
     for cls in (Trainer, NerfTrainer, FeatureTuner):
-        assert all(callable(getattr(cls, n, None)) for n in ("train_step", "fit", "state", "save", "load")), cls
+        assert issubclass(cls, TrainerBase)
+        assert all(getattr(cls, n) is not getattr(TrainerBase, n) for n in ("train_step", "state", "save", "load")), cls
     ply = labelled_run / "run" / "point_cloud.ply"
     cams = load_scene(tiny_scene, test_every=5).split("train").cameras
     model, _ = load_ply(ply)
     maps = torch.rand(len(cams), 9, 12, model.output_dim, generator=torch.Generator().manual_seed(0))
     cfg = cfg_of(tiny_scene, tmp_path, "lift.steps=3", "train.backend=torch")
     straight = FeatureTuner(cfg, model, cams, maps)
-    assert isinstance(straight, LoopTrainer)
     straight.fit(progress=False)
     ckpt = straight.save(tmp_path / "checkpoint.pt", {})
     straight.total_steps = 6
@@ -213,7 +214,8 @@ def test_force_replaces_only_a_run_and_never_its_inputs(labelled_run, tiny_scene
     assert (project / "renders" / "notes.txt").exists()
     r = tmp_path / "r"
     shutil.copytree(labelled_run / "run", r)
-    lift = ["--init-ply", str(r / "point_cloud.ply"), "--lift", "--teacher", "labels"]
+    lift = ["--init-ply", str(r / "point_cloud.ply"), "--lift", "--teacher", "labels"]  # a lift needs a teacher
+    base = [a for a in base if a != "teacher.name=none"]
     assert main(["--data", str(tiny_scene), "--out", str(r), "--force", *lift, *base]) == 2
     assert "remove this run's own input" in capsys.readouterr().err and (r / "point_cloud.ply").exists()
 
@@ -236,7 +238,7 @@ def test_an_interrupt_after_training_names_the_checkpoint(tiny_scene, tmp_path, 
     def stopped(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("dff_gs.engine.gaussians.evaluate", stopped)  # Ctrl-C during the final evaluation
+    monkeypatch.setattr("dff_gs.engine.pipeline.evaluate", stopped)  # Ctrl-C during the final evaluation
     r = tmp_path / "r"
     assert main(["--data", str(tiny_scene), "--out", str(r), "--quiet", "--steps", "3", "teacher.name=none",
                  *SMALL]) == 130
@@ -247,7 +249,7 @@ def test_an_interrupt_after_training_names_the_checkpoint(tiny_scene, tmp_path, 
 def test_impossible_outputs_fail_before_any_work(tiny_scene, tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     args = ["--data", str(tiny_scene), "--quiet", "--steps", "2", "teacher.name=none", *SMALL]
-    monkeypatch.setattr("dff_gs.engine.gaussians.load_run_scene", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr("dff_gs.engine.pipeline.load_run_scene", lambda *a: pytest.fail("work started"))
     for out in (tmp_path / "file", tmp_path / "file" / "run"):
         assert main(args + ["--out", str(out)]) == 2
         err = capsys.readouterr().err

@@ -39,7 +39,7 @@ def stop_at(monkeypatch, cls, step: int) -> None:
     def stop(self):
         stats = original(self)
         if self.step == step:
-            self._interrupted = True
+            self.stop_requested = True
         return stats
 
     monkeypatch.setattr(cls, "train_step", stop)

@@ -187,7 +187,8 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
     from dff_gs.data.region import content_region
     from dff_gs.train.config import Config
     from dff_gs.teachers.prepare import TeacherOutputs
-    from dff_gs.engine.gaussians import init_method, init_model
+    from dff_gs.train.gaussians import init_model
+    from dff_gs.train.schedule import init_method
     from dff_gs.train.trainer import scene_scale_of
 
     centre, radius = sphere_views(tmp_path)

@@ -61,7 +61,7 @@ def test_interrupt_then_resume_is_exact(tiny_scene, tmp_path, monkeypatch):
     def interrupt_at_12(self):  # what Ctrl-C does: the SIGINT handler sets the flag mid-run
         stats = original(self)
         if self.step == 12:
-            self._interrupted = True
+            self.stop_requested = True
         return stats
 
     monkeypatch.setattr(Trainer, "train_step", interrupt_at_12)

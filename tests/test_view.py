@@ -204,14 +204,14 @@ def test_training_viewer_follows_and_pauses(tmp_path):
     model, _ = blobs(n_per=5)
     v = LiveViewer(free_port(), every=2)
     try:
-        trainer = SimpleNamespace(step=1, total_steps=4, model=model, _interrupted=False)
+        trainer = SimpleNamespace(step=1, total_steps=4, model=model, stop_requested=False)
         v(trainer)
         assert v.updates == 0
         trainer.step = 2
         v(trainer)
         assert v.updates == 1 and v.splats.buffer.shape[0] == 15
         v.pause.value = True
-        trainer._interrupted = "SIGINT"  # a paused run still stops on Ctrl-C
+        trainer.stop_requested = "SIGINT"  # a paused run still stops on Ctrl-C
         t0 = time.monotonic()
         v(trainer)
         assert time.monotonic() - t0 < 1.0 and "paused" not in v.status.content

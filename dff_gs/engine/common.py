@@ -1,5 +1,6 @@
-"""What every pipeline (Gaussians, NeRF, lift) shares: the device, the scene a config names and its split,
-periodic and final evaluation rows, JSON outputs and the start of a trainer (resume, config.yaml, checkpoints).
+"""What the pipeline (:mod:`dff_gs.engine.pipeline`) shares with the tools that reopen a run's scene: the device,
+the scene a config names and its split, periodic evaluation, the checkpoint writer, exports and the one-line end
+of a run whose torchrun peers stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dff_gs.data import SceneData, load_scene
 from dff_gs.data.fingerprint import fingerprint_difference, scene_fingerprint, scene_location
 from dff_gs.data.synthetic import default_scene_path
 from dff_gs.engine.evaluate import evaluate
-from dff_gs.engine.logger import make_logger
 from dff_gs.engine.validate import check_image_size
 from dff_gs.io.export import export_model, parse_exports
 from dff_gs.io.run_dir import RunFolder
@@ -113,10 +113,6 @@ def load_run_scene(cfg: Config, device: Optional[torch.device] = None, progress:
     return scene_path, scene, scene.split("train"), scene.split("test") if scene.test_ids else None
 
 
-EVAL_KEYS = ("psnr", "ssim", "lpips", "miou", "accuracy", "depth_delta1", "depth_absrel")
-"""Metrics kept in ``history.json``'s periodic held-out evaluation."""
-
-
 def periodic_eval(trainer, test_scene: Optional[SceneData], device: torch.device, cfg: Config,
                   background: Optional[torch.Tensor], teacher: TeacherOutputs):
     """The ``eval_fn`` of ``trainer.fit``: held-out metrics every ``train.eval_every`` steps (None if off)."""
@@ -131,48 +127,12 @@ def periodic_eval(trainer, test_scene: Optional[SceneData], device: torch.device
     return eval_fn
 
 
-def eval_row(step: int, seconds: float, metrics: dict) -> Optional[dict]:
-    """The ``history.json`` evaluation row of a final ``metrics`` dict (None when it holds no evaluation)."""
-    if "psnr" not in metrics:
-        return None
-    return {"step": step, "seconds": seconds, **{k: metrics[k] for k in EVAL_KEYS if k in metrics}}
-
-
-def record_final_eval(trainer, metrics: dict) -> None:
-    """Close ``trainer.eval_history`` with the final evaluation (if it is not already its last row), and the run's
-    log."""
-    row = eval_row(trainer.step, trainer.train_seconds, metrics)
-    logger = getattr(trainer, "logger", None)
-    if row is not None and (not trainer.eval_history or trainer.eval_history[-1]["step"] != trainer.step):
-        trainer.eval_history.append(row)
-        if logger is not None:
-            logger.scalars(trainer.step, row, "eval")
-    if logger is not None:
-        logger.close()
-
-
 def export_run(cfg: Config, model, ply: Path) -> list[Path]:
     """The viewer exports ``train.export`` names, beside the run's PLY (:mod:`dff_gs.io.export`)."""
     if not cfg.train.export:
         return []
 
     return export_model(model, ply, parse_exports(cfg.train.export, "train.export"), cfg.train.export_up)
-
-
-def start_trainer(cfg: Config, trainer, run: RunFolder, *saved, main: bool = True) -> Callable[[], Path]:
-    """Resume ``trainer`` from ``cfg.resume`` if set, write the run's ``config.yaml`` (after a resume loaded, so
-    a failed one leaves the folder as it was) and return the checkpoint writer ``() -> path`` (``saved``: what
-    ``trainer.save`` takes after the path). The trainer gets its :class:`~dff_gs.engine.logger.RunLogger`
-    (``train.log``) as ``trainer.logger``. Not ``main`` (a torchrun rank other than 0): the resume alone; it
-    writes nothing and has no logger, and its "writer" only names the checkpoint rank 0 writes (for the message
-    of a stop)."""
-    if cfg.resume:
-        trainer.load(cfg.resume)
-    if not main:
-        return lambda: run.checkpoint
-    run.write_config(cfg)
-    trainer.logger = make_logger(cfg.train.log, run.path)
-    return checkpoint_writer(cfg, trainer, run, *saved)
 
 
 def checkpoint_writer(cfg: Config, trainer, run: RunFolder, *saved) -> Callable[[], Path]:

@@ -18,6 +18,7 @@ from dff_gs.data.registry import loader_names
 from dff_gs.eval.lpips import load_lpips
 from dff_gs.eval.metrics import SSIM_WINDOW
 from dff_gs.io.export import parse_exports
+from dff_gs.lift.method import check_lift_config
 from dff_gs.lift.core import LIFT_BACKENDS
 from dff_gs.nerf.field import FIELDS
 from dff_gs.teachers import teacher_names
@@ -204,6 +205,8 @@ def validate_config(cfg: Config) -> None:
         load_lpips(cfg.train.lpips_weights)
     check_viewer(cfg)
     check_distributable(cfg, env_world_size())
+    if cfg.lift.enabled:
+        check_lift_config(cfg)
 
 
 def check_viewer(cfg: Config) -> None:

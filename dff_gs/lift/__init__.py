@@ -4,7 +4,8 @@ all views, in one pass (seconds) instead of distillation by gradient descent (mi
 - :func:`lift_features` (``core``): the operation, backends ``torch`` | ``gsplat`` | ``cuda_ext`` | ``auto``;
 - :func:`lift_model` / :func:`finetune_features` (``model``): a teacher lifted onto a trained model in PCA
   space with a decoder, and an optional short feature-only distillation;
-- ``dff_gs.engine.lift.run_lift``: ``train.py --init-ply PLY --lift``, a run folder like a training run's.
+- :class:`~dff_gs.lift.method.LiftMethod` (``method``): ``train.py --init-ply PLY --lift`` as a training method, a
+  run folder like a training run's.
 """
 
 from dff_gs.lift.core import (

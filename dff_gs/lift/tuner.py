@@ -6,7 +6,7 @@ SIGTERM and resumes exactly like training.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -16,14 +16,14 @@ from dff_gs.core.errors import CheckpointError, ConfigError
 from dff_gs.core.features import resample_maps
 from dff_gs.core.gaussians import GaussianModel
 from dff_gs.render import rasterize
-from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint
 from dff_gs.train.config import Config
-from dff_gs.train.loop import fit_loop
+from dff_gs.train.loop import TrainerBase
 from dff_gs.train.losses import feature_loss
 from dff_gs.train.trainer import view_for_step
 
 
-class FeatureTuner:
+class FeatureTuner(TrainerBase):
     """``cfg.lift.steps`` steps of the training's L1 feature loss, one view a step (views in seeded
     permutations), on ``model`` in place.
 
@@ -34,16 +34,9 @@ class FeatureTuner:
     def __init__(self, cfg: Config, model: GaussianModel, cameras: Cameras, maps: Tensor):
         if model.feature_dim == 0:
             raise ConfigError("lift fine-tune: the model carries no features")
-        self.cfg = cfg
-        self.model = model
+        super().__init__(cfg, model, cfg.lift.steps)
         self.cameras = cameras.to(model.device)
         self.maps = maps
-        self.step = 0
-        self.total_steps = cfg.lift.steps
-        self.train_seconds = 0.0
-        self.history: list[dict] = []
-        self.eval_history: list[dict] = []
-        self._interrupted = False
         self.optimizer = self._make_optimizer()
         self._frozen = self._geometry()
 
@@ -74,12 +67,7 @@ class FeatureTuner:
         self.step += 1
         return {"loss": float(loss.detach())}
 
-    def fit(self, on_checkpoint: Optional[Callable[[], Path]] = None, progress: bool = True,
-            eval_fn: Optional[Callable[[], dict]] = None) -> None:
-        """Run to ``lift.steps`` (:func:`~dff_gs.train.loop.fit_loop`), with ``eval_fn`` every ``train.eval_every``
-        steps when given."""
-        fit_loop(self, desc="lift fine-tune", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
-                 postfix=lambda s: dict(loss=f"{s['loss']:.4f}"))
+    desc = "lift fine-tune"
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -120,10 +108,7 @@ class FeatureTuner:
             self.optimizer.load_state_dict(payload["optimizer"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path}: checkpoint does not match this model/config ({e})") from None
-        self.step = int(payload["step"])
-        self.train_seconds = float(payload.get("train_seconds", 0.0))
-        self.history = list(payload.get("history", []))
-        set_rng_state(payload["rng"])
+        self.restore_progress(payload, payload["rng"])
 
 
 def finetune_features(model: GaussianModel, cameras: Cameras, maps: Tensor, *, steps: int, lr: float = 1e-2,

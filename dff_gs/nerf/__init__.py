@@ -3,8 +3,8 @@ scene, teacher maps and losses as the Gaussians, answering the same queries.
 
 Modules: ``config`` (NerfConfig), ``encodings`` (hash grid, frequency, SH), ``field``, ``occupancy``,
 ``sampler``, ``renderer`` (volume rendering), ``model`` (NerfModel), ``batches``, ``trainer``, ``io``
-(save / load). Its training run is :mod:`dff_gs.engine.nerf`, its queries :mod:`dff_gs.query.nerf` and its
-render-time edits :mod:`dff_gs.edit.nerf`, each in the layer it belongs to.
+(save / load), ``method`` (the training method). Its queries are :mod:`dff_gs.query.nerf` and its render-time
+edits :mod:`dff_gs.edit.nerf`, each in the layer it belongs to.
 """
 
 from dff_gs.nerf.config import NerfConfig

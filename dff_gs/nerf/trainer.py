@@ -17,9 +17,8 @@ from dff_gs.nerf.batches import PatchSampler
 from dff_gs.nerf.io import check_finite, load_nerf_checkpoint, save_nerf_checkpoint
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.renderer import distortion_loss
-from dff_gs.train.checkpoint import set_rng_state
 from dff_gs.train.config import Config
-from dff_gs.train.loop import fit_loop
+from dff_gs.train.loop import TrainerBase
 from dff_gs.train.losses import feature_loss, photometric_loss
 from dff_gs.train.preview import logged_preview
 
@@ -27,7 +26,7 @@ SSIM_MIN_PATCH = 11 // 2 + 1
 """Smallest patch side the D-SSIM term takes (``ssim_map``'s 11-pixel window, reflection-padded by 5)."""
 
 
-class NerfTrainer:
+class NerfTrainer(TrainerBase):
     """Optimises a :class:`NerfModel` on training images and (optionally) teacher maps.
 
     images: Tensor  # [V, H, W, 3] on the training device
@@ -37,15 +36,9 @@ class NerfTrainer:
 
     def __init__(self, cfg: Config, model: NerfModel, images: Tensor, cameras: Cameras,
                  teacher_maps: Optional[Tensor], device: torch.device):
-        self.cfg = cfg
+        super().__init__(cfg, model.to(device), cfg.train.steps)
         self.ncfg = cfg.nerf
-        self.model = model.to(device)
         self.device = device
-        self.step = 0
-        self.total_steps = cfg.train.steps
-        self.train_seconds = 0.0
-        self.history: list[dict] = []
-        self.eval_history: list[dict] = []
         self.use_features = teacher_maps is not None and model.has_features
         if cfg.train.ssim_lambda > 0 and self.ncfg.patch_size < SSIM_MIN_PATCH:
             raise ConfigError(f"nerf.patch_size={self.ncfg.patch_size}: the D-SSIM term (train.ssim_lambda="
@@ -54,7 +47,6 @@ class NerfTrainer:
         self.sampler = PatchSampler(images, cameras, teacher_maps if self.use_features else None,
                                     self.ncfg.batch_rays, self.ncfg.patch_size)
         self.optimizer = self._make_optimizer()
-        self._interrupted = False
         self._preview_view = (cameras[[0]], images[0])  # what train.image_every logs
 
     # ------------------------------------------------------------------ setup
@@ -121,14 +113,16 @@ class NerfTrainer:
         """Render | ground truth | feature PCA of training view 0 (``train.image_every``).  Tensor  # [H, kW, 3]"""
         return logged_preview(self, self.model, self._preview_view[0], self._preview_view[1])
 
-    def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
+    desc = "train nerf"
+
+    def postfix(self, stats: dict) -> dict:
+        return dict(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", occ=f"{stats['occupied']:.2f}")
+
+    def fit(self, on_checkpoint: Optional[Callable[[], Path]] = None, progress: bool = True,
             eval_fn: Optional[Callable[[], dict]] = None) -> None:
-        """Run to ``cfg.train.steps`` (:func:`~dff_gs.train.loop.fit_loop`). Every ``train.eval_every`` steps
-        ``eval_fn()`` is called and its metrics recorded with the step and training seconds (its own time is not
-        counted). Ctrl-C writes a checkpoint (via ``on_checkpoint``) and re-raises."""
+        """:meth:`TrainerBase.fit` with the model in training mode."""
         self.model.train()
-        fit_loop(self, desc="train nerf", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
-                 postfix=lambda s: dict(loss=f"{s['loss']:.4f}", psnr=f"{s['psnr']:.2f}", occ=f"{s['occupied']:.2f}"))
+        super().fit(on_checkpoint, progress, eval_fn)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -149,9 +143,4 @@ class NerfTrainer:
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path}: NeRF checkpoint does not match this model/config ({e})") from None
         check_finite(self.model, str(path))
-        t = payload["trainer"]
-        self.step = int(t["step"])
-        self.train_seconds = float(t.get("train_seconds", 0.0))
-        self.history = list(t.get("history", []))
-        self.eval_history = list(t.get("eval_history", []))
-        set_rng_state(payload["rng"])
+        self.restore_progress(payload["trainer"], payload["rng"])

@@ -1,6 +1,6 @@
 """The optimisation loop every trainer shares: steps, progress bar, log, evaluation, checkpoints, Ctrl-C / SIGTERM.
 
-A trainer is a :class:`LoopTrainer` (the Gaussians' :class:`~dff_gs.train.trainer.Trainer`, the NeRF's
+A trainer is a :class:`TrainerBase` (the Gaussians' :class:`~dff_gs.train.trainer.Trainer`, the NeRF's
 :class:`~dff_gs.nerf.trainer.NerfTrainer`, the lift fine-tune's :class:`~dff_gs.lift.tuner.FeatureTuner`): it
 brings its step, its state and its checkpoint; :func:`fit_loop` does the rest.
 """
@@ -10,45 +10,78 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol, runtime_checkable
+from typing import Callable, Optional
 
 from dff_gs.core.errors import Interrupted
+from dff_gs.train.checkpoint import set_rng_state
 
 
-@runtime_checkable
-class LoopTrainer(Protocol):
-    """What :func:`fit_loop` runs and a run folder checkpoints.
+class TrainerBase:
+    """The state every trainer shares, and its loop: the Gaussians' :class:`~dff_gs.train.trainer.Trainer`, the
+    NeRF's :class:`~dff_gs.nerf.trainer.NerfTrainer` and the lift fine-tune's
+    :class:`~dff_gs.lift.tuner.FeatureTuner` bring :meth:`train_step`, :meth:`state`, :meth:`save` and
+    :meth:`load`; :meth:`fit` (:func:`fit_loop`) does the rest.
 
     cfg: the run's :class:`~dff_gs.train.config.Config`; model: what it optimises (a Backbone's model);
     step / total_steps: steps done / to do; train_seconds: time spent in ``train_step`` only;
     history / eval_history: the training log rows and the held-out evaluation rows;
-    _interrupted: False, or the name of the signal that asked it to stop (a test may set it True).
+    stop_requested: False, or the name of the signal that asked the run to stop (a test may set it True);
+    logger: the run's :class:`~dff_gs.engine.logger.RunLogger` when the run set one; watcher: called after every
+    step when set (the training viewer).
     """
 
-    cfg: object
-    model: object
-    step: int
-    total_steps: int
-    train_seconds: float
-    history: list
-    eval_history: list
+    desc = "train"
+    """The progress bar's label."""
+
+    def __init__(self, cfg, model, total_steps: int):
+        self.cfg = cfg
+        self.model = model
+        self.step = 0
+        self.total_steps = total_steps
+        self.train_seconds = 0.0
+        self.history: list[dict] = []
+        self.eval_history: list[dict] = []  # held-out metrics every train.eval_every steps, vs training seconds
+        self.stop_requested: bool | str = False
+        self.logger = None
+        self.watcher: Optional[Callable] = None
 
     def train_step(self) -> dict:
         """One optimisation step; returns its stats (``loss`` at least)."""
+        raise NotImplementedError
+
+    def postfix(self, stats: dict) -> dict:
+        """What the progress bar shows of a step's stats."""
+        return dict(loss=f"{stats['loss']:.4f}")
 
     def fit(self, on_checkpoint: Optional[Callable[[], Path]] = None, progress: bool = True,
             eval_fn: Optional[Callable[[], dict]] = None) -> None:
-        """:func:`fit_loop` to ``total_steps``, with ``eval_fn`` every ``train.eval_every`` steps."""
+        """Run to ``total_steps`` (:func:`fit_loop`): ``eval_fn()`` (held-out metrics) every ``train.eval_every``
+        steps, recorded in ``eval_history`` with the step and the training seconds so far (its own time not
+        counted); Ctrl-C / SIGTERM writes a checkpoint (``on_checkpoint``) and raises :class:`Interrupted`."""
+        fit_loop(self, desc=self.desc, postfix=self.postfix, progress=progress, on_checkpoint=on_checkpoint,
+                 eval_fn=eval_fn)
 
     def state(self) -> dict:
         """Everything that continues training exactly (step, optimizers, logs; the model where it is not saved
         beside it)."""
+        raise NotImplementedError
 
     def save(self, path: str | Path, config: dict, *extra) -> Path:
         """A resumable checkpoint of :meth:`state`, the model, ``config`` and the random states."""
+        raise NotImplementedError
 
     def load(self, path: str | Path) -> None:
         """Continue from :meth:`save`'s checkpoint, bit-identically."""
+        raise NotImplementedError
+
+    def restore_progress(self, saved: dict, rng: dict) -> None:
+        """The shared part of :meth:`load`: step, training seconds and logs from ``saved`` (a :meth:`state`), then
+        the random states ``rng`` of the moment it was written."""
+        self.step = int(saved["step"])
+        self.train_seconds = float(saved.get("train_seconds", 0.0))
+        self.history = list(saved.get("history", []))
+        self.eval_history = list(saved.get("eval_history", []))
+        set_rng_state(rng)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -56,12 +89,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _install_stop_handlers(trainer) -> dict:
-    """Route Ctrl-C and SIGTERM to ``trainer._interrupted`` (the signal's name); returns the previous handlers."""
+    """Route Ctrl-C and SIGTERM to ``trainer.stop_requested`` (the signal's name); returns the previous handlers."""
 
     def on_signal(signum, frame):  # finish the current step, then stop cleanly; a second signal stops at once
-        if trainer._interrupted:
+        if trainer.stop_requested:
             raise Interrupted(None, signal.Signals(signum).name)
-        trainer._interrupted = signal.Signals(signum).name
+        trainer.stop_requested = signal.Signals(signum).name
 
     previous = {}
     for sig in STOP_SIGNALS:
@@ -75,7 +108,7 @@ def _install_stop_handlers(trainer) -> dict:
 def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: bool = True,
              on_checkpoint: Optional[Callable[[], Path]] = None,
              eval_fn: Optional[Callable[[], dict]] = None) -> None:
-    """Run ``trainer`` to ``trainer.total_steps``.
+    """Run ``trainer`` (a :class:`TrainerBase`) to ``trainer.total_steps``.
 
     Only ``train_step()`` is on the training clock (``trainer.train_seconds``). Every ``train.log_every`` steps
     the stats go to ``trainer.history`` and ``postfix(stats)`` to the progress bar; every ``train.eval_every``
@@ -89,8 +122,7 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
 
     cfg = trainer.cfg.train
     total = trainer.total_steps
-    logger = getattr(trainer, "logger", None)  # a RunLogger (dff_gs.engine.logger), when the run set one
-    watcher = getattr(trainer, "watcher", None)  # called after every step (the training viewer), when set
+    logger, watcher = trainer.logger, trainer.watcher
     bar = tqdm(total=total, initial=trainer.step, desc=desc, disable=not progress, dynamic_ncols=True)
     previous = _install_stop_handlers(trainer)
     last_checkpoint = time.monotonic()
@@ -119,10 +151,10 @@ def fit_loop(trainer, *, desc: str, postfix: Callable[[dict], dict], progress: b
             if on_checkpoint is not None and due and trainer.step < total:
                 on_checkpoint()
                 last_checkpoint = time.monotonic()
-            if trainer._interrupted:
+            if trainer.stop_requested:
                 break
-        if trainer._interrupted:  # also a signal that came during the last step
-            name = trainer._interrupted if isinstance(trainer._interrupted, str) else "SIGINT"
+        if trainer.stop_requested:  # also a signal that came during the last step
+            name = trainer.stop_requested if isinstance(trainer.stop_requested, str) else "SIGINT"
             raise Interrupted(on_checkpoint() if on_checkpoint is not None else None, name)
     finally:
         bar.close()

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -22,9 +22,9 @@ from dff_gs.core.errors import CheckpointError
 from dff_gs.core.features import resample_maps
 from dff_gs.core.gaussians import GaussianModel
 from dff_gs.render import render
-from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint
 from dff_gs.train.config import Config
-from dff_gs.train.loop import fit_loop
+from dff_gs.train.loop import TrainerBase
 from dff_gs.train.losses import feature_grid, feature_loss, photometric_loss, pool_features
 from dff_gs.train.preview import logged_preview
 from dff_gs.train.sync import shared_stats_strategy, sum_gradients
@@ -86,27 +86,20 @@ def scene_scale_of(scene) -> float:
     return 1.1 * float((centers - centers.mean(0)).norm(dim=-1).max().clamp_min(1e-3))
 
 
-class Trainer:
+class Trainer(TrainerBase):
     """Optimises a :class:`GaussianModel` against images and (optionally) teacher feature maps."""
 
     def __init__(self, cfg: Config, model: GaussianModel, data: TrainData, device: torch.device,
                  world: Optional[World] = None):
-        self.cfg = cfg
+        super().__init__(cfg, model.to(device), cfg.train.steps)
         self.world = world or World()  # the ranks of a torchrun training (one process: rank 0 of 1)
         self.batch_views = cfg.train.batch_views
-        self.model = model.to(device)
         self.data = data
         self.device = device
-        self.step = 0
-        self.total_steps = cfg.train.steps
-        self.train_seconds = 0.0
-        self.history: list[dict] = []
-        self.eval_history: list[dict] = []  # held-out metrics every train.eval_every steps, vs training seconds
         self.use_features = data.teacher_maps is not None and model.feature_dim > 0
         self.optimizers = self._make_optimizers()
         self.decoder_opt = self._make_decoder_optimizer()
         self.strategy, self.strategy_state = self._make_strategy()
-        self._interrupted = False
         self.feature_side = self._feature_side()
 
     # ------------------------------------------------------------------ setup
@@ -270,14 +263,8 @@ class Trainer:
         backbone = as_backbone(self.model, backend=self.cfg.train.backend, background=self.data.background)
         return logged_preview(self, backbone, self.data.cameras[[0]], self.data.images[0])
 
-    def fit(self, on_checkpoint: Optional[Callable[[], None]] = None, progress: bool = True,
-            eval_fn: Optional[Callable[[], dict]] = None) -> None:
-        """Run to ``cfg.train.steps`` (:func:`~dff_gs.train.loop.fit_loop`); Ctrl-C writes a checkpoint (via
-        ``on_checkpoint``) and re-raises. Every ``train.eval_every`` steps ``eval_fn()`` (held-out metrics) is
-        recorded in ``eval_history`` with the step and the training seconds so far; its own time is not counted.
-        """
-        fit_loop(self, desc="train", progress=progress, on_checkpoint=on_checkpoint, eval_fn=eval_fn,
-                 postfix=lambda s: dict(loss=f"{s['loss']:.4f}", psnr=f"{s['psnr']:.2f}", n=s["num_gaussians"]))
+    def postfix(self, stats: dict) -> dict:
+        return dict(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=stats["num_gaussians"])
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
@@ -321,8 +308,4 @@ class Trainer:
             }
             if payload.get("strategy_grow_grad2d") is not None:
                 self.strategy.grow_grad2d = payload["strategy_grow_grad2d"]
-        self.step = int(payload["step"])
-        self.train_seconds = float(payload.get("train_seconds", 0.0))
-        self.history = list(payload.get("history", []))
-        self.eval_history = list(payload.get("eval_history", []))
-        set_rng_state(payload["rng"])
+        self.restore_progress(payload, payload["rng"])

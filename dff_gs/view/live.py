@@ -33,7 +33,7 @@ class LiveViewer:
         Ctrl-C or SIGTERM still stops the run)."""
         if trainer.step % self.every == 0 or trainer.step == trainer.total_steps:
             self.update(trainer.model, trainer.step, trainer.total_steps)
-        while self.pause.value and not trainer._interrupted:
+        while self.pause.value and not trainer.stop_requested:
             self.status.content = f"paused at step {trainer.step} of {trainer.total_steps}"
             time.sleep(0.1)
 

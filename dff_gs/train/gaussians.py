@@ -1,0 +1,140 @@
+"""The Gaussians as a training method: initial Gaussians (depth maps, sparse points, the region the cameras see, a
+PLY), the :class:`~dff_gs.train.trainer.Trainer`, and what the run records of them."""
+
+from __future__ import annotations
+
+
+import torch
+from torch import Tensor
+
+from dff_gs.backbone import GaussianBackbone
+from dff_gs.train.config import Config
+from dff_gs.core.errors import ConfigError
+from dff_gs.core.features import init_decoder_pca
+from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.utils import seed_everything
+from dff_gs.data import SceneData
+from dff_gs.data.region import content_region, mean_colors
+from dff_gs.io.ply import load_ply
+from dff_gs.teachers.prepare import TeacherOutputs
+from dff_gs.train.method import MethodInputs, optimizer_groups, record_final_eval
+from dff_gs.train.schedule import init_method
+from dff_gs.train.trainer import TrainData, Trainer, scene_scale_of
+
+
+def scene_summary(cfg: Config, scene: SceneData) -> dict:
+    """What ``metrics.json`` records of the scene a run trained on (format, size used, views, initialisation)."""
+    init = init_method(cfg, scene)
+    if init == "region" and scene.alphas is not None:
+        init = "region (visual hull)"
+    return {"format": scene.format, "width": scene.width, "height": scene.height, "downscale": scene.downscale,
+            "train_views": len(scene.train_ids), "test_views": len(scene.test_ids), "init": init}
+
+
+def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
+    """Initial Gaussians from ``model.init_ply``, else depth maps, sparse points or random positions
+    (``model.init``)."""
+    m = cfg.model
+    feature_dim = m.feature_dim if teacher.dim else 0
+    decoder_dim = None
+    if feature_dim and m.decoder:
+        decoder_dim = teacher.dim
+    elif feature_dim and feature_dim != teacher.dim:
+        raise ConfigError(
+            f"model.decoder=false needs model.feature_dim == the teacher's dimension ({teacher.dim}), "
+            f"got {feature_dim}"
+        )
+    if m.init_ply:  # a PLY from any 3DGS trainer: its Gaussians, SH degree included, with fresh features
+        loaded, _ = load_ply(m.init_ply)
+        params = {k: v.detach() for k, v in loaded.params.items()}
+        params["features"] = torch.zeros(loaded.num_gaussians, feature_dim)
+        return GaussianModel(params, loaded.sh_degree, decoder_dim)
+    common = dict(sh_degree=m.sh_degree, feature_dim=feature_dim, decoder_dim=decoder_dim)
+    method = init_method(cfg, scene)
+    if method == "depth":
+        if scene.depths is None:
+            raise ConfigError(f"model.init=depth but the scene {scene.source} has no depth maps")
+        return GaussianModel.from_depth(
+            scene, max_points=m.init_points, seed=cfg.train.seed, init_opacity=m.init_opacity,
+            init_scale=m.init_scale, **common
+        )
+    if method == "points":
+        if scene.points is None:
+            raise ConfigError(f"model.init=points but the scene {scene.source} has no sparse points")
+        return GaussianModel.from_points(
+            scene.points, scene.point_colors, init_opacity=m.init_opacity, init_scale=m.init_scale, **common
+        )
+    if method == "region":
+        region = scene.region or content_region(scene.cameras, scene.alphas)  # computed at load when it could be
+        if region is None:
+            raise ConfigError(f"model.init=region: the cameras of {scene.source} share no view; give points or depth")
+        pts = region.sample(m.init_points, seed=cfg.train.seed)
+        return GaussianModel.from_points(pts, mean_colors(scene.cameras, scene.images, pts),
+                                         init_opacity=m.init_opacity, init_scale=m.init_scale, **common)
+    if method == "random":
+        return GaussianModel.random(scene.bounds, m.init_points, init_opacity=m.init_opacity, **common)
+    raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
+
+
+class GaussianMethod:
+    """The Gaussians (``train.backbone=gs``): :func:`init_model`, its decoder started from the teacher maps' PCA,
+    trained by a :class:`~dff_gs.train.trainer.Trainer` (every torchrun rank its share of each step's views)."""
+
+    kind = "gs"
+    title = "Gaussians"
+    exports = True
+    evaluates_while_training = True
+
+    def __init__(self, cfg: Config, scene: SceneData, trainer: Trainer, background: Tensor):
+        self.cfg, self.scene, self.trainer, self.background = cfg, scene, trainer, background
+
+    @classmethod
+    def build(cls, cfg: Config, inputs: MethodInputs) -> "GaussianMethod":
+        seed_everything(cfg.train.seed)
+        model = init_model(cfg, inputs.train_scene, inputs.teacher)
+        if model.decoder is not None and inputs.teacher.train_maps is not None:
+            init_decoder_pca(model.decoder, inputs.teacher.train_maps, seed=cfg.train.seed)
+        background = torch.tensor(inputs.scene.background, dtype=torch.float32)
+        train, device = inputs.train_scene, inputs.device
+        data = TrainData(
+            images=train.images.to(device),
+            cameras=train.cameras.to(device),
+            teacher_maps=inputs.teacher.train_maps,
+            background=background.to(device),
+            scene_scale=scene_scale_of(train),
+            masks=None if train.masks is None else train.masks.to(device),
+        )
+        return cls(cfg, inputs.scene, Trainer(cfg, model, data, device, inputs.world), background)
+
+    @property
+    def model(self) -> GaussianModel:
+        return self.trainer.model
+
+    def resume(self, path: str) -> None:
+        self.trainer.load(path)
+
+    def checkpoint_args(self, meta: dict) -> tuple:
+        return ()
+
+    def metadata(self) -> dict:
+        return {}
+
+    def eval_options(self) -> dict:
+        return {"backend": self.cfg.train.backend, "background": self.background}
+
+    def final_metrics(self) -> dict:
+        return {"train_seconds": self.trainer.train_seconds, "num_gaussians": self.model.num_gaussians,
+                "scene": scene_summary(self.cfg, self.scene)}
+
+    def backbone(self) -> GaussianBackbone:
+        return GaussianBackbone(self.model)
+
+    def final_history(self, metrics: dict) -> tuple[list, list, dict]:
+        record_final_eval(self.trainer, metrics)
+        return self.trainer.history, self.trainer.eval_history, {}
+
+    def parameter_groups(self) -> dict[str, list[Tensor]]:
+        opts = dict(self.trainer.optimizers)
+        if self.trainer.decoder_opt is not None:
+            opts["decoder"] = self.trainer.decoder_opt
+        return optimizer_groups(opts)
