@@ -65,6 +65,36 @@ def labelled_run(tiny_scene, tmp_path_factory):
     return root
 
 
+def test_every_method_is_built_and_run_through_one_interface(labelled_run, tiny_scene, tmp_path):
+    """The Gaussians, the NeRF and the lift are chosen from the config, built from the same inputs, and each yields
+    a Backbone of its kind and the parameter groups its trainer optimises (the lift without fine-tune: none)."""
+    from dff_gs.core.distributed import World
+    from dff_gs.engine.common import load_run_scene
+    from dff_gs.engine.pipeline import METHODS, method_of
+    from dff_gs.teachers.prepare import prepare_teacher
+    from dff_gs.train.method import MethodInputs
+
+    ply = labelled_run / "run" / "point_cloud.ply"
+    cpu = torch.device("cpu")
+    for name, extra in (("gs", []), ("nerf", ["train.backbone=nerf", "nerf.occ_resolution=8"]),
+                        ("lift", ["lift.enabled=true", f"model.init_ply={ply}", "lift.steps=2"]),
+                        ("lift", ["lift.enabled=true", f"model.init_ply={ply}"])):
+        cfg = cfg_of(tiny_scene, tmp_path / name, *labels(labelled_run / "cache"), *extra)
+        assert method_of(cfg) is METHODS[name]
+        _, scene, train, _ = load_run_scene(cfg, cpu, progress=False)
+        teacher = prepare_teacher(cfg.teacher, scene, cpu, progress=False)
+        method = METHODS[name].build(cfg, MethodInputs(scene, train, teacher, cpu, World(), False))
+        assert method.backbone().kind == method.kind == ("nerf" if name == "nerf" else "gs")
+        groups = method.parameter_groups()
+        if method.trainer is None:
+            assert groups == {} and name == "lift"
+            continue
+        optimised = {id(p) for g in groups.values() for p in g}
+        assert groups and optimised and all(p.requires_grad for g in groups.values() for p in g), name
+        assert optimised <= {id(p) for p in method.model.parameters()} | {id(p) for p in getattr(
+            method.model, "params", {}).values()}, name
+
+
 # ----------------------------------------------------------------------------------------- exact resume
 def test_resume_with_a_decoder_is_bit_identical(labelled_run, tiny_scene, tmp_path, monkeypatch):
     extra = labels(labelled_run / "cache")

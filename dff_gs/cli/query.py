@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from dff_gs import query as Q
+from dff_gs.core.backends import BACKENDS
 from dff_gs.core.errors import ConfigError, quote, run_cli
 from dff_gs.core.utils import atomic_write_path
 from dff_gs.edit.nerf import SegmentationEdit, render_edit
@@ -61,7 +62,7 @@ def add_query_arguments(p: argparse.ArgumentParser, multiple: bool = False) -> N
     p.add_argument("--no-grouping", action="store_true",
                    help="--click / --ray: Eq. 5 on the click's feature instead of the object grouped in 3D under it")
     p.add_argument("--data", help="scene for --click and renders (default: the scene the run was trained on)")
-    p.add_argument("--backend", default="auto", help="renderer: auto | torch | gsplat")
+    p.add_argument("--backend", default="auto", help=f"renderer: {' | '.join(BACKENDS)}")
 
 
 def query_specs(args) -> list[Q.QuerySpec]:

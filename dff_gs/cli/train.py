@@ -8,12 +8,23 @@ import json
 import os
 from pathlib import Path
 
-from dff_gs.core.config import apply_dict, apply_overrides, describe, leaves, load_yaml, to_dict, warn_repeated
+from dff_gs.core.backends import BACKENDS
+from dff_gs.core.config import (
+    apply_dict,
+    apply_overrides,
+    describe,
+    field_choices,
+    leaves,
+    load_yaml,
+    to_dict,
+    warn_repeated,
+)
 from dff_gs.core.errors import CheckpointError, ConfigError, DataError, quote, run_cli
 from dff_gs.data.registry import find_loader
 from dff_gs.engine.pipeline import run
+from dff_gs.teachers import teacher_names
 from dff_gs.train.checkpoint import run_record
-from dff_gs.train.config import Config
+from dff_gs.train.config import Config, TrainConfig
 from dff_gs.view.live import live_viewer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -59,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "configs/blender.yaml for Blender objects, configs/colmap.yaml for COLMAP / "
                                      "nerfstudio captures, else none)")
     p.add_argument("--data", help="scene folder (= data.path)")
-    p.add_argument("--teacher", help="labels | efficientnet | clip | dino | none (= teacher.name)")
-    p.add_argument("--backbone", help="gs | nerf (= train.backbone)")
+    p.add_argument("--teacher", help=f"{' | '.join((*teacher_names(), 'none'))} (= teacher.name)")
+    p.add_argument("--backbone", help=f"{' | '.join(field_choices(TrainConfig, 'backbone'))} (= train.backbone)")
     p.add_argument("--steps", type=int, help="optimisation steps (= train.steps)")
     p.add_argument("--out", help="run folder (= out)")
     p.add_argument("--device", help="auto | cpu | cuda (= train.device)")
-    p.add_argument("--backend", help="auto | torch | gsplat (= train.backend)")
+    p.add_argument("--backend", help=f"{' | '.join(BACKENDS)} (= train.backend)")
     p.add_argument("--resume", help="run folder or checkpoint to continue, with the config it was trained with "
                                     "(= resume)")
     p.add_argument("--force", action="store_true", help="replace the run already in --out (= force)")

@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 
+from dff_gs.core.backends import BACKENDS
 from dff_gs.core.errors import Interrupted, run_cli
 
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render", default="browser", choices=["browser", "server"],
                    help="who draws the Gaussians: the browser (needs its GPU) or the server (our rasterizer renders "
                         "each view: for a browser without a GPU)")
-    p.add_argument("--backend", default="auto", help="renderer for queries that render: auto | torch | cpu | gsplat")
+    p.add_argument("--backend", default="auto", help=f"renderer for queries that render: {' | '.join(BACKENDS)}")
     return p
 
 

@@ -13,19 +13,66 @@ import math
 import stat
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
 from dff_gs.core.errors import ConfigError, quote, warn
+from dff_gs.core.rules import MAX_MAGNITUDE, Rule, finite
 from dff_gs.core.utils import atomic_write_path
 
 
-def option(default: Any, help: str, **kwargs) -> Any:
-    """A dataclass field with a default and a help string (lists/dicts become factories)."""
+def option(default: Any, help: str, rule: Optional[Rule] = None, **kwargs) -> Any:
+    """A dataclass field with a default, a help string and the ``rule`` its value follows
+    (:mod:`dff_gs.core.rules`; checked by :meth:`Section.validate`). Lists / dicts become factories."""
+    metadata = {"help": help, "rule": rule}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def choices_of(tp: Any) -> tuple:
+    """The values of a ``Literal[...]`` type (``Optional[Literal]`` too); () for any other type."""
+    if typing.get_origin(tp) is typing.Literal:
+        return typing.get_args(tp)
+    return next((choices_of(a) for a in typing.get_args(tp) if choices_of(a)), ())
+
+
+def field_choices(cls: type, name: str) -> tuple:
+    """The values field ``name`` of the config section ``cls`` may take (its ``Literal`` type), else ()."""
+    return choices_of(_field_types(cls)[name])
+
+
+def one_of(key: str, value: Any, allowed) -> ConfigError:
+    """The error line of a value that is not one of ``allowed``."""
+    return ConfigError(f"{key}={quote(value)}: must be one of {' | '.join(map(str, allowed))}")
+
+
+class Section:
+    """A config section (a dataclass) that checks itself: every field's ``Literal`` choices and ``rule``, every
+    number finite and below 2^31 in magnitude, the nested sections, then :meth:`check` (what spans several
+    fields). The first value out of place is a :class:`ConfigError` ``<key>=<value>: <requirement>``."""
+
+    def validate(self, prefix: str = "") -> None:
+        types = _field_types(type(self))
+        for f in dataclasses.fields(self):
+            key, value = f"{prefix}{f.name}", getattr(self, f.name)
+            if isinstance(value, Section):
+                value.validate(f"{key}.")
+                continue
+            allowed = choices_of(types[f.name])
+            if allowed and value not in allowed:
+                raise one_of(key, value, allowed)
+            rule = f.metadata.get("rule")
+            if rule is not None and not rule[0](value):
+                raise ConfigError(f"{key}={quote(value)}: {rule[1]}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+                    finite(value) and abs(value) < MAX_MAGNITUDE):
+                raise ConfigError(f"{key}={quote(value)}: must be a finite number of magnitude below 2^31")
+        self.check(prefix)
+
+    def check(self, prefix: str = "") -> None:
+        """What the section checks beyond its fields' rules (several fields together, registered names)."""
 
 
 def to_dict(cfg: Any) -> dict:
@@ -54,7 +101,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"config key '{key}': cannot read {quote(value)} as {tp}")
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"config key '{key}': {quote(value)} is not one of {list(args)}")
+            raise one_of(key, value, args)
         return value
     if origin in (list, tuple):
         if isinstance(value, str):
@@ -375,5 +422,8 @@ def describe(cfg: Any, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(value):
             lines.extend(describe(value, prefix=f"{key}."))
         else:
-            lines.append(f"  {key}={value!r}    {f.metadata.get('help', '')}")
+            help, allowed = f.metadata.get("help", ""), field_choices(type(cfg), f.name)
+            if allowed and not all(str(a) in help for a in allowed):
+                help += f" ({' | '.join(map(str, allowed))})"
+            lines.append(f"  {key}={value!r}    {help}")
     return lines

@@ -35,7 +35,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
 import torch
 from torch import Tensor
@@ -45,6 +45,7 @@ from dff_gs.core.errors import ConfigError, DffError
 from dff_gs.core.gaussians import GaussianModel
 from dff_gs.core.geometry import quat_to_matrix
 from dff_gs.core.neighbors import connected_components, knn, linked_neighbors, typical_spacing
+from dff_gs.core.rules import BELOW_ONE, POSITIVE, at_least, count, within
 from dff_gs.query import (
     QueryContext,
     QuerySpec,
@@ -61,49 +62,43 @@ class EmptySelectionError(DffError):
     """A query (after cleanup) selects no Gaussian."""
 
 
-SELECTION_MODES = ("gaussian", "lifted", "combined")
+SelectionMode = Literal["gaussian", "lifted", "combined"]
+SELECTION_MODES = get_args(SelectionMode)
 
 
 @dataclass
 class SelectionConfig(GroupingSettings):
     """How queries become a selection (a click: its 3D group; other queries: threshold, then the 3D cleanup)."""
 
-    threshold: float = option(0.5, "select Gaussians with p(query|x) above this")
-    mode: str = option("combined", "gaussian (own feature) | lifted (rendered 2D query lifted onto the Gaussians) | "
-                                   "combined (lifted where a Gaussian is drawn, own feature where not); combined "
-                                   "removed the most on generated layouts (benchmarks/RESULTS.md, 2026-12-07)")
-    lift_views: int = option(12, "training views the 2D query is rendered from (evenly spaced; 0 = all)")
-    lift_side: int = option(160, "render the 2D query at most this many pixels on the longer side (0 = full size)")
+    threshold: float = option(0.5, "select Gaussians with p(query|x) above this", rule=BELOW_ONE)
+    mode: SelectionMode = option("combined", "gaussian (own feature) | lifted (rendered 2D query lifted onto the "
+                                             "Gaussians) | combined (lifted where a Gaussian is drawn, own feature "
+                                             "where not); combined removed the most on generated layouts "
+                                             "(benchmarks/RESULTS.md, 2026-12-07)")
+    lift_views: int = option(12, "training views the 2D query is rendered from (evenly spaced; 0 = all)", rule=count(0))
+    lift_side: int = option(160, "render the 2D query at most this many pixels on the longer side (0 = full size)",
+                            rule=count(0))
     lift_min_weight: float = option(0.05, "combined: a Gaussian's summed compositing weight over those views from "
                                           "which its 2D evidence counts")
     cleanup: bool = option(True, "clean the thresholded selection up in 3D (vote, components, grow)")
-    knn: int = option(16, "neighbours looked at by the vote")
+    knn: int = option(16, "neighbours looked at by the vote", rule=count(1))
     min_vote: float = option(0.35, "keep a selected Gaussian only if at least this fraction of its knn nearest "
-                                   "Gaussians are selected")
+                                   "Gaussians are selected", rule=within(0, 1))
     vote_exempt: float = option(0.9, "confident Gaussians, p(query|x) at least this, are exempt from the vote")
-    link: float = option(4.0, "selected Gaussians closer than link x the median neighbour spacing are connected")
+    link: float = option(4.0, "selected Gaussians closer than link x the median neighbour spacing are connected",
+                         rule=POSITIVE)
     link_sigma: float = option(2.0, "... plus link_sigma x the sum of their largest standard deviations")
-    min_component: float = option(0.02, "drop connected pieces holding less than this fraction of the selection")
-    keep_component: int = option(50, "... unless they hold at least this many Gaussians")
+    min_component: float = option(0.02, "drop connected pieces holding less than this fraction of the selection",
+                                  rule=within(0, 1))
+    keep_component: int = option(50, "... unless they hold at least this many Gaussians", rule=count(0))
     grow_sigma: float = option(2.0, "grow into Gaussians whose centre is within this many standard deviations "
-                                    "of a selected one (or that hold a selected centre)")
-    grow_min_prob: float = option(0.2, "only grow into Gaussians with p(query|x) at least this")
-    grow_iters: int = option(3, "growing rounds")
+                                    "of a selected one (or that hold a selected centre)", rule=at_least(0))
+    grow_min_prob: float = option(0.2, "only grow into Gaussians with p(query|x) at least this", rule=within(0, 1))
+    grow_iters: int = option(3, "growing rounds", rule=count(0))
 
-    def validate(self) -> "SelectionConfig":
-        checks = [(0.0 <= self.threshold < 1.0, "threshold must be in [0, 1)"), (self.knn >= 1, "knn must be >= 1"),
-                  (self.mode in SELECTION_MODES, f"mode must be one of {', '.join(SELECTION_MODES)}"),
-                  (self.lift_views >= 0 and self.lift_side >= 0, "lift_views and lift_side must be >= 0"),
-                  (0.0 <= self.min_vote <= 1.0, "min_vote must be in [0, 1]"), (self.link > 0, "link must be > 0"),
-                  (0.0 <= self.min_component <= 1.0, "min_component must be in [0, 1]"),
-                  (self.keep_component >= 0, "keep_component must be >= 0"),
-                  (self.grow_sigma >= 0, "grow_sigma must be >= 0"),
-                  (0.0 <= self.grow_min_prob <= 1.0, "grow_min_prob must be in [0, 1]"),
-                  (self.grow_iters >= 0, "grow_iters must be >= 0")]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(f"selection: {msg}")
-        self.validate_grouping()
+    def validate(self, prefix: str = "selection.") -> "SelectionConfig":
+        """:meth:`Section.validate` (each field's rule and choices, the grouping's included); returns itself."""
+        super().validate(prefix)
         return self
 
 

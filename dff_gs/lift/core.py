@@ -23,7 +23,7 @@ Backends, one interface:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, get_args
 
 import torch
 from torch import Tensor
@@ -37,9 +37,10 @@ from dff_gs.lift.gsplat_grad import accumulate_gsplat
 from dff_gs.lift.tiles import tile_lists
 from dff_gs.render import reference
 from dff_gs.render.backend_gsplat import gsplat_available
+from dff_gs.train.config import LiftBackend, LiftResolution
 
-LIFT_BACKENDS = ("auto", "torch", "gsplat", "cuda_ext")
-RESOLUTIONS = ("image", "map")
+LIFT_BACKENDS = get_args(LiftBackend)
+RESOLUTIONS = get_args(LiftResolution)
 
 
 def resolve_lift_backend(backend: str, device: torch.device) -> str:

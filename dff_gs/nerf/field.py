@@ -14,16 +14,16 @@ Positions enter normalised to ``[0, 1]^3`` (see :meth:`dff_gs.nerf.model.NerfMod
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, get_args
 
 import torch
 from torch import Tensor, nn
 
 from dff_gs.core.errors import ConfigError
-from dff_gs.nerf.config import NerfConfig
+from dff_gs.nerf.config import FieldKind, NerfConfig
 from dff_gs.nerf.encodings import FrequencyEncoding, HashEncoding, SHEncoding
 
-FIELDS = ("hash", "mlp")
+FIELDS = get_args(FieldKind)
 FEATURE_GEO = ("sum", "concat", "none")
 
 

@@ -5,7 +5,7 @@ same scene, teacher maps and losses. Its run folder holds ``nerf_model.pt`` in p
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, get_args
 
 import torch
 from torch import Tensor
@@ -14,10 +14,11 @@ from dff_gs.core.errors import ConfigError
 from dff_gs.core.features import init_decoder_pca
 from dff_gs.core.utils import seed_everything
 from dff_gs.data import SceneData
+from dff_gs.nerf.config import OccInit
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.trainer import NerfTrainer
 from dff_gs.train.config import Config
-from dff_gs.train.method import MethodInputs, optimizer_groups, record_final_eval
+from dff_gs.train.method import MethodInputs, TrainerMethod, optimizer_groups
 
 
 def scene_box(bounds: torch.Tensor, padding: float) -> torch.Tensor:
@@ -26,7 +27,7 @@ def scene_box(bounds: torch.Tensor, padding: float) -> torch.Tensor:
     return torch.stack([bounds[0] - pad, bounds[1] + pad]).float()
 
 
-OCC_INITS = ("auto", "depth", "points", "full")
+OCC_INITS = get_args(OccInit)
 
 
 def resolve_occ_init(scene: SceneData, method: str) -> str:
@@ -67,7 +68,7 @@ def init_occupancy(model: NerfModel, scene: SceneData, cfg: Config) -> None:
         model.occupancy.init_from_points(pts, 4.0 * model.occupancy_threshold(), cfg.nerf.occ_init_dilation)
 
 
-class NerfMethod:
+class NerfMethod(TrainerMethod):
     """The NeRF (``train.backbone=nerf``): one process, its own background (renders pass none)."""
 
     kind = "nerf"
@@ -92,13 +93,6 @@ class NerfMethod:
         return cls(cfg, NerfTrainer(cfg, model, train.images.to(device), train.cameras.to(device),
                                     teacher.train_maps, device))
 
-    @property
-    def model(self) -> NerfModel:
-        return self.trainer.model
-
-    def resume(self, path: str) -> None:
-        self.trainer.load(path)
-
     def checkpoint_args(self, meta: dict) -> tuple:
         return (meta,)  # a NeRF checkpoint carries the run's metadata
 
@@ -114,10 +108,6 @@ class NerfMethod:
 
     def backbone(self) -> NerfModel:
         return self.model
-
-    def final_history(self, metrics: dict) -> tuple[list, list, dict]:
-        record_final_eval(self.trainer, metrics)
-        return self.trainer.history, self.trainer.eval_history, {}
 
     def parameter_groups(self) -> dict[str, list[Tensor]]:
         return optimizer_groups({"field": self.trainer.optimizer})

@@ -40,10 +40,11 @@ import torch
 from torch import Tensor
 
 from dff_gs.core.cameras import Cameras
-from dff_gs.core.config import option
+from dff_gs.core.config import Section, option
 from dff_gs.core.errors import ConfigError
 from dff_gs.core.gaussians import GaussianModel
 from dff_gs.core.neighbors import connected_components, linked_neighbors
+from dff_gs.core.rules import BELOW_ONE, count
 from dff_gs.lift import compositing_weights
 from dff_gs.query.eq5 import kmeans, label_probabilities, reference_labels
 from dff_gs.query.views import check_click, click_feature
@@ -140,23 +141,19 @@ class ClickGrouper:
 
 
 @dataclass
-class GroupingSettings:
+class GroupingSettings(Section):
     """How a click becomes the object under it (the module docstring); part of the edit's selection config."""
 
     click_grouping: bool = option(True, "a click selects the object under it: Eq. 5 of its feature on the "
                                         "Gaussians as the model shows them, the piece joined to the clicked surface "
                                         "(dff_gs.query.grouping); false: Eq. 5 on each Gaussian's own feature alone")
-    group_knn: int = option(12, "grouping: neighbours each Gaussian is linked to")
+    group_knn: int = option(12, "grouping: neighbours each Gaussian is linked to", rule=count(1))
     group_views: int = option(16, "grouping: training views whose rendered features smooth each Gaussian's "
-                                  "(evenly spaced; 0 = all)")
-    group_side: int = option(128, "grouping: those views rendered at most this many pixels on the longer side")
-    group_threshold: float = option(0.25, "grouping: the piece holds the Gaussians with p(click | x) above this")
-
-    def validate_grouping(self) -> None:
-        if self.group_knn < 1 or self.group_views < 0 or self.group_side < 0:
-            raise ConfigError("selection: group_knn must be >= 1, group_views and group_side >= 0")
-        if not 0.0 <= self.group_threshold < 1.0:
-            raise ConfigError("selection: group_threshold must be in [0, 1)")
+                                  "(evenly spaced; 0 = all)", rule=count(0))
+    group_side: int = option(128, "grouping: those views rendered at most this many pixels on the longer side",
+                             rule=count(0))
+    group_threshold: float = option(0.25, "grouping: the piece holds the Gaussians with p(click | x) above this",
+                                    rule=BELOW_ONE)
 
 
 def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 import cuda_ext
+from dff_gs.core.backends import BACKENDS
 from dff_gs.core.sh import eval_sh
-from dff_gs.render.rasterize import BACKENDS, rasterize, resolve_backend
+from dff_gs.render.rasterize import rasterize, resolve_backend
 from dff_gs.render.sh import sh_colors
 
 __all__ = ["render", "view_colors", "RenderOutput", "rasterize", "resolve_backend", "BACKENDS", "eval_sh"]

@@ -14,9 +14,6 @@ from dff_gs.render.backend_gsplat import gsplat_available, rasterize_gsplat
 from dff_gs.render.backend_torch import rasterize_torch
 from dff_gs.render.projection import project_gaussians
 
-BACKENDS = ("auto", "cpu", "torch", "gsplat")
-
-
 NEAR_PLANE, FAR_PLANE, EPS2D = 0.01, 1e10, 0.3
 """Default near / far clipping planes and the low-pass added to 2D covariances (gsplat's defaults)."""
 

@@ -3,12 +3,10 @@ PLY), the :class:`~dff_gs.train.trainer.Trainer`, and what the run records of th
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 
 from dff_gs.backbone import GaussianBackbone
-from dff_gs.train.config import Config
 from dff_gs.core.errors import ConfigError
 from dff_gs.core.features import init_decoder_pca
 from dff_gs.core.gaussians import GaussianModel
@@ -17,7 +15,8 @@ from dff_gs.data import SceneData
 from dff_gs.data.region import content_region, mean_colors
 from dff_gs.io.ply import load_ply
 from dff_gs.teachers.prepare import TeacherOutputs
-from dff_gs.train.method import MethodInputs, optimizer_groups, record_final_eval
+from dff_gs.train.config import Config
+from dff_gs.train.method import MethodInputs, TrainerMethod, optimizer_groups
 from dff_gs.train.schedule import init_method
 from dff_gs.train.trainer import TrainData, Trainer, scene_scale_of
 
@@ -76,7 +75,7 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
 
 
-class GaussianMethod:
+class GaussianMethod(TrainerMethod):
     """The Gaussians (``train.backbone=gs``): :func:`init_model`, its decoder started from the teacher maps' PCA,
     trained by a :class:`~dff_gs.train.trainer.Trainer` (every torchrun rank its share of each step's views)."""
 
@@ -106,13 +105,6 @@ class GaussianMethod:
         )
         return cls(cfg, inputs.scene, Trainer(cfg, model, data, device, inputs.world), background)
 
-    @property
-    def model(self) -> GaussianModel:
-        return self.trainer.model
-
-    def resume(self, path: str) -> None:
-        self.trainer.load(path)
-
     def checkpoint_args(self, meta: dict) -> tuple:
         return ()
 
@@ -128,10 +120,6 @@ class GaussianMethod:
 
     def backbone(self) -> GaussianBackbone:
         return GaussianBackbone(self.model)
-
-    def final_history(self, metrics: dict) -> tuple[list, list, dict]:
-        record_final_eval(self.trainer, metrics)
-        return self.trainer.history, self.trainer.eval_history, {}
 
     def parameter_groups(self) -> dict[str, list[Tensor]]:
         opts = dict(self.trainer.optimizers)

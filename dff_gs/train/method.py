@@ -83,6 +83,24 @@ class Method(Protocol):
         """The tensors the trainer optimises, by group (empty when nothing is)."""
 
 
+class TrainerMethod:
+    """What the Gaussians' and the NeRF's methods share: the model is the trainer's, ``--resume`` is the trainer's
+    own checkpoint, and ``history.json`` is its log closed by the final evaluation (:func:`record_final_eval`)."""
+
+    trainer: TrainerBase
+
+    @property
+    def model(self):
+        return self.trainer.model
+
+    def resume(self, path: str) -> None:
+        self.trainer.load(path)
+
+    def final_history(self, metrics: dict) -> tuple[list, list, dict]:
+        record_final_eval(self.trainer, metrics)
+        return self.trainer.history, self.trainer.eval_history, {}
+
+
 def optimizer_groups(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, list[Tensor]]:
     """``{name: parameters}`` of each optimizer's groups (``name.group`` where an optimizer has several)."""
     out = {}
