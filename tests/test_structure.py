@@ -20,7 +20,7 @@ LAYERS = (
     ("methods", ("dff_gs.train", "dff_gs.nerf", "dff_gs.lift", "dff_gs.backbone")),
     ("engine", ("dff_gs.engine",)),
     ("query", ("dff_gs.query",)),
-    ("apps", ("dff_gs.edit", "dff_gs.view", "dff_gs.bench", "dff_gs.cli", "dff_gs.launch")),
+    ("apps", ("dff_gs.edit", "dff_gs.view", "dff_gs.bench", "dff_gs.cli", "dff_gs.launch", "dff_gs.process")),
 )
 """The layers, lowest first: a module may import its own layer's modules (without a cycle) and those below."""
 

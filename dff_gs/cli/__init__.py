@@ -10,6 +10,7 @@ module             command                                console script (``pip 
 ``render``         ``python -m dff_gs.render``            ``dff-render``
 ``bench``          ``python -m dff_gs.bench``             ``dff-bench``
 ``view``           ``python -m dff_gs.view``              ``dff-view``
+``process``        ``python -m dff_gs.process``           ``dff-process`` (photos / a video -> a posed scene)
 =================  =====================================  ====================================
 
 Every entry point (``train.py``, ``edit.py``, the ``__main__`` modules, the console scripts) starts through
@@ -29,7 +30,7 @@ from dff_gs.core.startup import MODULE_COMMANDS, guard_module_start, guard_start
 
 __all__ = ["COMMANDS", "MODULE_COMMANDS", "guard_module_start", "guard_startup", "launch"]
 
-COMMANDS = ("train", "edit", "query", "render", "bench", "view")
+COMMANDS = ("train", "edit", "query", "render", "bench", "view", "process")
 """The command modules of this package a launcher starts (``dff_gs.cli.<name>``, each with ``main(argv)``)."""
 
 def launch(command: str, argv: list[str] | None = None) -> int:
@@ -72,3 +73,7 @@ def dff_bench() -> int:
 
 def dff_view() -> int:
     return launch("view")
+
+
+def dff_process() -> int:
+    return launch("process")

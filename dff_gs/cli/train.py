@@ -28,10 +28,12 @@ from dff_gs.train.config import Config, TrainConfig
 from dff_gs.view.live import live_viewer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-FORMAT_PRESETS = {"blender": "blender.yaml", "transforms": "colmap.yaml", "colmap": "colmap.yaml"}
+FORMAT_PRESETS = {"blender": "blender.yaml", "transforms": "colmap.yaml", "colmap": "colmap.yaml",
+                  "photos": "colmap.yaml"}
 """The preset a ``--data`` scene gets without ``--config``, layered on the code defaults: Blender / NeRF-synthetic
-objects (``transforms_train.json``) ``blender.yaml``; COLMAP models and nerfstudio ``transforms.json`` captures
-``colmap.yaml``; anything else (the embedded room, the Replica layout) none: the defaults are its settings."""
+objects (``transforms_train.json``) ``blender.yaml``; COLMAP models, nerfstudio ``transforms.json`` captures and
+photos / videos posed here ``colmap.yaml``; anything else (the embedded room, the Replica layout) none: the defaults
+are its settings."""
 
 
 def scene_kind(path: Path) -> str:

@@ -11,7 +11,7 @@ import sys
 from dff_gs.core.errors import Interrupted, interrupted_message
 
 MODULE_COMMANDS = {"dff_gs.query": "query", "dff_gs.render": "render", "dff_gs.bench": "bench",
-                   "dff_gs.view": "view"}
+                   "dff_gs.view": "view", "dff_gs.process": "process"}
 """``python -m <module>``: the command it runs."""
 
 

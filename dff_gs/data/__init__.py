@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dff_gs.data import colmap, replica, transforms  # noqa: F401  (register the loaders)
+from dff_gs.data import colmap, photos, replica, transforms  # noqa: F401  (register the loaders)
 from dff_gs.data.registry import find_loader, loader_names, register_loader
 from dff_gs.data.scene import SceneData, split_every
 

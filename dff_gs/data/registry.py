@@ -30,4 +30,4 @@ def find_loader(path: Path, format: str = "auto") -> tuple[str, Callable]:
         if detect(path):
             return name, load
     raise DataError(f"{path}: not a scene this package can read (looked for transforms.json, a COLMAP "
-                    f"sparse/ model, or the Replica layout rgb/ + traj_w_c.txt)")
+                    f"sparse/ model, the Replica layout rgb/ + traj_w_c.txt, a folder of photos or a video)")
