@@ -47,6 +47,7 @@ def test_photos_are_posed_as_they_were_taken(ring, tmp_path):
     assert np.median(rot) <= 1.0 and np.median(pos) <= 0.02, (np.median(rot), np.median(pos))
     record = json.loads((out / "posing.json").read_text())
     assert record["registered"] == len(names) and record["matcher"] == "exhaustive"
+    assert (out / "images_2" / "view_000.png").is_file() and not (out / "images_4").exists()  # 240 px / 4 < 100
     assert len(pycolmap.Reconstruction(str(out / "sparse" / "0")).cameras) == 1  # photos of one camera share it
     scene = load_scene(out, test_every=8)
     assert scene.format == "colmap" and len(scene.train_ids) + len(scene.test_ids) == len(names)
@@ -72,6 +73,9 @@ def test_train_data_photos_poses_once_into_the_cache(ring, tmp_path, monkeypatch
                  "--quiet", "train.device=cpu"]) == 0  # train.py --data PHOTOS, with nothing else
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["scene"]["format"] == "photos" and metrics["scene"]["init"] == "points"
+    assert main(["--data", str(photos), "--posed-out", str(tmp_path / "posed"), "--out", str(tmp_path / "run2"),
+                 "--steps", "2", "--teacher", "none", "--quiet", "train.device=cpu"]) == 0  # posed where asked
+    assert (tmp_path / "posed" / "sparse" / "0" / "images.bin").is_file()
 
 
 def test_a_video_is_sampled_and_posed(ring, tmp_path):

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML preset layered on the defaults (default: by the scene's format: "
                                      "configs/blender.yaml for Blender objects, configs/colmap.yaml for COLMAP / "
                                      "nerfstudio captures, else none)")
-    p.add_argument("--data", help="scene folder (= data.path)")
+    p.add_argument("--data", help="scene folder, or a folder of photos / a video to pose first (= data.path)")
+    p.add_argument("--posed-out", help="pose photos / a video into this folder instead of the cache "
+                                       "(= data.posed_out)")
     p.add_argument("--teacher", help=f"{' | '.join((*teacher_names(), 'none'))} (= teacher.name)")
     p.add_argument("--backbone", help=f"{' | '.join(field_choices(TrainConfig, 'backbone'))} (= train.backbone)")
     p.add_argument("--steps", type=int, help="optimisation steps (= train.steps)")
@@ -99,6 +101,7 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     """The command line's settings as ``key=value`` strings: the named flags, then the free overrides."""
     flags = {
         "data.path": args.data,
+        "data.posed_out": args.posed_out,
         "teacher.name": args.teacher,
         "train.backbone": args.backbone,
         "train.steps": args.steps,

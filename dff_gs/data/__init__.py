@@ -14,7 +14,7 @@ __all__ = ["SceneData", "load_scene", "register_loader", "loader_names", "split_
 
 def load_scene(path: str | os.PathLike, downscale: int = 1, test_every: int = 8, background=(1.0, 1.0, 1.0),
                format: str = "auto", max_side: int = 0, skip_missing: bool = False,
-               progress: bool = False) -> SceneData:
+               progress: bool = False, posed_out: str = "") -> SceneData:
     """Load a scene folder (or a transforms json) in any registered format.
 
     downscale: integer factor the images (and intrinsics) are shrunk by on load; 0 = automatic: the smallest
@@ -24,10 +24,12 @@ def load_scene(path: str | os.PathLike, downscale: int = 1, test_every: int = 8,
     test_every: view ``i`` is held out for testing when ``i % test_every == 0`` (0 = no test views); a
         Blender scene's own transforms_test.json overrides it
     background: RGB that RGBA images are composited on
+    posed_out: a folder of photos or a video is posed into this folder (empty: a cache folder keyed by the inputs)
     """
     path = Path(path).expanduser()
     name, load = find_loader(path, format)
+    extra = {"posed_out": posed_out} if name == "photos" else {}  # where photos / a video are posed
     scene = load(path, downscale=int(downscale), test_every=int(test_every), background=tuple(background),
-                 max_side=int(max_side), skip_missing=bool(skip_missing), progress=progress)
+                 max_side=int(max_side), skip_missing=bool(skip_missing), progress=progress, **extra)
     scene.format = name
     return scene

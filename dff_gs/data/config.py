@@ -27,6 +27,8 @@ class DataConfig(Section):
                                                       "(white, as 3DGS / NeRF for Blender scenes)")
     skip_missing: bool = option(False, "train on the images that exist when the scene names missing ones (else an "
                                        "error)")
+    posed_out: str = option("", "a folder of photos or a video is posed (structure from motion) into this folder; "
+                                "empty = a cache folder keyed by the inputs ($DFF_GS_CACHE/posed)")
     labels: bool = option(True, "read the scene's ground-truth label maps (false: withhold them, as on a scene without "
                                 "labels; the label-free teacher is used and no mIoU is reported)")
 

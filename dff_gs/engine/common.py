@@ -86,7 +86,8 @@ def saved_config(cfg: Config, scene: SceneData) -> dict:
 def scene_options(cfg: Config) -> dict:
     """``cfg.data``'s ``load_scene`` options, as a run's metadata records them (for tools that reopen the scene)."""
     return {"downscale": cfg.data.downscale, "test_every": cfg.data.test_every, "format": cfg.data.format,
-            "background": list(cfg.data.background), "skip_missing": cfg.data.skip_missing}
+            "background": list(cfg.data.background), "skip_missing": cfg.data.skip_missing,
+            **({"posed_out": cfg.data.posed_out} if cfg.data.posed_out else {})}
 
 
 def load_run_scene(cfg: Config, device: Optional[torch.device] = None, progress: bool = True

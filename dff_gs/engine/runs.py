@@ -68,6 +68,8 @@ def scene_options_of(data: dict) -> dict:
         opts["background"] = [float(c) for c in bg]
     if isinstance(data.get("skip_missing"), bool):
         opts["skip_missing"] = data["skip_missing"]
+    if isinstance(data.get("posed_out"), str) and data["posed_out"]:
+        opts["posed_out"] = data["posed_out"]
     return opts
 
 

@@ -36,6 +36,26 @@ def cache_folder(source: Path, options: PosingOptions) -> Path:
     return root / f"{source.stem or source.name}-{h.hexdigest()[:12]}"
 
 
+def write_downscaled(images: Path, root: Path, min_side: int = 100) -> list[int]:
+    """``root/images_2``, ``images_4``, ``images_8`` (the 3DGS convention the COLMAP loader reads when it
+    downscales): each image shrunk by the factor (area-averaged), as long as its longer side stays >= ``min_side``.
+    Returns the factors written."""
+    from PIL import Image
+
+    files = sorted(images.iterdir())
+    with Image.open(files[0]) as im:
+        longest = max(im.size)
+    factors = [f for f in (2, 4, 8) if longest / f >= min_side]
+    for factor in factors:
+        (root / f"images_{factor}").mkdir()
+        for path in files:
+            with Image.open(path) as im:
+                small = im.convert("RGB").resize((max(1, round(im.width / factor)), max(1, round(im.height / factor))),
+                                                 Image.BOX)
+                small.save(root / f"images_{factor}" / path.name, quality=95)
+    return factors
+
+
 def posed_scene(source: str | os.PathLike, options: PosingOptions | None = None, progress: bool = True) -> Path:
     """The COLMAP scene of the unposed ``source`` (a folder of images, or a video): from the cache when it was
     posed before, else posed now (:func:`pose`) into the cache."""
@@ -52,8 +72,9 @@ def posed_scene(source: str | os.PathLike, options: PosingOptions | None = None,
 def pose(source: str | os.PathLike, out: str | os.PathLike, options: PosingOptions | None = None,
          progress: bool = True) -> Path:
     """Pose ``source`` (a folder of images, or a video) into the COLMAP scene ``out`` (``images/``,
-    ``sparse/0``, ``posing.json``), built beside it under a temporary name and renamed when whole; ``out`` must not
-    exist. One printed line per decision; a :class:`DataError` saying what to try when too few images are posed."""
+    ``images_2/4/8`` while the longer side stays >= 100 px, ``sparse/0``, ``posing.json``), built beside it under
+    a temporary name and renamed when whole; ``out`` must not exist. One printed line per decision; a
+    :class:`DataError` saying what to try when too few images are posed."""
     source, out = Path(source).expanduser(), Path(out).expanduser()
     options = options or PosingOptions()
     kind = unposed_kind(source)
@@ -104,6 +125,7 @@ def pose(source: str | os.PathLike, out: str | os.PathLike, options: PosingOptio
         (tmp / "posing.json").write_text(json.dumps({"source": str(source.resolve()), "kind": kind, **report,
                                                      "options": vars(options), **extra}, indent=2))
         shutil.rmtree(tmp / "colmap")
+        write_downscaled(images, tmp)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
