@@ -48,7 +48,7 @@ def prepare_images(files: list[Path], dest: Path) -> dict:
     turned upright (their EXIF kept, orientation reset) and grey-scale / palette / alpha images made RGB; others
     copied byte for byte (their EXIF, focal length included, is the prior of the camera). Returns what was done:
     ``{"images", "duplicates", "rotated", "converted", "sizes"}``."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     dest.mkdir(parents=True, exist_ok=True)
     seen, report = {}, {"images": 0, "duplicates": [], "rotated": 0, "converted": 0, "sizes": set()}
@@ -64,8 +64,6 @@ def prepare_images(files: list[Path], dest: Path) -> dict:
                 turned = exif.get(EXIF_ORIENTATION, 1) not in (1, None)
                 rgb = im.mode == "RGB"
                 if turned or not rgb:
-                    from PIL import ImageOps
-
                     out = ImageOps.exif_transpose(im).convert("RGB")
                     exif[EXIF_ORIENTATION] = 1
                     out.save(dest / (f.stem + (".jpg" if f.suffix.lower() in (".jpg", ".jpeg") else ".png")),
