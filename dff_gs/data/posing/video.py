@@ -22,10 +22,10 @@ def sharpness(gray: np.ndarray) -> float:
 def sample_frames(video: Path, dest: Path, count: int = 120, blur_fraction: float = 0.3,
                   progress: bool = True) -> dict:
     """Write about ``count`` frames of ``video`` to ``dest`` as ``frame_00000.jpg`` ...: the video cut into
-    ``count`` equal stretches, the sharpest frame of each kept unless it is below ``blur_fraction`` x the median
-    sharpness of the kept ones (then the stretch is skipped). Returns ``{"frames", "read", "skipped_blurry",
-    "fps", "frame_sources"}`` (the video frame each kept frame is); a file OpenCV cannot read is a
-    :class:`DataError` naming it."""
+    ``count`` equal stretches (at most half as many as it has frames), the sharpest frame of each kept unless it is
+    below ``blur_fraction`` x the median sharpness of the kept ones (then the stretch is skipped). Returns
+    ``{"frames", "read", "skipped_blurry", "fps", "frame_sources"}`` (the video frame each kept frame is); a file
+    OpenCV cannot read is a :class:`DataError` naming it."""
     import cv2
 
     cap = cv2.VideoCapture(str(video))
@@ -34,7 +34,7 @@ def sample_frames(video: Path, dest: Path, count: int = 120, blur_fraction: floa
         cap.release()
         raise DataError(f"{video}: not a video OpenCV can read (no frames); give a folder of images instead")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    count = max(1, min(count, total))
+    count = max(1, min(count, total // 2 or 1))  # a stretch holds at least two frames: there is a sharpest
     edges = np.linspace(0, total, count + 1).astype(int)
     dest.mkdir(parents=True, exist_ok=True)
     scores: list[tuple[float, Path, int]] = []  # each stretch's sharpest frame, written when the stretch ends
