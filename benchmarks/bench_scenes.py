@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -102,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = Path(args.cache or Path(os.environ.get("DFF_GS_CACHE", Path.home() / ".cache" / "dff_gs")) / "scenes")
+    from dff_gs.core.utils import cache_dir  # here: the parent process that starts the runs stays torch-free
+
+    cache = Path(args.cache) if args.cache else cache_dir("scenes")
     rows = []
     for name in [s for s in args.scenes.split(",") if s]:
         if name not in SCENES:

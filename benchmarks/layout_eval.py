@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import zlib
@@ -29,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+from dff_gs.core.utils import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "benchmarks" / "scenes" / "pybullet_scene.py"
@@ -74,7 +75,7 @@ def scene_path(name: str, cache: Path) -> Path | None:
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("DFF_GS_CACHE", Path.home() / ".cache" / "dff_gs")) / "scenes"
+    return cache_dir("scenes")
 
 
 def run_dir(runs: Path, name: str, path: Path | None, teacher: str) -> Path:

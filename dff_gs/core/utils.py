@@ -16,6 +16,12 @@ IGNORE_LABEL = -1
 """Semantic id meaning "unlabeled"; ignored by losses and metrics."""
 
 
+def cache_dir(*parts: str) -> Path:
+    """The package's cache, ``$DFF_GS_CACHE`` (unset or empty: ``~/.cache/dff_gs``), joined with ``parts``: the
+    embedded scene, undistorted images, teacher maps, posed photos and rendered benchmark scenes live under it."""
+    return Path(os.environ.get("DFF_GS_CACHE") or "~/.cache/dff_gs").expanduser().joinpath(*parts)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -40,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dff_gs.core.errors import DataError
+from dff_gs.core.utils import cache_dir
 from dff_gs.data.synthetic_room import CLASSES, DEFAULT_SEED, ROOM_MAX, ROOM_MIN, Scene, build_scene  # noqa: F401
 from dff_gs.io.images import colorize_labels, palette
 
@@ -369,8 +370,7 @@ def _install(tmp: Path, out: Path, overwrite: bool) -> None:
 def default_scene_path() -> Path:
     """``$DFF_GS_CACHE/default_scene_v{GENERATOR_VERSION}`` (cache default ``~/.cache/dff_gs``), generated
     on first use. Safe when several processes race: the first complete rename wins, the others reuse it."""
-    root = Path(os.environ.get("DFF_GS_CACHE") or "~/.cache/dff_gs").expanduser()
-    path = root / f"default_scene_v{GENERATOR_VERSION}"
+    path = cache_dir(f"default_scene_v{GENERATOR_VERSION}")
     if (path / "transforms.json").is_file():
         return path
     try:

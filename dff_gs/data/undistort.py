@@ -11,7 +11,6 @@ and modification time, and the camera), so a capture is undistorted once.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.core.errors import DataError
-from dff_gs.core.utils import atomic_write_path
+from dff_gs.core.utils import atomic_write_path, cache_dir
 from dff_gs.data.image_io import load_depth
 
 
@@ -121,7 +120,7 @@ def remap(array: np.ndarray, u: Undistortion, nearest: bool = False) -> np.ndarr
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("DFF_GS_CACHE", Path.home() / ".cache" / "dff_gs")) / "undistorted"
+    return cache_dir("undistorted")
 
 
 def cached_undistorted(src: Path, u: Undistortion, dist: Distortion, K: Tensor, kind: str = "image",

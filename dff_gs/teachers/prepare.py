@@ -3,7 +3,6 @@ embeddings for evaluation, and the metadata a run records to rebuild it."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -11,6 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from dff_gs.core.utils import cache_dir
 from dff_gs.data import SceneData
 from dff_gs.teachers import get_teacher
 from dff_gs.teachers.cache import cached_features
@@ -36,7 +36,7 @@ class TeacherOutputs:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("DFF_GS_CACHE", Path.home() / ".cache" / "dff_gs")) / "teachers"
+    return cache_dir("teachers")
 
 
 def teacher_kwargs(settings: TeacherSettings) -> dict:
