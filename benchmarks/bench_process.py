@@ -32,7 +32,6 @@ from dff_gs.data.colmap import (  # noqa: E402
     ColmapCamera,
     ColmapImage,
     ColmapModel,
-    qvec_to_rotmat,
     read_model,
     rotmat_to_qvec,
     write_model,
@@ -46,12 +45,7 @@ THERMOS = ROOT.parent / "shared" / "data" / "thermos_pinhole"
 
 def c2w_of(model) -> dict:
     """``{image name: OpenCV camera-to-world [4, 4]}`` of a COLMAP model read by :func:`read_model`."""
-    out = {}
-    for im in model.images.values():
-        w2c = np.eye(4)
-        w2c[:3, :3], w2c[:3, 3] = qvec_to_rotmat(im.qvec), np.asarray(im.tvec)
-        out[im.name] = np.linalg.inv(w2c)
-    return out
+    return {im.name: im.camera_to_world() for im in model.images.values()}
 
 
 def given_scene(name: str, work: Path) -> tuple[Path, Path, dict]:

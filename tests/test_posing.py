@@ -9,6 +9,7 @@ import pytest
 
 from dff_gs.core.errors import DataError, OutputError
 from dff_gs.data import load_scene
+from dff_gs.data.colmap import read_model
 from dff_gs.data.posing import PosingOptions, cache_folder, pose, unposed_kind
 from dff_gs.data.posing.inputs import prepare_images
 from dff_gs.data.posing.video import sample_frames
@@ -26,14 +27,8 @@ def ring(tmp_path_factory):
 
 
 def estimated_poses(scene_dir):
-    model = pycolmap.Reconstruction(str(scene_dir / "sparse" / "0"))
-    names, c2ws = [], []
-    for im in model.images.values():
-        w2c = np.eye(4)
-        w2c[:3] = im.cam_from_world().matrix()
-        names.append(im.name)
-        c2ws.append(np.linalg.inv(w2c))
-    return names, np.stack(c2ws)
+    images = read_model(scene_dir / "sparse" / "0").images.values()
+    return [im.name for im in images], np.stack([im.camera_to_world() for im in images])
 
 
 def test_photos_are_posed_as_they_were_taken(ring, tmp_path):

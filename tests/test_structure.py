@@ -138,8 +138,9 @@ def lazy_imports() -> list[tuple[str, int, str]]:
     for name, f in mods.items():
         if not name.startswith("dff_gs"):
             continue
-        lines = f.read_text().splitlines()
-        for node, in_function in imports(ast.parse(f.read_text())):
+        source = f.read_text()
+        lines = source.splitlines()
+        for node, in_function in imports(ast.parse(source)):
             names = imported_names(node, name, f.name == "__init__.py", mods)
             if in_function and any(n.split(".")[0] in PACKAGES for n in names):
                 out.append((name, node.lineno, lines[node.end_lineno - 1]))

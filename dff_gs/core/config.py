@@ -415,14 +415,14 @@ def save_yaml(cfg: Any, path: str | Path) -> None:
 
 def describe(cfg: Any, prefix: str = "") -> list[str]:
     """Lines ``key = default  # help`` for every leaf field, for ``--help``."""
-    lines = []
+    lines, types = [], _field_types(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             lines.extend(describe(value, prefix=f"{key}."))
         else:
-            help, allowed = f.metadata.get("help", ""), field_choices(type(cfg), f.name)
+            help, allowed = f.metadata.get("help", ""), choices_of(types[f.name])
             if allowed and not all(str(a) in help for a in allowed):
                 help += f" ({' | '.join(map(str, allowed))})"
             lines.append(f"  {key}={value!r}    {help}")

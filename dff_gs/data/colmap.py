@@ -54,6 +54,12 @@ class ColmapImage:
     name: str
     points2d: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [M, 3]: x, y, point3D id
 
+    def camera_to_world(self) -> np.ndarray:
+        """The OpenCV camera-to-world matrix ``[4, 4]`` of this image's pose."""
+        w2c = np.eye(4)
+        w2c[:3, :3], w2c[:3, 3] = qvec_to_rotmat(self.qvec), self.tvec
+        return np.linalg.inv(w2c)
+
 
 @dataclass
 class ColmapModel:
@@ -426,10 +432,7 @@ def load(path: Path, downscale: int = 1, test_every: int = 8, background=(1.0, 1
         elif image_size(file) != (w, h):
             raise DataError(f"{file}: the image is {'x'.join(map(str, image_size(file)))} but camera {cam.id} in "
                             f"{model_dir / ('cameras' + ext)} says {w}x{h}")
-        w2c = np.eye(4)
-        w2c[:3, :3] = qvec_to_rotmat(im.qvec)
-        w2c[:3, 3] = im.tvec
-        c2w = torch.from_numpy(np.linalg.inv(w2c)).float()
+        c2w = torch.from_numpy(im.camera_to_world()).float()
         frames.append(Frame(file, c2w, K, w, h, image_stem(im.name), distortion=dist))
     points = torch.from_numpy(model.xyz).float() if len(model.xyz) else None
     colors = torch.from_numpy(model.rgb).float() / 255.0 if len(model.xyz) else None

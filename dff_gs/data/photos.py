@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dff_gs.data import colmap
-from dff_gs.data.posing import pose, posed_scene, unposed_kind
+from dff_gs.data.posing import posed_scene, unposed_kind
 from dff_gs.data.registry import register_loader
 
 
@@ -17,14 +17,7 @@ def detect(path: Path) -> bool:
 def load(path: Path, progress: bool = False, posed_out: str = "", **options):
     """The scene of ``path`` posed (into ``posed_out``, else the cache; read from there when it was posed
     before), read by the COLMAP loader (``options``: its own)."""
-    if posed_out and (Path(posed_out).expanduser() / "sparse" / "0" / "images.bin").is_file():
-        posed = Path(posed_out).expanduser()
-    elif posed_out:
-        print(f"{path}: no camera poses; posing it by structure from motion (pycolmap) into {posed_out}", flush=True)
-        posed = pose(path, posed_out, progress=progress)
-    else:
-        posed = posed_scene(path, progress=progress)
-    return colmap.load(posed, progress=progress, **options)
+    return colmap.load(posed_scene(path, progress=progress, out=posed_out), progress=progress, **options)
 
 
 register_loader("photos", detect, load)

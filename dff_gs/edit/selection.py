@@ -35,7 +35,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence, get_args
+from typing import Literal, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -63,7 +63,6 @@ class EmptySelectionError(DffError):
 
 
 SelectionMode = Literal["gaussian", "lifted", "combined"]
-SELECTION_MODES = get_args(SelectionMode)
 
 
 @dataclass

@@ -10,8 +10,6 @@ from typing import Optional
 
 from dff_gs.io.run_dir import TB_NAME
 
-LOG_KINDS = ("tensorboard", "none")
-
 
 class RunLogger:
     """Scalars of a run, to TensorBoard event files in ``folder`` (None: nowhere)."""

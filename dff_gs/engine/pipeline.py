@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Callable, Optional, get_args
+from typing import Callable, Optional
 
-from dff_gs.core.config import one_of
 from dff_gs.core.distributed import PeerLost, World, env_world_size, fingerprint, join_world, resolve_batch_views
 from dff_gs.core.errors import ConfigError, Interrupted
 from dff_gs.core.utils import seed_everything
@@ -37,21 +36,17 @@ from dff_gs.io.run_dir import CHECKPOINT_NAME, RunFolder, claim_run_dir, run_dir
 from dff_gs.lift.method import LiftMethod
 from dff_gs.nerf.method import NerfMethod
 from dff_gs.teachers.prepare import prepare_teacher
-from dff_gs.train.config import BackboneName, Config
+from dff_gs.train.config import Config
 from dff_gs.train.gaussians import GaussianMethod
 from dff_gs.train.method import Method, MethodInputs
-
-BACKBONES = get_args(BackboneName)
-"""Values of ``train.backbone``: Gaussians, or the NeRF-DFF baseline (:mod:`dff_gs.nerf`)."""
 
 METHODS = {"gs": GaussianMethod, "nerf": NerfMethod, "lift": LiftMethod}
 """The training methods, by name: ``train.backbone`` (gs | nerf), or ``lift`` (``lift.enabled``, onto Gaussians)."""
 
 
 def method_of(cfg: Config) -> type:
-    """The method class that trains ``cfg``'s run (a :class:`~dff_gs.train.method.Method`'s, with ``build``)."""
-    if cfg.train.backbone not in BACKBONES:
-        raise one_of("train.backbone", cfg.train.backbone, BACKBONES)
+    """The method class that trains ``cfg``'s run (a :class:`~dff_gs.train.method.Method`'s, with ``build``);
+    ``cfg`` validated (``train.backbone`` is one of its ``Literal``'s values)."""
     if cfg.train.backbone == "nerf":
         return METHODS["nerf"]
     return METHODS["lift"] if cfg.lift.enabled else METHODS["gs"]

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from dff_gs.core.errors import DataError, OutputError
+from dff_gs.core.utils import cache_dir
 from dff_gs.data.posing.inputs import image_files, prepare_images, unposed_kind
 from dff_gs.data.posing.sfm import PosingOptions, run_sfm
 from dff_gs.data.posing.video import sample_frames
@@ -32,8 +33,7 @@ def cache_folder(source: Path, options: PosingOptions) -> Path:
     for f in files:
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    root = Path(os.environ.get("DFF_GS_CACHE") or Path.home() / ".cache" / "dff_gs") / "posed"
-    return root / f"{source.stem or source.name}-{h.hexdigest()[:12]}"
+    return cache_dir("posed", f"{source.stem or source.name}-{h.hexdigest()[:12]}")
 
 
 def write_downscaled(images: Path, root: Path, min_side: int = 100) -> list[int]:
@@ -56,12 +56,13 @@ def write_downscaled(images: Path, root: Path, min_side: int = 100) -> list[int]
     return factors
 
 
-def posed_scene(source: str | os.PathLike, options: PosingOptions | None = None, progress: bool = True) -> Path:
-    """The COLMAP scene of the unposed ``source`` (a folder of images, or a video): from the cache when it was
-    posed before, else posed now (:func:`pose`) into the cache."""
+def posed_scene(source: str | os.PathLike, options: PosingOptions | None = None, progress: bool = True,
+                out: str | os.PathLike = "") -> Path:
+    """The COLMAP scene of the unposed ``source`` (a folder of images, or a video) in ``out`` (empty: its cache
+    folder, :func:`cache_folder`): read from there when it was posed before, else posed now (:func:`pose`)."""
     source = Path(source).expanduser()
     options = options or PosingOptions()
-    out = cache_folder(source, options)
+    out = Path(out).expanduser() if out else cache_folder(source, options)
     if (out / "sparse" / "0" / "images.bin").is_file():
         return out
     print(f"{source}: no camera poses; posing it by structure from motion (pycolmap) into {out} (done once)",

@@ -55,8 +55,8 @@ def _import_pycolmap():
     try:
         import pycolmap
     except ImportError as err:
-        raise DataError(f"posing photos needs pycolmap ({err}): pip install 'dff_gs[process]' (or pip install "
-                        "pycolmap), or give a scene that has poses") from None
+        raise DataError(f"posing photos needs pycolmap ({err}), a dependency of dff_gs: pip install pycolmap, or "
+                        "give a scene that has poses") from None
     return pycolmap
 
 
