@@ -78,6 +78,11 @@ def default_cache() -> Path:
     return cache_dir("scenes")
 
 
+NOT_TRAINING = (("data", "posed_out"),)
+"""Defaults that do not change what training computes (where a posed scene is written): left out of the key, so
+that adding such an option does not train every layout again."""
+
+
 def run_dir(runs: Path, name: str, path: Path | None, teacher: str) -> Path:
     """``RUNS/NAME-TEACHER-HASH``: HASH of the scene's settings, objects and first image and label map, and of the
     code's default config (a scene rendered differently or a changed default: a new run; an edit of the generator
@@ -90,6 +95,8 @@ def run_dir(runs: Path, name: str, path: Path | None, teacher: str) -> Path:
     from dff_gs.train.config import Config
 
     defaults = to_dict(Config())  # the code's defaults: a changed default schedule trains again
+    for section, key in NOT_TRAINING:
+        defaults.get(section, {}).pop(key, None)
     h = hashlib.sha1(json.dumps([settings, meta.get("objects"), defaults], sort_keys=True, default=str).encode())
     frame = (meta.get("frames") or [{}])[0]
     for key in ("file_path", "semantic_path"):

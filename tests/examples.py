@@ -152,18 +152,26 @@ def textured_views(folder: Path, num_views: int = 36, width: int = 240, height: 
     return c2ws
 
 
-def pose_errors(c2ws_true: np.ndarray, c2ws_est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation errors (degrees) and position errors (fraction of the true cameras' extent) of estimated
-    camera-to-world poses ``[V, 4, 4]`` after one similarity aligning them to the true ones: its rotation the one
-    that best maps the estimated orientations onto the true ones (chordal mean; camera centres along an arc pin a
-    rotation down poorly), its scale and translation the least-squares fit of the centres under that rotation."""
+def alignment(c2ws_true: np.ndarray, c2ws_est: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The similarity that maps estimated camera-to-world poses ``[V, 4, 4]`` onto the true ones: its rotation the
+    one that best maps the estimated orientations onto the true ones (chordal mean; camera centres along an arc pin
+    a rotation down poorly), its scale and translation the least-squares fit of the centres under that rotation.
+    Returns ``(R [3, 3], s, mean_est [3], mean_true [3])``: a point ``x`` of the estimate maps to
+    ``s * R (x - mean_est) + mean_true``."""
     M = np.einsum("vij,vkj->ik", c2ws_true[:, :3, :3], c2ws_est[:, :3, :3])
     U, _, Vt = np.linalg.svd(M)
     R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
     a, b = c2ws_est[:, :3, 3], c2ws_true[:, :3, 3]
     xa, xb = (a - a.mean(0)) @ R.T, b - b.mean(0)
-    s = (xa * xb).sum() / (xa ** 2).sum()
-    moved = s * xa + b.mean(0)
+    return R, float((xa * xb).sum() / (xa ** 2).sum()), a.mean(0), b.mean(0)
+
+
+def pose_errors(c2ws_true: np.ndarray, c2ws_est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation errors (degrees) and position errors (fraction of the true cameras' extent) of estimated
+    camera-to-world poses ``[V, 4, 4]`` after the similarity of :func:`alignment`."""
+    R, s, mean_est, mean_true = alignment(c2ws_true, c2ws_est)
+    b = c2ws_true[:, :3, 3]
+    moved = s * (c2ws_est[:, :3, 3] - mean_est) @ R.T + mean_true
     pos = np.linalg.norm(moved - b, axis=1) / np.linalg.norm(b.max(0) - b.min(0))
     rel = np.einsum("ij,vjk,vlk->vil", R, c2ws_est[:, :3, :3], c2ws_true[:, :3, :3])
     rot = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
