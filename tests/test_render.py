@@ -8,7 +8,8 @@
 * their hand-written backward passes against central finite differences (float64 ``gradcheck``);
 * the compiled CPU backend against the torch backend in float32 (``tests/test_render_cpu.py``);
 * ``render()`` / ``eval_sh`` against an independent SH basis;
-* the gsplat backend against the torch backend (CUDA only).
+* the gsplat backend against the torch backend (CUDA only), classic and antialiased (``tests/test_antialias.py``
+  tests the antialiased mode on the CPU backends).
 """
 
 import math
@@ -557,7 +558,8 @@ def test_unknown_backend_is_config_error():
 
 # ----------------------------------------------------------------------------------------------- gsplat (CUDA)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: gsplat's rasterizer is CUDA-only")
-def test_gsplat_matches_torch_backend_cuda():
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_gsplat_matches_torch_backend_cuda(antialiased):
     dev = torch.device("cuda")
     g = torch.Generator().manual_seed(0)
     N, C, w, h, D = 2000, 2, 64, 48, 13
@@ -580,13 +582,13 @@ def test_gsplat_matches_torch_backend_cuda():
     inputs = [to(t) for t in (means, quats, scales, opacities, colors)]
     viewmats, Ks, bg, w_img, w_alpha, w_depth = map(to, (viewmats, Ks, bg, w_img, w_alpha, w_depth))
     with torch.no_grad():  # depth is compared (and weighted) where the pixel is well covered
-        ref_alpha = rasterize(*inputs, viewmats, Ks, w, h, backgrounds=bg, backend="torch")[2]
+        ref_alpha = rasterize(*inputs, viewmats, Ks, w, h, backgrounds=bg, backend="torch", antialiased=antialiased)[2]
     covered = (ref_alpha > 0.5).to(ref_alpha.dtype)
 
     def run(backend):
         leaves = [t.clone().requires_grad_(True) for t in inputs]
         img, depth, alpha, info = rasterize(*leaves, viewmats, Ks, w, h, backgrounds=bg, backend=backend,
-                                            tile_size=16)
+                                            tile_size=16, antialiased=antialiased)
         info["means2d"].retain_grad()  # as gsplat's DefaultStrategy.step_pre_backward does
         loss = (img * w_img).sum() + (alpha * w_alpha).sum() + (depth * covered * w_depth).sum()
         loss.backward()

@@ -12,7 +12,9 @@ Parameters are kept as gsplat's trainers keep them, in one ``ParameterDict`` of 
     features   [N, D]       distilled feature vectors (D may be 0)
 
 An optional linear ``decoder`` maps the stored D-dimensional features to the teacher's dimension
-(Feature 3DGS's speed-up module); queries compare in the teacher's space.
+(Feature 3DGS's speed-up module); queries compare in the teacher's space. ``antialiased`` says how the model is
+rendered (Mip-Splatting's 2D filter, ``model.antialiased`` of the config): every render of it follows it, and it
+travels with the model (its PLY's sidecar, edits, lifts).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def knn_mean_distance_torch64(points: Tensor, k: int = 3, chunk: int = 2048) -> 
 class GaussianModel(nn.Module):
     """3D Gaussians with SH colour and per-Gaussian features (see the module docstring for shapes)."""
 
-    def __init__(self, params: dict[str, Tensor], sh_degree: int, decoder_dim: Optional[int] = None):
+    def __init__(self, params: dict[str, Tensor], sh_degree: int, decoder_dim: Optional[int] = None,
+                 antialiased: bool = False):
         super().__init__()
         missing = [k for k in PARAM_KEYS if k not in params]
         if missing:
@@ -94,6 +97,7 @@ class GaussianModel(nn.Module):
             raise ValueError(f"GaussianModel: shN has {params['shN'].shape[1]} coefficients, degree {sh_degree} "
                              f"needs {num_sh_bases(sh_degree) - 1}")
         self.sh_degree = int(sh_degree)
+        self.antialiased = bool(antialiased)
         self.params = nn.ParameterDict({k: nn.Parameter(params[k].detach().clone().float()) for k in PARAM_KEYS})
         D = params["features"].shape[1]
         self.decoder = nn.Linear(D, int(decoder_dim)) if decoder_dim and D else None
@@ -233,12 +237,13 @@ class GaussianModel(nn.Module):
         self.sh_degree = int(math.isqrt(self.params["shN"].shape[1] + 1) - 1)
 
     @classmethod
-    def from_parts(cls, params: dict[str, Tensor], sh_degree: int,
-                   decoder: Optional[nn.Linear] = None) -> "GaussianModel":
+    def from_parts(cls, params: dict[str, Tensor], sh_degree: int, decoder: Optional[nn.Linear] = None,
+                   antialiased: bool = False) -> "GaussianModel":
         """A model of ``params`` with a copy of ``decoder`` (D -> C), or none when it is None or the params carry no
         features: the one way every edit and lift builds a new model from another's parts."""
         D = params["features"].shape[1]
-        model = cls(params, sh_degree, decoder_dim=decoder.out_features if decoder is not None and D else None)
+        model = cls(params, sh_degree, decoder_dim=decoder.out_features if decoder is not None and D else None,
+                    antialiased=antialiased)
         if model.decoder is not None:
             with torch.no_grad():
                 model.decoder.weight.copy_(decoder.weight)
@@ -266,4 +271,5 @@ class GaussianModel(nn.Module):
                 raise CheckpointError(f"{source}: parameter {k!r} has {int(bad.sum())} non-finite values (NaN/inf)")
 
     def extra_repr(self) -> str:
-        return f"N={self.num_gaussians}, sh_degree={self.sh_degree}, feature_dim={self.feature_dim}"
+        return (f"N={self.num_gaussians}, sh_degree={self.sh_degree}, feature_dim={self.feature_dim}"
+                + (", antialiased" if self.antialiased else ""))

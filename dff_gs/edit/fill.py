@@ -140,7 +140,8 @@ def fill_deleted(before: GaussianModel, removed: Tensor, after: GaussianModel, s
                                  torch.cat([frozen[2], new["log_scales"].exp()]),
                                  torch.cat([frozen[3], torch.sigmoid(new["logit_opacity"])]), colors,
                                  cams.viewmats[[v]], cams.Ks[[v]], cams.width, cams.height,
-                                 backgrounds=background[None], render_depth=False, backend=backend)
+                                 backgrounds=background[None], render_depth=False, backend=backend,
+                                 antialiased=after.antialiased)
         loss = (img[0] - targets[v]).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -40,7 +40,8 @@ class OpResult:
 def with_params(model: GaussianModel, params: dict[str, Tensor], sh_degree: Optional[int] = None) -> GaussianModel:
     """A new model with ``params`` and a copy of ``model``'s decoder (on ``model``'s device)."""
     out = GaussianModel.from_parts({k: params[k].detach() for k in PARAM_KEYS},
-                                   model.sh_degree if sh_degree is None else sh_degree, model.decoder)
+                                   model.sh_degree if sh_degree is None else sh_degree, model.decoder,
+                                   model.antialiased)
     return out.to(model.device)
 
 

@@ -125,5 +125,5 @@ def render_as_viewer(model: GaussianModel, cameras, background: Tensor, backend:
     img = rasterize(p["means"], model.get_quats().detach(), model.get_scales().detach(), opacity8, colours,
                     cameras.viewmats, cameras.Ks, cameras.width, cameras.height,
                     backgrounds=background.to(colours)[None].expand(len(cameras), 3), render_depth=False,
-                    backend=backend)[0]
+                    backend=backend, antialiased=model.antialiased)[0]
     return img.clamp(0, 1)

@@ -26,11 +26,12 @@ from dff_gs.data.validate import real_array
 SIDECAR_SUFFIX = ".dff.json"
 SIDECAR_FORMAT = "dff_gs"
 SIDECAR_VERSION = 1  # the newest sidecar version this code reads (and the one it writes)
-SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder", "write_id")
+SIDECAR_OWN_KEYS = ("format", "version", "sh_degree", "feature_dim", "num_gaussians", "decoder", "antialiased",
+                    "write_id")
 SIDECAR_TYPES = {  # the sidecar's schema: each known key's JSON type(s), checked on load (other keys are kept as read)
     "format": str, "version": int, "sh_degree": int, "feature_dim": int, "num_gaussians": int,
-    "decoder": (dict, type(None)), "write_id": str, "teacher": (dict, type(None)), "scene": (str, type(None)),
-    "scene_options": dict, "backbone": str, "lift": dict, "edits": list,
+    "decoder": (dict, type(None)), "antialiased": bool, "write_id": str, "teacher": (dict, type(None)),
+    "scene": (str, type(None)), "scene_options": dict, "backbone": str, "lift": dict, "edits": list,
 }
 """The sidecar keys :func:`save_ply` writes from the model itself; the rest is the caller's metadata (teacher, scene,
 scene_options, backbone, lift, edits: :func:`dff_gs.io.run_dir.run_metadata`)."""
@@ -96,7 +97,7 @@ def save_ply(model: GaussianModel, path: str | Path, metadata: Optional[dict] = 
                "bias": model.decoder.bias.detach().cpu().tolist()}
     side = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "sh_degree": model.sh_degree,
             "feature_dim": model.feature_dim, "num_gaussians": model.num_gaussians, "decoder": dec,
-            **(metadata or {}), "write_id": write_id}
+            "antialiased": model.antialiased, **(metadata or {}), "write_id": write_id}
     with atomic_write_path(sidecar_path(path)) as tmp:
         tmp.write_text(json.dumps(side, default=str))
     return path
@@ -156,9 +157,9 @@ def read_sidecar(side: Path) -> dict:
         raise DataError(f"{side}: the sidecar must be a JSON object, got a {type(meta).__name__}")
     for key, types in SIDECAR_TYPES.items():
         value = meta.get(key)
-        if key in meta and (not isinstance(value, types) or isinstance(value, bool)):
+        if key in meta and (not isinstance(value, types) or (isinstance(value, bool) and types is not bool)):
             want = " or ".join("null" if t is type(None) else {dict: "an object", list: "a list", str: "a string",
-                                                                int: "an integer"}[t]
+                                                                int: "an integer", bool: "true or false"}[t]
                                for t in (types if isinstance(types, tuple) else (types,)))
             raise DataError(f"{side}: '{key}' must be {want}, got {value!r:.40}")
     fmt, version = meta.get("format", SIDECAR_FORMAT), meta.get("version", SIDECAR_VERSION)
@@ -238,7 +239,8 @@ def load_ply(path: str | Path) -> tuple[GaussianModel, dict]:
         "quats": cols(["rot_0", "rot_1", "rot_2", "rot_3"]),
         "features": cols(sem),
     }
-    model = GaussianModel(params, degree, decoder_dim=len(dec[1]) if dec is not None else None)
+    model = GaussianModel(params, degree, decoder_dim=len(dec[1]) if dec is not None else None,
+                          antialiased=bool(meta.get("antialiased", False)))
     if model.decoder is not None:
         with torch.no_grad():
             model.decoder.weight.copy_(torch.from_numpy(dec[0]))

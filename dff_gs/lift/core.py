@@ -145,9 +145,11 @@ def lift_features(model, cameras: Cameras, maps: Tensor, backend: str = "auto", 
         valid_b = (maps_b.abs().sum(-1) > 0) if valid is None else valid[s:s + len(ids)].to(device)
         pw = pixel_weights(valid_b, sub.height, sub.width)
         if name == "gsplat":
-            accumulate_gsplat(means, quats, scales, opacities, sub, maps_b, pw, feat_sum, weight_sum)
+            accumulate_gsplat(means, quats, scales, opacities, sub, maps_b, pw, feat_sum, weight_sum,
+                              model.antialiased)
             continue
-        lists = tile_lists(means, quats, scales, opacities, sub.viewmats, sub.Ks, sub.width, sub.height, ts, source)
+        lists = tile_lists(means, quats, scales, opacities, sub.viewmats, sub.Ks, sub.width, sub.height, ts, source,
+                           model.antialiased)
         accumulate = cuda_ext.lift_accumulate if name == "cuda_ext" else reference.lift_accumulate_reference
         accumulate(lists.means2d, lists.conics, lists.opacities, maps_b, lists.tile_offsets, lists.flatten_ids,
                    sub.width, sub.height, ts, pix_weights=pw, top_k=k, feat_sum=feat_sum, weight_sum=weight_sum)
@@ -190,7 +192,8 @@ def compositing_weights(model, cameras: Cameras, min_weight: float = 1e-3, camer
     for s in tqdm(range(0, len(cams), camera_batch), desc="compositing weights", disable=not progress, leave=False):
         ids = list(range(s, min(s + camera_batch, len(cams))))
         sub = cams[ids]
-        lists = tile_lists(means, quats, scales, opacities, sub.viewmats, sub.Ks, sub.width, sub.height, 8, "torch")
+        lists = tile_lists(means, quats, scales, opacities, sub.viewmats, sub.Ks, sub.width, sub.height, 8, "torch",
+                           model.antialiased)
         pix, gid, w = reference.compositing_weights_reference(lists.means2d, lists.conics, lists.opacities,
                                                              lists.tile_offsets, lists.flatten_ids, sub.width,
                                                              sub.height, 8, min_weight=min_weight)

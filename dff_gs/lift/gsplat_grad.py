@@ -14,7 +14,8 @@ from dff_gs.render.rasterize import EPS2D, FAR_PLANE, NEAR_PLANE
 
 
 def accumulate_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, cameras: Cameras,
-                      maps: Tensor, pix_weights: Optional[Tensor], feat_sum: Tensor, weight_sum: Tensor) -> None:
+                      maps: Tensor, pix_weights: Optional[Tensor], feat_sum: Tensor, weight_sum: Tensor,
+                      antialiased: bool = False) -> None:
     """Add the weighted feature sums of ``I`` cameras into ``feat_sum`` and ``weight_sum``.
 
     means: Tensor        # [N, 3]
@@ -37,7 +38,8 @@ def accumulate_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: T
     with torch.enable_grad():
         img, _, _ = rasterization(means.detach(), quats.detach(), scales.detach(), opacities.detach(), colors,
                                   cameras.viewmats, cameras.Ks, W, H, near_plane=NEAR_PLANE, far_plane=FAR_PLANE,
-                                  eps2d=EPS2D, packed=False, tile_size=16, rasterize_mode="classic",
+                                  eps2d=EPS2D, packed=False, tile_size=16,
+                                  rasterize_mode="antialiased" if antialiased else "classic",
                                   render_mode="RGB", sh_degree=None)
         (grad,) = torch.autograd.grad(img, colors, grad_outputs=target)
     feat_sum += grad[:, :C]

@@ -42,7 +42,7 @@ def with_features(model: GaussianModel, features: Tensor, decoder: Optional[nn.L
     """A new model with ``model``'s geometry and colour, ``features  # [N, D]`` and ``decoder`` (D -> C) or none."""
     params = {k: v.detach() for k, v in model.params.items()}
     params["features"] = features.detach().to(params["means"])
-    return GaussianModel.from_parts(params, model.sh_degree, decoder).to(model.device)
+    return GaussianModel.from_parts(params, model.sh_degree, decoder, model.antialiased).to(model.device)
 
 
 @torch.no_grad()

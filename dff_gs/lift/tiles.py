@@ -20,7 +20,7 @@ from torch import Tensor
 from dff_gs.core.errors import ConfigError
 from dff_gs.render.backend_gsplat import gsplat_available
 from dff_gs.render.backend_torch import tile_intersections
-from dff_gs.render.projection import project_gaussians
+from dff_gs.render.projection import opacity_compensation, project_gaussians
 from dff_gs.render.rasterize import EPS2D, FAR_PLANE, NEAR_PLANE
 
 
@@ -50,7 +50,8 @@ class TileLists:
 
 
 def tile_lists(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, viewmats: Tensor, Ks: Tensor,
-               width: int, height: int, tile_size: int = 16, source: str = "torch") -> TileLists:
+               width: int, height: int, tile_size: int = 16, source: str = "torch",
+               antialiased: bool = False) -> TileLists:
     """Project Gaussians into ``I`` cameras and list them per tile, front to back.
 
     means: Tensor      # [N, 3]
@@ -60,24 +61,28 @@ def tile_lists(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, 
     viewmats: Tensor   # [I, 4, 4] world-to-camera, OpenCV
     Ks: Tensor         # [I, 3, 3]
     source: "torch" | "gsplat"
+    antialiased: the opacities scaled by Mip-Splatting's compensation (then ``[I, N]``), as the model renders
     """
     if source == "torch":
-        return _torch_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size)
+        return _torch_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size, antialiased)
     if source == "gsplat":
-        return _gsplat_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size)
+        return _gsplat_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size, antialiased)
     raise ConfigError(f"unknown tile-list source {source!r} (torch | gsplat)")
 
 
 @torch.no_grad()
-def _torch_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size) -> TileLists:
+def _torch_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size, antialiased) -> TileLists:
     I, N = viewmats.shape[0], means.shape[0]
     means2d, conics, depths, radii = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
                                                        NEAR_PLANE, FAR_PLANE, EPS2D)
+    if antialiased:
+        opacities = opacities[None] * opacity_compensation(conics, EPS2D)  # [I, N]
     tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
     n_tiles = tiles_x * tiles_y
     flat_tiles, flat_ids = [], []
     for c in range(I):
-        tile, gid, _, _ = tile_intersections(means2d[c], radii[c], depths[c], width, height, tile_size, opacities)
+        tile, gid, _, _ = tile_intersections(means2d[c], radii[c], depths[c], width, height, tile_size,
+                                             opacities[c] if antialiased else opacities)
         flat_tiles.append(tile + c * n_tiles)
         flat_ids.append(gid + c * N)
     tiles = torch.cat(flat_tiles)
@@ -88,16 +93,18 @@ def _torch_lists(means, quats, scales, opacities, viewmats, Ks, width, height, t
 
 
 @torch.no_grad()
-def _gsplat_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size) -> TileLists:
+def _gsplat_lists(means, quats, scales, opacities, viewmats, Ks, width, height, tile_size, antialiased) -> TileLists:
     ok, why = gsplat_available()
     if not ok:
         raise ConfigError(f"tile lists from gsplat are unavailable: {why}")
     from gsplat import fully_fused_projection, isect_offset_encode, isect_tiles
 
     I = viewmats.shape[0]
-    radii, means2d, depths, conics, _ = fully_fused_projection(
+    radii, means2d, depths, conics, compensations = fully_fused_projection(
         means, None, quats, scales, viewmats, Ks, width, height, eps2d=EPS2D, near_plane=NEAR_PLANE,
-        far_plane=FAR_PLANE, packed=False, opacities=opacities)
+        far_plane=FAR_PLANE, packed=False, opacities=opacities, calc_compensations=antialiased)
+    if antialiased:
+        opacities = opacities[None] * compensations  # [I, N]
     tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
     _, isect_ids, flatten_ids = isect_tiles(means2d, radii, depths, tile_size, tiles_x, tiles_y, packed=False)
     offsets = isect_offset_encode(isect_ids, I, tiles_x, tiles_y).reshape(I, tiles_y, tiles_x)

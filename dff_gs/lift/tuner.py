@@ -58,7 +58,8 @@ class FeatureTuner(TrainerBase):
         means, quats, scales, opacities = self._frozen
         img, _, _, _ = rasterize(means, quats, scales, opacities, self.model.params["features"][None],
                                  cams.viewmats[v:v + 1], cams.Ks[v:v + 1], cams.width, cams.height,
-                                 render_depth=False, backend=self.cfg.train.backend)
+                                 render_depth=False, backend=self.cfg.train.backend,
+                                 antialiased=self.model.antialiased)
         target = resample_maps(self.maps[v:v + 1].to(self.model.device).float(), cams.height, cams.width)
         loss = feature_loss(self.model.decode(img), target)
         self.optimizer.zero_grad(set_to_none=True)
@@ -73,7 +74,8 @@ class FeatureTuner(TrainerBase):
     def state(self) -> dict:
         """The whole lifted model (the lift pass is not redone on resume), the optimizer, the step and the log."""
         return {"kind": "lift", "step": self.step, "train_seconds": self.train_seconds,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "history": self.history}
+                "model": self.model.state_dict(), "antialiased": self.model.antialiased,
+                "optimizer": self.optimizer.state_dict(), "history": self.history}
 
     def save(self, path: str | Path, config: dict, extra: Optional[dict] = None) -> Path:
         """A checkpoint of :meth:`state`; ``extra`` (the lift's seconds and info) rides along."""
@@ -85,6 +87,7 @@ class FeatureTuner(TrainerBase):
         model, payload = self.load_model(path, self.model.device)
         with torch.no_grad():
             self.model.load_state_dict(model.state_dict())
+        self.model.antialiased = model.antialiased
         self._frozen = self._geometry()
         self.restore(payload, path)
 
@@ -96,6 +99,7 @@ class FeatureTuner(TrainerBase):
             raise CheckpointError(f"{path}: not a lift fine-tune checkpoint (resume it without --lift)")
         try:
             model = GaussianModel.from_state_dict(payload["model"]).to(device)
+            model.antialiased = bool(payload.get("antialiased", False))  # as fine-tuned (before the option: classic)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(f"{path}: the checkpoint's model does not load ({e})") from None
         model.check_finite(str(path))

@@ -95,7 +95,7 @@ def render_values(model: GaussianModel, cameras: Cameras, values: Tensor,
     colors = values.float()[None].expand(len(cameras), -1, -1).contiguous()
     img, _, alpha, _ = rasterize(model.get_means(), model.get_quats(), model.get_scales(), model.get_opacities(),
                                  colors, cameras.viewmats, cameras.Ks, cameras.width, cameras.height,
-                                 render_depth=False, backend=backend)
+                                 render_depth=False, backend=backend, antialiased=model.antialiased)
     return img, alpha
 
 

@@ -69,6 +69,6 @@ def render(model, cameras, *, backgrounds: Optional[Tensor] = None, with_feature
     img, depth, alpha, info = rasterize(
         means, model.get_quats(), model.get_scales(), model.get_opacities(), colors, cameras.viewmats, cameras.Ks,
         cameras.width, cameras.height, backgrounds=bg, render_depth=render_depth, backend=backend,
-        tile_size=tile_size)
+        tile_size=tile_size, antialiased=model.antialiased)
     return RenderOutput(rgb=img[..., :3], features=img[..., 3:] if feats else None, depth=depth, alpha=alpha,
                         info=info)

@@ -20,7 +20,8 @@ def gsplat_available() -> tuple[bool, str]:
 
 def rasterize_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                      viewmats: Tensor, Ks: Tensor, width: int, height: int, *, near_plane: float, far_plane: float,
-                     eps2d: float, backgrounds: Tensor | None, render_depth: bool, tile_size: int = 16):
+                     eps2d: float, backgrounds: Tensor | None, render_depth: bool, tile_size: int = 16,
+                     antialiased: bool = False):
     """Same contract as :func:`dff_gs.render.rasterize.rasterize` (colours already evaluated, any D)."""
     ok, why = gsplat_available()
     if not ok:
@@ -32,7 +33,7 @@ def rasterize_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Te
     out, alpha, info = rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
         far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds, render_mode="RGB+ED" if render_depth else "RGB",
-        packed=False, tile_size=tile_size, rasterize_mode="classic", sh_degree=None,
+        packed=False, tile_size=tile_size, rasterize_mode="antialiased" if antialiased else "classic", sh_degree=None,
     )
     if render_depth:
         return out[..., :-1], out[..., -1:], alpha, info

@@ -1,7 +1,9 @@
 """EWA projection of 3D Gaussians to pixel-space 2D Gaussians, with gsplat's conventions (classic mode):
 the Jacobian is evaluated at the mean clamped to 1.3x the field of view, ``eps2d`` is added to the 2D
 covariance's diagonal, the radius is ``ceil(3.33 sigma)`` per axis, and Gaussians nearer than
-``near_plane``, farther than ``far_plane`` or wholly outside the image get radius 0."""
+``near_plane``, farther than ``far_plane`` or wholly outside the image get radius 0. Antialiased mode (gsplat's
+``rasterize_mode="antialiased"``, Mip-Splatting's 2D filter) also scales each opacity by
+:func:`opacity_compensation`."""
 
 from __future__ import annotations
 
@@ -64,3 +66,18 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Te
         radii = torch.stack([rx, ry], -1) * valid[..., None]
         radii = radii.clamp_max(2 ** 30).to(torch.int32)
     return means2d, conics, z, radii
+
+
+def opacity_compensation(conics: Tensor, eps2d: float) -> Tensor:
+    """Mip-Splatting's 2D filter, gsplat's ``rasterize_mode="antialiased"``: the factor ``sqrt(det(S) / det(S +
+    eps2d I))`` by which a Gaussian's opacity is scaled, ``S`` its projected covariance before the low-pass, so that
+    the low-pass spreads its footprint without adding to it (a Gaussian far smaller than a pixel, as when a scene
+    is seen from farther than it was trained, fades instead of growing to a pixel-sized blob). From the conics
+    alone: with ``(a, b, c)`` the inverse of ``S + eps2d I``, the ratio is ``1 - eps2d (a + c) + eps2d^2 (ac - b^2)``.
+
+    conics: Tensor  # [..., 3] as :func:`project_gaussians` returns them (eps2d already added)
+    Returns Tensor  # [...] in [0, 1]
+    """
+    a, b, c = conics.unbind(-1)
+    ratio = 1 - eps2d * (a + c) + eps2d * eps2d * (a * c - b * b)
+    return ratio.clamp(1e-12, 1).sqrt()

@@ -12,7 +12,7 @@ from cuda_ext import cpu_available, project_cpu, rasterize_cpu
 from dff_gs.core.errors import ConfigError
 from dff_gs.render.backend_gsplat import gsplat_available, rasterize_gsplat
 from dff_gs.render.backend_torch import rasterize_torch
-from dff_gs.render.projection import project_gaussians
+from dff_gs.render.projection import opacity_compensation, project_gaussians
 
 NEAR_PLANE, FAR_PLANE, EPS2D = 0.01, 1e10, 0.3
 """Default near / far clipping planes and the low-pass added to 2D covariances (gsplat's defaults)."""
@@ -22,10 +22,12 @@ def _projected(projector: Callable, compositor: Callable) -> Callable:
     ``compositor`` (:func:`rasterize_torch`'s contract); depth rides along as one more channel."""
 
     def backend(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, near_plane, far_plane, eps2d,
-                backgrounds, render_depth, tile_size):
+                backgrounds, render_depth, tile_size, antialiased=False):
         project = project_gaussians if viewmats.requires_grad or Ks.requires_grad else projector  # camera gradients
         means2d, conics, depths, radii = project(means, quats, scales, viewmats, Ks, width, height,
                                                  near_plane, far_plane, eps2d)
+        if antialiased:
+            opacities = opacities[None] * opacity_compensation(conics, eps2d)  # [C, N]
         D = colors.shape[-1]
         feats = torch.cat([colors, depths[..., None]], -1) if render_depth else colors
         if backgrounds is not None and render_depth:
@@ -104,7 +106,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor, viewmats: Tensor,
               Ks: Tensor, width: int, height: int, *, near_plane: float = NEAR_PLANE, far_plane: float = FAR_PLANE,
               eps2d: float = EPS2D, backgrounds: Optional[Tensor] = None, render_depth: bool = True,
-              backend: str = "auto", tile_size: Optional[int] = None):
+              backend: str = "auto", tile_size: Optional[int] = None, antialiased: bool = False):
     """Rasterize Gaussians with already-evaluated colours.
 
     means: Tensor      # [N, 3]
@@ -120,12 +122,15 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
     ``tile_size`` applies to the cpu and torch backends (gsplat uses 16); by default 16 for cpu (fewer (tile,
     Gaussian) pairs to list and walk: about 10% faster here), 8 for torch (smaller per-tile tensors). A pixel's
     Gaussians and their order do not depend on it (each is tested only within its 1/255 ellipse).
+    ``antialiased``: Mip-Splatting's 2D filter on every backend (gsplat's ``rasterize_mode="antialiased"``; the
+    others scale each opacity by :func:`~dff_gs.render.projection.opacity_compensation`).
     """
     name = resolve_backend(backend, means.device)
     tile_size = int(tile_size or (8 if name == "torch" else 16))
     img, depth, alpha, info = _REGISTRY[name](
         means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
-        far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds, render_depth=render_depth, tile_size=tile_size)
+        far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds, render_depth=render_depth, tile_size=tile_size,
+        antialiased=antialiased)
     if info["means2d"].requires_grad:
         info["means2d"].retain_grad()  # densification reads its gradient, whichever backend ran
     return img, depth, alpha, info

@@ -50,6 +50,9 @@ class ModelConfig(Section):
     init_opacity: float = option(0.5, "initial opacity", rule=within(0, 1, open_low=True))
     init_scale: float = option(0.7, "initial scale as a multiple of the mean 3-NN distance", rule=POSITIVE)
     init_ply: str = option("", "start from this 3DGS PLY (any trainer's standard layout; overrides model.init)")
+    antialiased: bool = option(True, "train and render with Mip-Splatting's 2D filter (gsplat's rasterize_mode="
+                                     "antialiased, on every backend): a view from farther than the training views "
+                                     "does not alias; kept with the model (its PLY's sidecar); false: classic 3DGS")
 
 
 @dataclass

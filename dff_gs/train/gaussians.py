@@ -91,6 +91,7 @@ class GaussianMethod(TrainerMethod):
     def build(cls, cfg: Config, inputs: MethodInputs) -> "GaussianMethod":
         seed_everything(cfg.train.seed)
         model = init_model(cfg, inputs.train_scene, inputs.teacher)
+        model.antialiased = cfg.model.antialiased
         if model.decoder is not None and inputs.teacher.train_maps is not None:
             init_decoder_pca(model.decoder, inputs.teacher.train_maps, seed=cfg.train.seed)
         background = torch.tensor(inputs.scene.background, dtype=torch.float32)

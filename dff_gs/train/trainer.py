@@ -273,6 +273,7 @@ class Trainer(TrainerBase):
             "train_seconds": self.train_seconds,
             "model": self.model.state_dict(),
             "sh_degree": self.model.sh_degree,
+            "antialiased": self.model.antialiased,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "decoder_opt": self.decoder_opt.state_dict() if self.decoder_opt is not None else None,
             "strategy_state": self.strategy_state,
@@ -290,6 +291,7 @@ class Trainer(TrainerBase):
         try:
             self.model.load_state_dict(payload["model"])
             self.model.check_finite(str(path))
+            self.model.antialiased = bool(payload.get("antialiased", False))  # as trained (before the option: classic)
             self.optimizers = self._make_optimizers()
             for k, o in self.optimizers.items():
                 o.load_state_dict(payload["optimizers"][k])
