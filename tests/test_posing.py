@@ -12,6 +12,7 @@ from dff_gs.data import load_scene
 from dff_gs.data.colmap import read_model
 from dff_gs.data.posing import PosingOptions, cache_folder, pose, unposed_kind
 from dff_gs.data.posing.inputs import prepare_images
+from dff_gs.data.posing.sfm import loop_pairs
 from dff_gs.data.posing.video import sample_frames
 from tests.examples import pose_errors, save_png, textured_views
 
@@ -90,11 +91,22 @@ def test_a_video_is_sampled_and_posed(ring, tmp_path):
     out = pose(video, tmp_path / "scene", PosingOptions(frames=36), progress=False)
     record = json.loads((out / "posing.json").read_text())
     assert record["kind"] == "video" and record["matcher"] == "sequential" and record["cameras"] == "single"
+    assert record["loop_pairs"] == len(loop_pairs([f"f{i}" for i in range(record["images"])], 10, 40)) > 0
     assert record["registered"] >= 0.9 * record["images"]
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     with pytest.raises(DataError, match="broken.mp4: not a video OpenCV can read"):
         pose(tmp_path / "broken.mp4", tmp_path / "nothing", progress=False)
     assert not (tmp_path / "nothing").exists()
+
+
+def test_loop_pairs_join_far_keyframes_only():
+    names = [f"f{i:03d}" for i in range(100)]
+    pairs = loop_pairs(names, overlap=10, keyframes=20)  # every 5th image is a keyframe
+    assert ("f000", "f015") in pairs and ("f000", "f095") in pairs
+    assert ("f000", "f010") not in pairs and ("f000", "f001") not in pairs  # sequential matching has those
+    assert all(int(b[1:]) - int(a[1:]) > 10 and int(a[1:]) % 5 == 0 == int(b[1:]) % 5 for a, b in pairs)
+    assert len(pairs) == sum(1 for i in range(20) for j in range(i + 1, 20) if 5 * (j - i) > 10)
+    assert loop_pairs(names, 10, 0) == [] and loop_pairs(names[:8], 10, 40) == []
 
 
 def test_photos_that_do_not_overlap_are_refused_and_nothing_is_left(tmp_path):

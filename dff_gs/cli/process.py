@@ -4,10 +4,11 @@ by structure from motion (COLMAP's own bindings, pycolmap), written as an ordina
 cache folder keyed by the inputs; this command is for the posed scene alone, where you want it.
 
 Choices a careful user would make are the defaults: every pair of images matched for up to 200 photos,
-consecutive frames (overlap 10) for a video or more photos; one camera for a video, one per folder of photos of
-one size (else one per image; the EXIF focal length is the prior where there is one); camera model SIMPLE_RADIAL
-(undistorted when the scene is read); about 120 sharp frames of a video (each the sharpest of its stretch,
-blurred ones skipped); the largest connected reconstruction kept.
+consecutive frames (overlap 10, and every pair of 40 evenly spaced ones to close loops) for a video or more
+photos; one camera for a video, one per folder of photos of one size (else one per image; the EXIF focal length is
+the prior where there is one); camera model SIMPLE_RADIAL (undistorted when the scene is read); about 120 sharp
+frames of a video (each the sharpest of its stretch, blurred ones skipped); the largest connected reconstruction
+kept.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ FLAG_HELP = {
     "cameras": "cameras shared: auto (one for a video, one per folder of photos of one size, else per image)",
     "max_features": "SIFT features per image",
     "sequential_overlap": "sequential matching: each image against this many next ones",
+    "loop_keyframes": "sequential matching: every pair of this many evenly spaced images too (loop closing, "
+                      "offline; 0 = off)",
     "min_registered": "fewer posed images than this fraction is an error",
     "frames": "frames taken from a video (the sharpest of each stretch)",
     "blur_fraction": "a video frame sharper than this x the median of the kept ones, else skipped",

@@ -118,8 +118,9 @@ def pose(source: str | os.PathLike, out: str | os.PathLike, options: PosingOptio
         if len(report["models"]) > 1:
             print(f"{source}: the images fell into {len(report['models'])} unconnected pieces "
                   f"({', '.join(map(str, report['models']))} images); the largest is kept", flush=True)
-        print(f"{source}: {report['registered']} of {report['images']} images posed ({report['matcher']} matching, "
-              f"{report['cameras']} camera(s), {model.num_points3D()} points)", flush=True)
+        loops = f" + {report['loop_pairs']} loop pairs" if report["loop_pairs"] else ""
+        print(f"{source}: {report['registered']} of {report['images']} images posed ({report['matcher']} matching"
+              f"{loops}, {report['cameras']} camera(s), {model.num_points3D()} points)", flush=True)
         sparse = tmp / "sparse" / "0"
         sparse.mkdir(parents=True)
         model.write_binary(str(sparse))

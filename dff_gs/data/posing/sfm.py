@@ -29,6 +29,7 @@ class PosingOptions:
     cameras: CameraSharing = "auto"  # auto: one for a video, one per folder (photos of one camera) else per image
     max_features: int = 4096
     sequential_overlap: int = 10
+    loop_keyframes: int = 40  # sequential matching: every pair of this many evenly spaced images matched too
     min_registered: float = 0.5  # fraction of the images that must be posed, else an error
     frames: int = 120  # frames taken from a video
     blur_fraction: float = 0.3  # a video frame below this x the median sharpness is skipped
@@ -36,6 +37,18 @@ class PosingOptions:
 
     def key(self) -> str:
         return repr(sorted(vars(self).items()))
+
+
+def loop_pairs(names: list[str], overlap: int, keyframes: int) -> list[tuple[str, str]]:
+    """Loop detection offline, for sequential matching: every pair of ``keyframes`` evenly spaced images
+    (``names`` in order) that are more than ``overlap`` apart, so that a path coming back where it was (an orbit
+    closing, a walk through a room twice) is matched across the gap and does not drift. COLMAP's own loop detection
+    needs a vocabulary tree, a download; ``keyframes`` (about 40: 780 pairs) bounds the cost."""
+    if keyframes < 2 or len(names) <= overlap + 1:
+        return []
+    step = max(1, -(-len(names) // keyframes))
+    keys = list(range(0, len(names), step))
+    return [(names[i], names[j]) for n, i in enumerate(keys) for j in keys[n + 1:] if j - i > overlap]
 
 
 @contextlib.contextmanager
@@ -81,6 +94,7 @@ def run_sfm(image_dir: Path, work: Path, options: PosingOptions, *, video: bool,
     matcher = options.matcher
     if matcher == "auto":
         matcher = "sequential" if video or len(names) > EXHAUSTIVE_MAX else "exhaustive"
+    loops = loop_pairs(names, options.sequential_overlap, options.loop_keyframes) if matcher == "sequential" else []
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = options.camera_model
     extraction = pycolmap.FeatureExtractionOptions()
@@ -100,8 +114,14 @@ def run_sfm(image_dir: Path, work: Path, options: PosingOptions, *, video: bool,
             else:
                 pairing = pycolmap.SequentialPairingOptions()
                 pairing.overlap = options.sequential_overlap
-                pairing.loop_detection = False  # needs a vocabulary tree, which is a download
+                pairing.loop_detection = False  # needs a vocabulary tree, which is a download: ours below
                 pycolmap.match_sequential(database, pairing_options=pairing, device=pycolmap.Device.cpu)
+                if loops:
+                    listing = work / "loop_pairs.txt"
+                    listing.write_text("".join(f"{a} {b}\n" for a, b in loops))
+                    imported = pycolmap.ImportedPairingOptions()
+                    imported.match_list_path = listing
+                    pycolmap.match_image_pairs(database, pairing_options=imported, device=pycolmap.Device.cpu)
             bar.update(1)
         models_dir = work / "models"
         models_dir.mkdir(exist_ok=True)
@@ -114,7 +134,8 @@ def run_sfm(image_dir: Path, work: Path, options: PosingOptions, *, video: bool,
                                                   next_image_callback=step)
     sizes_of = sorted((m.num_reg_images() for m in models.values()), reverse=True)
     report = {"images": len(names), "registered": sizes_of[0] if sizes_of else 0, "models": sizes_of,
-              "matcher": matcher, "cameras": sharing}
+              "matcher": matcher, "cameras": sharing,
+              "loop_pairs": len(loops)}
     if not models:
         hint = "more photos" if matcher == "exhaustive" else "--matcher exhaustive, or more photos"
         raise DataError(f"{source or image_dir}: no two images could be posed together ({len(names)} images, "
