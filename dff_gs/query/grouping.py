@@ -23,7 +23,8 @@ module:
 What was measured (``benchmarks/bench_click.py``, generated layouts, 4 random clicks per object, labels withheld;
 ``benchmarks/RESULTS.md``) chose this over the widest path through feature-similarity links cut at its sharpest
 drop (what this module did before): on the 8 regression layouts mean IoU 0.550 against 0.237 on the same models
-(Eq. 5 alone 0.342; the best any selection could do on them 0.820). The threshold: on the first three layouts
+(Eq. 5 alone 0.342; the best any selection could do on them 0.820); 0.613 on the layouts retrained antialiased
+(their ceiling 0.912). The threshold: on the first three layouts
 0.4 / 0.3 / 0.2 / 0.1 gave 0.515 / 0.529 / 0.526 / 0.498 (lower trades precision for recall), and a threshold
 chosen per click (the lowest before the piece grows more than 2-5x) did worse than a fixed one (0.37-0.47).
 
