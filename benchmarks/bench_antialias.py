@@ -47,11 +47,9 @@ def train(scene: str, run: Path, extra: list[str]) -> None:
 
 
 @torch.no_grad()
-def zoomed_out(run: Path, factor: int) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """Pooled held-out PSNR of ``run`` rendered at ``1 / factor`` of the views' size, and view 0's render and
-    truth there."""
-    ctx = QueryContext.open(run)
-    test = ctx.scene().split("test")
+def zoomed_out(ctx: QueryContext, test, factor: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Pooled held-out PSNR of ``ctx``'s model on its ``test`` views rendered at ``1 / factor`` of their size, and
+    view 0's render and truth there."""
     w, h = max(1, test.width // factor), max(1, test.height // factor)
     cams = test.cameras.resized(w, h).to(ctx.model.device)
     truth = F.interpolate(test.images.permute(0, 3, 1, 2).float(), size=(h, w), mode="area").permute(0, 2, 3, 1)
@@ -82,8 +80,10 @@ def main() -> int:
             metrics = json.loads((run / "metrics.json").read_text())
             row = {"scene": name, "mode": mode, "gaussians": metrics["num_gaussians"],
                    "train_s": metrics["train_seconds"]}
+            ctx = QueryContext.open(run)
+            test = ctx.scene().split("test")
             for f in FACTORS:
-                row[f"psnr_1/{f}"], rgb, truth = zoomed_out(run, f)
+                row[f"psnr_1/{f}"], rgb, truth = zoomed_out(ctx, test, f)
                 if f == FACTORS[-1]:
                     shots[mode], shots["truth"] = rgb, truth
             rows.append(row)

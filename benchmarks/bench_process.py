@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -100,26 +101,34 @@ def write_given(folder: Path, images: Path, c2ws: np.ndarray) -> Path:
     return folder
 
 
-def given_same_start(given: Path, posed: Path, est: dict, truth: dict, record: dict, folder: Path) -> Path:
-    """The given poses with the posed scene's own start: its images (a video's kept frames, under the given names)
-    and its sparse points, mapped into the given frame by the :func:`alignment` of the poses. Trained, it differs
-    from the posed run by the poses alone (the given run also differs by its points and, for a video, by frames
-    that never went through the codec)."""
+def view_names(record: dict, truth: dict) -> Callable[[str], str]:
+    """A posed image's name -> the given scene's: a video's ``frame_k`` is its k-th kept frame, video frame
+    ``frame_sources[k]``, view ``// 2`` (each view was held two frames); photos keep their names."""
+    if record["kind"] != "video":
+        return lambda name: name
+    names, sources = sorted(truth), record["frame_sources"]
+    return lambda name: names[sources[int(name[6:11])] // 2]
+
+
+def given_same_start(given: Path, posed: Path, points: ColmapModel, similarity: tuple, view_of: Callable[[str], str],
+                     video: bool, folder: Path) -> Path:
+    """The given poses with the posed scene's own start: its images (a video's kept frames, under the given names,
+    ``view_of``) and its sparse ``points``, mapped into the given frame by the poses' :func:`alignment`
+    (``similarity``). Trained, it differs from the posed run by the poses alone (the given run also differs by its
+    points and, for a video, by frames that never went through the codec)."""
     import cv2
 
-    common = sorted(set(est) & set(truth))
-    R, s, mean_est, mean_true = alignment(np.stack([truth[n] for n in common]), np.stack([est[n] for n in common]))
+    R, s, mean_est, mean_true = similarity
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "sparse" / "0").mkdir(parents=True)
-    if record["kind"] == "video":
-        names, sources = sorted(truth), record["frame_sources"]
+    if video:
         (folder / "images").mkdir()
         for f in sorted((posed / "images").iterdir()):
-            cv2.imwrite(str(folder / "images" / names[sources[int(f.stem[6:11])] // 2]), cv2.imread(str(f)))
+            cv2.imwrite(str(folder / "images" / view_of(f.name)), cv2.imread(str(f)))
     else:
         for sub in [d for d in given.iterdir() if d.is_dir() and d.name.startswith("images")]:
             shutil.copytree(sub, folder / sub.name)
-    model, points = read_model(given / "sparse" / "0"), read_model(posed / "sparse" / "0")
+    model = read_model(given / "sparse" / "0")
     shown = {f.name for f in (folder / "images").iterdir()}
     images = {k: im for k, im in model.images.items() if im.name in shown}
     xyz = s * (points.xyz - mean_est) @ R.T + mean_true
@@ -143,15 +152,16 @@ def measure(name: str, work: Path, out: Path) -> dict:
     pose(source, posed)
     seconds = time.perf_counter() - t0
     record = json.loads((posed / "posing.json").read_text())
-    est = c2w_of(read_model(posed / "sparse" / "0"))
-    if record["kind"] == "video":  # frame_k is the k-th kept frame: video frame frame_sources[k], view // 2
-        names, sources = sorted(truth), record["frame_sources"]
-        est = {names[sources[int(k[6:11])] // 2]: v for k, v in est.items()}
+    posed_model = read_model(posed / "sparse" / "0")
+    view_of = view_names(record, truth)
+    est = {view_of(k): v for k, v in c2w_of(posed_model).items()}
     common = sorted(set(est) & set(truth))
-    rot, pos = pose_errors(np.stack([truth[n] for n in common]), np.stack([est[n] for n in common]))
+    true_c2w, est_c2w = np.stack([truth[n] for n in common]), np.stack([est[n] for n in common])
+    rot, pos = pose_errors(true_c2w, est_c2w)
     posed_run = train(posed, out / f"{name}_train_posed")
     given_run = train(given, out / f"train_given_{given.name}")  # the ring's, once for its photos and its video
-    same = given_same_start(given, posed, est, truth, record, out / f"{name}_given_same_start")
+    same = given_same_start(given, posed, posed_model, alignment(true_c2w, est_c2w), view_of,
+                            record["kind"] == "video", out / f"{name}_given_same_start")
     same_run = train(same, out / f"{name}_train_given_same_start")
     return {"scene": name, "input": str(source), "images": record["images"], "registered": record["registered"],
             "matcher": record["matcher"], "posing_s": seconds, "rot_median_deg": float(np.median(rot)),
