@@ -73,9 +73,7 @@ def test_a_click_selects_its_object_where_eq5_takes_both_lookalikes():
     # grouping: the left blob only
     seeds, weights = click_seeds(model, cams, 1, x, y)
     assert len(seeds) and (labels[seeds] == 1).any() and float(weights.sum()) <= 1.0 + 1e-5
-    content = model.decode(model.params["features"].detach())
-    grouper = ClickGrouper(model, smoothed_features(model, *Q.render_views(model, cams, "torch")), content, knn=8,
-                           k=3)
+    grouper = ClickGrouper(model, smoothed_features(model, *Q.render_views(model, cams, "torch")), knn=8, k=3)
     mask, info = grouper.group(seeds, Q.click_feature(model, cams, 1, x, y, backend="torch"))
     assert mask[labels == 1].all() and not mask[labels == 2].any()
     # of the backdrop, at most a few Gaussians hidden right behind the clicked blob (they take its feature)

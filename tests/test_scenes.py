@@ -2,6 +2,7 @@
 missing images, RGBA objects and the region cameras look at, masks and initial points, the label-free teacher
 and the preset a scene's format gets. Every scene is made here, in tmp_path, with known answers."""
 
+import dataclasses
 import json
 import math
 
@@ -220,6 +221,49 @@ def test_rgba_object_background_hull_init_and_scale(tmp_path):
     assert scene_scale_of(white) < 2 * radius * 1.3  # from the object, not the camera ring (radius 4)
     # without silhouettes (opaque images) the cameras alone still bound it far tighter than their ring
     assert content_region(white.cameras, None).bounds.sub(torch.tensor(centre)).abs().max() < 3.0
+
+
+def test_beyond_points_lie_on_pixel_rays_past_the_region(tmp_path):
+    """Region init without silhouettes also starts Gaussians past the content (floor to the horizon, sky): each on
+    the ray of the pixel it takes its colour from, outside the region's box, no farther than FAR_REACH allows."""
+    from dff_gs.data.region import FAR_REACH, beyond_points, content_region
+    from dff_gs.teachers.prepare import TeacherOutputs
+    from dff_gs.train.config import Config
+    from dff_gs.train.gaussians import init_model
+
+    sphere_views(tmp_path)
+    train = load_scene(tmp_path).split("train")
+    cams = train.cameras
+    region = content_region(cams, None)
+    assert region is not None and not region.hull
+    V, H, W = len(cams), cams.height, cams.width
+    # every pixel's colour names it: (view, row, column)
+    grid = torch.stack(torch.meshgrid(torch.arange(V), torch.arange(H), torch.arange(W), indexing="ij"), -1)
+    images = (grid.float() + 0.5) / torch.tensor([V, H, W])
+    pts, cols = beyond_points(cams, images, region, 500, seed=3)
+    assert pts.shape == (500, 3) and cols.shape == (500, 3)
+    v, y, x = (cols * torch.tensor([V, H, W]) - 0.5).round().long().unbind(-1)
+    uv, z = cams.project(pts)  # [V, P, 2]
+    idx = torch.arange(500)
+    assert (z[v, idx] > 0).all()
+    assert torch.allclose(uv[v, idx], torch.stack([x, y], -1).float() + 0.5, atol=1e-2)
+    lo, hi = region.bounds
+    inside = ((pts > lo + 1e-4) & (pts < hi - 1e-4)).all(-1)
+    assert not inside.any()
+    centre, half = region.bounds.mean(0), 0.5 * (hi - lo).norm()
+    reach = (cams.centers - centre).norm(dim=-1).max() + FAR_REACH * half
+    assert (pts - centre).norm(dim=-1).max() <= reach * 1.01
+    assert (pts - centre).norm(dim=-1).median() < 0.5 * reach  # uniform in inverse distance: mostly near
+    # through init: the share asked for, the region's own points unchanged; none with silhouettes (the test above)
+    cfg = Config()
+    cfg.model.init_points, cfg.model.feature_dim, cfg.model.init = 1000, 0, "region"
+    opaque = dataclasses.replace(train, alphas=None, region=region)
+    for share, beyond in ((0.0, 0), (0.3, 300)):
+        cfg.model.init_beyond = share
+        means = init_model(cfg, opaque, TeacherOutputs()).params["means"]
+        assert len(means) == 1000
+        outside = ~((means >= lo - 1e-4) & (means <= hi + 1e-4)).all(-1)
+        assert int(outside.sum()) == beyond
 
 
 def test_label_free_teacher_and_format_presets(tmp_path, capsys):

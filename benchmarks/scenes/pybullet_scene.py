@@ -52,6 +52,9 @@ SOURCE = hashlib.sha1(Path(__file__).read_bytes() + Path(__file__).with_name("la
 GEN_DEFAULTS = (60, 128, 96)  # views, width, height of a generated layout unless given
 FIXED_DEFAULTS = (64, 192, 144)  # those of toys / garden
 FOV_Y = 50.0  # vertical field of view, degrees
+# samples per pixel along each axis: a camera integrates light over each pixel, TinyRenderer samples one point
+# (nearest texel, no mipmaps), so a checkered floor towards the horizon aliases into moire that no two views share
+SUPERSAMPLE = 4
 NEAR, FAR = 0.05, 12.0
 CENTRE = (0.0, 0.0, 0.2)  # the point every camera looks at
 SKY = np.array([150, 195, 235], dtype=np.uint8)
@@ -204,31 +207,47 @@ def _setup(layout: str, cid: int, views: int, width: int, height: int, seed: int
     return built.groups(), built.objects(), path, built.style["light"], built.style["sky"]
 
 
+def _block_mode(labels: np.ndarray, s: int) -> np.ndarray:
+    """The most frequent label of each ``s x s`` block: ``labels [H*s, W*s]`` -> ``[H, W]`` (ties: lowest id)."""
+    h, w = labels.shape[0] // s, labels.shape[1] // s
+    blocks = labels.reshape(h, s, w, s).transpose(0, 2, 1, 3).reshape(h, w, s * s)
+    ids = np.unique(blocks)
+    counts = np.stack([(blocks == c).sum(-1) for c in ids], -1)
+    return ids[counts.argmax(-1)]
+
+
 def _render(cid, out: Path, name: str, eye, target, lut, size, light, sky_rgb, depth) -> dict:
-    """Render one view into ``out`` as ``name``: its image, class map (and depth); returns its ``frames`` entry."""
+    """Render one view into ``out`` as ``name``: its image, class map (and depth); returns its ``frames`` entry.
+    Drawn at ``SUPERSAMPLE`` times the size: the image is the mean of each pixel's samples, the class map their
+    most frequent class, the depth the sample nearest the pixel centre."""
     width, height = size
+    s = SUPERSAMPLE
+    big_w, big_h = width * s, height * s
     proj = list(p.computeProjectionMatrixFOV(FOV_Y, width / height, NEAR, FAR))
     # TinyRenderer samples pixel (u, v) at window (u, v + 1) counted from the top-left corner; shift the image
-    # by half a pixel so samples fall on pixel centres (u + 0.5, v + 0.5), as the loader's cameras assume
-    proj[8], proj[9] = 1.0 / width, 1.0 / height
+    # by half a (sample) pixel so samples fall on their centres, which average to the pixel centres (u + 0.5,
+    # v + 0.5) the loader's cameras assume
+    proj[8], proj[9] = 1.0 / big_w, 1.0 / big_h
     view = p.computeViewMatrix([float(x) for x in eye], [float(x) for x in target], [0.0, 0.0, 1.0])
-    _, _, rgba, zbuf, seg = p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,
+    _, _, rgba, zbuf, seg = p.getCameraImage(big_w, big_h, view, proj, renderer=p.ER_TINY_RENDERER,
                                              physicsClientId=cid, **light)
-    seg = np.asarray(seg, dtype=np.int64).reshape(height, width)
+    seg = np.asarray(seg, dtype=np.int64).reshape(big_h, big_w)
     sky = seg < 0
     # every link of a body is labelled by the body's id, in the low 24 bits (the link index sits above them)
-    labels = np.where(sky, 0, lut[np.where(sky, 0, seg & ((1 << 24) - 1))]).astype(np.uint8)  # an 8-bit PNG
-    rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3].copy()
+    labels = _block_mode(np.where(sky, 0, lut[np.where(sky, 0, seg & ((1 << 24) - 1))]), s).astype(np.uint8)
+    rgb = np.asarray(rgba, dtype=np.uint8).reshape(big_h, big_w, 4)[..., :3].astype(np.float64)
     rgb[sky] = sky_rgb
-    Image.fromarray(rgb).save(out / "images" / f"{name}.png")
-    Image.fromarray(labels).save(out / "semantics" / f"{name}.png")
+    rgb = rgb.reshape(height, s, width, s, 3).mean((1, 3))
+    Image.fromarray(np.round(rgb).astype(np.uint8)).save(out / "images" / f"{name}.png")
+    Image.fromarray(labels).save(out / "semantics" / f"{name}.png")  # an 8-bit PNG
     c2w = np.linalg.inv(np.array(view, dtype=np.float64).reshape(4, 4).T)  # column-major world-to-camera
     frame = {"file_path": f"images/{name}.png", "semantic_path": f"semantics/{name}.png",
              "transform_matrix": c2w.round(8).tolist()}
     if depth:
-        d = np.asarray(zbuf, dtype=np.float64).reshape(height, width)
+        centre = (slice(s // 2, None, s), slice(s // 2, None, s))
+        d = np.asarray(zbuf, dtype=np.float64).reshape(big_h, big_w)[centre]
         z = FAR * NEAR / (FAR - (FAR - NEAR) * d)
-        np.save(out / "depth" / f"{name}.npy", np.where(sky, 0.0, z).astype(np.float32))
+        np.save(out / "depth" / f"{name}.npy", np.where(sky[centre], 0.0, z).astype(np.float32))
         frame["depth_path"] = f"depth/{name}.npy"
     return frame
 

@@ -126,6 +126,45 @@ def content_region(cameras: Cameras, alphas: Optional[Tensor] = None, res: int =
     return Region(centers, cell, hull=use is not None)
 
 
+FAR_REACH = 20.0
+"""Beyond-region points lie out to this many times the region's half-diagonal from its centre."""
+
+
+def _box_exit(origins: Tensor, dirs: Tensor, box: Tensor) -> Tensor:
+    """Distance along each ray ``origins, dirs  # [R, 3]`` (unit) at which it leaves ``box  # [2, 3]`` (0 for a
+    ray that leaves it behind its origin or misses it).  Returns Tensor  # [R]"""
+    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0, t1 = (box[0] - origins) * inv, (box[1] - origins) * inv
+    t_in, t_out = torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
+    return torch.where(t_out >= t_in, t_out, torch.zeros_like(t_out)).clamp_min(0.0)
+
+
+def beyond_points(cameras: Cameras, images: Tensor, region: Region, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` points for what the views show past the content region (a floor to the horizon, walls, the sky):
+    each on the ray of a random pixel of a random view, from where the ray leaves the region's box out to
+    ``FAR_REACH`` x the box's half-diagonal, uniform in inverse distance (more near than far, as a view's detail
+    is), coloured by its pixel. Points at the wrong distance lose their opacity in training; those right stay.
+
+    images: Tensor  # [V, H, W, 3];  Returns (points: Tensor  # [n, 3], colors: Tensor  # [n, 3])"""
+    cameras = cameras.to("cpu")
+    g = torch.Generator().manual_seed(seed + 1)
+    V, H, W = len(cameras), cameras.height, cameras.width
+    view = torch.randint(V, (n,), generator=g)
+    y, x = torch.randint(H, (n,), generator=g), torch.randint(W, (n,), generator=g)
+    K, c2w = cameras.Ks[view], cameras.camtoworlds[view]  # the sampled pixels' rays only (not [V, H, W] of them)
+    d_cam = torch.stack([(x + 0.5 - K[:, 0, 2]) / K[:, 0, 0], (y + 0.5 - K[:, 1, 2]) / K[:, 1, 1],
+                         torch.ones(n)], -1)
+    d = torch.nn.functional.normalize(torch.einsum("nij,nj->ni", c2w[:, :3, :3], d_cam), dim=-1)
+    o = c2w[:, :3, 3]
+    box = region.bounds
+    centre, half = box.mean(0), 0.5 * (box[1] - box[0]).norm()
+    near = torch.maximum(_box_exit(o, d, box), 0.5 * (o - centre).norm(dim=-1)).clamp_min(1e-3)
+    far = torch.maximum((o - centre).norm(dim=-1) + FAR_REACH * half, 2.0 * near)
+    u = torch.rand(n, generator=g)
+    t = 1.0 / (u / far + (1.0 - u) / near)  # uniform in 1 / t between 1 / near and 1 / far
+    return o + d * t[:, None], images[view, y, x].cpu().float().clamp(0, 1)
+
+
 def mean_colors(cameras: Cameras, images: Tensor, points: Tensor, chunk: int = 16384) -> Tensor:
     """Each point's mean colour over the views whose image it falls in (occlusion ignored: a first guess for
     initial colours). ``images: Tensor  # [V, H, W, 3]``, ``points: Tensor  # [P, 3]``.  Returns Tensor  # [P, 3]"""

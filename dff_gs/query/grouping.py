@@ -10,8 +10,8 @@ module:
    (its compositing weights ``alpha T`` over the rendered feature maps): what the model shows of it. A Gaussian's
    own feature counts as half a pixel's full weight, so one drawn little (hidden behind others) keeps mostly its
    own instead of taking what hides it.
-2. *Eq. 5*: ``p(click | x)`` of every Gaussian, the click's rendered feature against the k-means centroids of the
-   scene's features (as a click query), on those features.
+2. *Eq. 5*: ``p(click | x)`` of every Gaussian, the click's rendered feature against 12 k-means centroids of
+   those features (as a click query), on those features.
 3. *Seeds*: the Gaussians the clicked pixel is composited from, the most weighted (``alpha T`` there) first, as
    many as make up 80% of its weight: the surface clicked, not what shows faintly through it.
 4. *Piece*: every Gaussian with ``p > threshold`` that a path of such Gaussians joins to a seed, along the links
@@ -24,7 +24,11 @@ What was measured (``benchmarks/bench_click.py``, generated layouts, 4 random cl
 ``benchmarks/RESULTS.md``) chose this over the widest path through feature-similarity links cut at its sharpest
 drop (what this module did before): on the 8 regression layouts mean IoU 0.550 against 0.237 on the same models
 (Eq. 5 alone 0.342; the best any selection could do on them 0.820); 0.613 on the layouts retrained antialiased
-(their ceiling 0.912). The threshold: on the first three layouts
+(their ceiling 0.912). The competitors: once a scene's floor to the horizon and its sky have Gaussians of their own
+(``model.init_beyond``), 8 centroids of the Gaussians' stored features went mostly to them and left a cone, the
+table under it and the ring beside it one cluster; 12 centroids of the smoothed features (what the Gaussians
+show) on the first three layouts: 0.617 against 0.537 (8 of the stored 0.537, 16 of them 0.597, 16 / 24 of the
+smoothed 0.613 / 0.609). The threshold: on the first three layouts
 0.4 / 0.3 / 0.2 / 0.1 gave 0.515 / 0.529 / 0.526 / 0.498 (lower trades precision for recall), and a threshold
 chosen per click (the lowest before the piece grows more than 2-5x) did worse than a fixed one (0.37-0.47).
 
@@ -117,15 +121,14 @@ def joined_piece(num_nodes: int, src: Tensor, dst: Tensor, keep: Tensor, seeds: 
 class ClickGrouper:
     """The per-model part of grouping (smoothed features, neighbour graph, the scene's competitors), built once."""
 
-    def __init__(self, model: GaussianModel, features: Tensor, content: Tensor, knn: int = 12, link: float = 4.0,
-                 link_sigma: float = 2.0, k: int = 8):
-        """features: Tensor  # [N, C] the Gaussians' :func:`smoothed_features`;  content: Tensor  # [M, C] the
-        scene's decoded features whose ``k`` k-means centroids compete with a click (:meth:`Backbone.
-        content_features`)"""
+    def __init__(self, model: GaussianModel, features: Tensor, knn: int = 12, link: float = 4.0,
+                 link_sigma: float = 2.0, k: int = 12):
+        """features: Tensor  # [N, C] the Gaussians' :func:`smoothed_features`, whose ``k`` k-means centroids
+        compete with a click"""
         self.model, self.features = model, features
         sizes = model.get_scales().detach().amax(1)
         self.src, self.dst = linked_neighbors(model.get_means().detach(), sizes, knn, link, link_sigma)
-        self.centroids = kmeans(content, min(k, len(content)))[1]
+        self.centroids = kmeans(features, min(k, len(features)))[1]
 
     def probabilities(self, reference: Tensor) -> Tensor:
         """``p(reference | x)`` (Eq. 5) of every Gaussian's smoothed feature, the click's ``reference  # [C]``
@@ -185,8 +188,7 @@ def group_seeds(ctx, seeds: Tensor, reference: Tensor, settings: GroupingSetting
     def build() -> ClickGrouper:
         t0 = time.perf_counter()
         feats, weights = ctx.rendered_views(settings.group_views, settings.group_side)
-        grouper = ClickGrouper(ctx.model, smoothed_features(ctx.model, feats, weights),
-                               ctx.backbone.content_features(), settings.group_knn)
+        grouper = ClickGrouper(ctx.model, smoothed_features(ctx.model, feats, weights), settings.group_knn)
         built.append(time.perf_counter() - t0)
         return grouper
 

@@ -47,6 +47,10 @@ class ModelConfig(Section):
                                       "(uniform in the bounds)")
     init_points: int = option(20000, "number of Gaussians at initialisation (depth / region / random init)",
                               rule=within(1, MAX_GAUSSIANS))
+    init_beyond: float = option(0.3, "region init: this share of the initial Gaussians starts beyond the region, "
+                                     "on training pixels' rays (what the views show past the content: a floor to "
+                                     "the horizon, walls, sky; dff_gs.data.region.beyond_points); 0 = none",
+                                rule=within(0, 1))
     init_opacity: float = option(0.5, "initial opacity", rule=within(0, 1, open_low=True))
     init_scale: float = option(0.7, "initial scale as a multiple of the mean 3-NN distance", rule=POSITIVE)
     init_ply: str = option("", "start from this 3DGS PLY (any trainer's standard layout; overrides model.init)")

@@ -12,7 +12,7 @@ from dff_gs.core.features import init_decoder_pca
 from dff_gs.core.gaussians import GaussianModel
 from dff_gs.core.utils import seed_everything
 from dff_gs.data import SceneData
-from dff_gs.data.region import content_region, mean_colors
+from dff_gs.data.region import beyond_points, content_region, mean_colors
 from dff_gs.io.ply import load_ply
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.config import Config
@@ -26,6 +26,8 @@ def scene_summary(cfg: Config, scene: SceneData) -> dict:
     init = init_method(cfg, scene)
     if init == "region" and scene.alphas is not None:
         init = "region (visual hull)"
+    elif init == "region" and cfg.model.init_beyond > 0:
+        init = f"region ({cfg.model.init_beyond:.0%} beyond)"
     return {"format": scene.format, "width": scene.width, "height": scene.height, "downscale": scene.downscale,
             "train_views": len(scene.train_ids), "test_views": len(scene.test_ids), "init": init}
 
@@ -67,9 +69,14 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
         region = scene.region or content_region(scene.cameras, scene.alphas)  # computed at load when it could be
         if region is None:
             raise ConfigError(f"model.init=region: the cameras of {scene.source} share no view; give points or depth")
-        pts = region.sample(m.init_points, seed=cfg.train.seed)
-        return GaussianModel.from_points(pts, mean_colors(scene.cameras, scene.images, pts),
-                                         init_opacity=m.init_opacity, init_scale=m.init_scale, **common)
+        n_beyond = 0 if region.hull else int(round(m.init_beyond * m.init_points))  # an object's silhouettes: none
+        pts = region.sample(m.init_points - n_beyond, seed=cfg.train.seed)
+        colors = mean_colors(scene.cameras, scene.images, pts)
+        if n_beyond:
+            far, far_colors = beyond_points(scene.cameras, scene.images, region, n_beyond, seed=cfg.train.seed)
+            pts, colors = torch.cat([pts, far]), torch.cat([colors, far_colors])
+        return GaussianModel.from_points(pts, colors, init_opacity=m.init_opacity, init_scale=m.init_scale,
+                                         **common)
     if method == "random":
         return GaussianModel.random(scene.bounds, m.init_points, init_opacity=m.init_opacity, **common)
     raise ConfigError(f"model.init={method!r}: expected auto | depth | points | region | random")
