@@ -254,7 +254,7 @@ def test_beyond_points_lie_on_pixel_rays_past_the_region(tmp_path):
     reach = (cams.centers - centre).norm(dim=-1).max() + FAR_REACH * half
     assert (pts - centre).norm(dim=-1).max() <= reach * 1.01
     assert (pts - centre).norm(dim=-1).median() < 0.5 * reach  # uniform in inverse distance: mostly near
-    # through init: the share asked for, the region's own points unchanged; none with silhouettes (the test above)
+    # through init: the share asked for past the box, the rest inside it; none with silhouettes (the test above)
     cfg = Config()
     cfg.model.init_points, cfg.model.feature_dim, cfg.model.init = 1000, 0, "region"
     opaque = dataclasses.replace(train, alphas=None, region=region)
