@@ -130,6 +130,10 @@ def test_rays_hit_their_own_pixel_centres():
     # rays of a sub-batch
     o1, d1 = cams.generate_rays(1)
     assert_close(d1, d[1:])
+    # rays of single pixels: the same rays, without every pixel's
+    view, y, x = torch.tensor([0, 1, 1]), torch.tensor([0, H - 1, 3]), torch.tensor([W - 1, 0, 5])
+    op, dp = cams.pixel_rays(view, x, y)
+    assert torch.equal(op, o[view, y, x]) and torch.equal(dp, d[view, y, x])
 
 
 def test_scaled_projects_consistently():

@@ -165,15 +165,23 @@ class Cameras:
         dev = cams.device
         v, u = torch.meshgrid(torch.arange(cams.height, device=dev, dtype=torch.float32) + 0.5,
                               torch.arange(cams.width, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
-        K = cams.Ks
-        x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
-        y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
-        d_cam = torch.stack([x, y, torch.ones_like(x)], -1)  # [C, H, W, 3]
-        c2w = _rigid_inverse(cams.viewmats)
-        d = torch.einsum("cij,chwj->chwi", c2w[:, :3, :3], d_cam)
-        d = d / d.norm(dim=-1, keepdim=True)
-        o = c2w[:, None, None, :3, 3].expand_as(d)
-        return o, d
+        return _rays_through(cams.Ks[:, None, None], _rigid_inverse(cams.viewmats)[:, None, None], u[None], v[None])
+
+    def pixel_rays(self, view: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The rays through the centres of single pixels ``(x, y)`` of views ``view`` (each ``[P]`` int64), without
+        forming every pixel's: ``origins  # [P, 3]``, unit ``directions  # [P, 3]`` (those of
+        :meth:`generate_rays`)."""
+        return _rays_through(self.Ks[view], _rigid_inverse(self.viewmats[view]), x + 0.5, y + 0.5)
+
+
+def _rays_through(Ks: Tensor, c2w: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Rays through image points ``(u, v)`` of cameras ``Ks  # [..., 3, 3]``, camera-to-world ``c2w  # [..., 4, 4]``
+    (broadcast together): origins and unit directions ``[..., 3]``."""
+    x = (u - Ks[..., 0, 2]) / Ks[..., 0, 0]
+    y = (v - Ks[..., 1, 2]) / Ks[..., 1, 1]
+    d = torch.einsum("...ij,...j->...i", c2w[..., :3, :3], torch.stack([x, y, torch.ones_like(x)], -1))
+    d = d / d.norm(dim=-1, keepdim=True)
+    return c2w[..., :3, 3].expand_as(d), d
 
 
 def _rigid_inverse(m: Tensor) -> Tensor:

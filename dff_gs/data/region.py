@@ -151,11 +151,7 @@ def beyond_points(cameras: Cameras, images: Tensor, region: Region, n: int, seed
     V, H, W = len(cameras), cameras.height, cameras.width
     view = torch.randint(V, (n,), generator=g)
     y, x = torch.randint(H, (n,), generator=g), torch.randint(W, (n,), generator=g)
-    K, c2w = cameras.Ks[view], cameras.camtoworlds[view]  # the sampled pixels' rays only (not [V, H, W] of them)
-    d_cam = torch.stack([(x + 0.5 - K[:, 0, 2]) / K[:, 0, 0], (y + 0.5 - K[:, 1, 2]) / K[:, 1, 1],
-                         torch.ones(n)], -1)
-    d = torch.nn.functional.normalize(torch.einsum("nij,nj->ni", c2w[:, :3, :3], d_cam), dim=-1)
-    o = c2w[:, :3, 3]
+    o, d = cameras.pixel_rays(view, x, y)  # the sampled pixels' rays only (not [V, H, W] of them)
     box = region.bounds
     centre, half = box.mean(0), 0.5 * (box[1] - box[0]).norm()
     near = torch.maximum(_box_exit(o, d, box), 0.5 * (o - centre).norm(dim=-1)).clamp_min(1e-3)
