@@ -28,6 +28,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from dff_gs.core.utils import as_rgb  # noqa: E402
 from dff_gs.eval.metrics import psnr  # noqa: E402
 from dff_gs.io.images import save_png, side_by_side  # noqa: E402
 from dff_gs.query import QueryContext  # noqa: E402
@@ -52,7 +53,7 @@ def zoomed_out(ctx: QueryContext, test, factor: int) -> tuple[float, torch.Tenso
     view 0's render and truth there."""
     w, h = max(1, test.width // factor), max(1, test.height // factor)
     cams = test.cameras.resized(w, h).to(ctx.model.device)
-    truth = F.interpolate(test.images.permute(0, 3, 1, 2).float(), size=(h, w), mode="area").permute(0, 2, 3, 1)
+    truth = F.interpolate(as_rgb(test.images).permute(0, 3, 1, 2), size=(h, w), mode="area").permute(0, 2, 3, 1)
     bg = torch.tensor(test.background, dtype=torch.float32)
     rgb = torch.cat([render(ctx.model, cams[[i]], backgrounds=bg, with_features=False).rgb.clamp(0, 1)
                      for i in range(len(cams))])

@@ -56,6 +56,7 @@ from dff_gs import query as Q  # noqa: E402
 from dff_gs.core.cameras import Cameras  # noqa: E402
 from dff_gs.edit import ops  # noqa: E402
 from dff_gs.core.errors import DffError  # noqa: E402
+from dff_gs.core.utils import as_rgb  # noqa: E402
 from dff_gs.render import render  # noqa: E402
 
 MODES = {"text": ("labels", ["teacher.name=labels"]), "click": ("default", ["data.labels=false"])}
@@ -88,7 +89,7 @@ def render_all(model, cams, backend="auto") -> tuple[torch.Tensor, torch.Tensor,
 
 def load_truth(ctx) -> Truth:
     test = ctx.scene().split("test")
-    return Truth(test.cameras, test.images, test.semantics, *render_all(ctx.model, test.cameras, ctx.backend))
+    return Truth(test.cameras, as_rgb(test.images), test.semantics, *render_all(ctx.model, test.cameras, ctx.backend))
 
 
 def edit_script(run: Path, query: list[str], fill: bool):

@@ -455,7 +455,9 @@ def check_scene(scene) -> str | None:
     """Why a loaded scene is not valid data (None when it is)."""
     import torch
 
-    cams, imgs = scene.cameras, scene.images
+    from dff_gs.core.utils import as_rgb
+
+    cams, imgs = scene.cameras, as_rgb(scene.images)
     if imgs.ndim != 4 or imgs.shape[0] == 0 or imgs.shape[-1] != 3:
         return f"images of shape {list(imgs.shape)}"
     if not bool(torch.isfinite(imgs).all()) or float(imgs.min()) < 0 or float(imgs.max()) > 1:

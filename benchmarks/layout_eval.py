@@ -78,9 +78,10 @@ def default_cache() -> Path:
     return cache_dir("scenes")
 
 
-NOT_TRAINING = (("data", "posed_out"),)
-"""Defaults that do not change what training computes (where a posed scene is written): left out of the key, so
-that adding such an option does not train every layout again."""
+NOT_TRAINING = (("data", "posed_out"), ("train", "minutes"), ("train", "random_background"))
+"""Defaults that do not change what training computes on a layout (where a posed scene is written;
+``train.minutes``, off by default, the steps chosen otherwise; ``train.random_background``, which only RGBA views
+have): left out of the key, so that adding such an option does not train every layout again."""
 
 
 def run_dir(runs: Path, name: str, path: Path | None, teacher: str) -> Path:

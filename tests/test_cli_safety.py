@@ -305,7 +305,7 @@ def test_huge_counts_and_learning_rates_are_refused(setting, message):
 
 
 def test_an_unknown_key_in_a_large_section_is_a_short_line():
-    with pytest.raises(ConfigError, match=r"'train.stepz' \(did you mean train.steps\? 25 keys in train") as err:
+    with pytest.raises(ConfigError, match=r"'train.stepz' \(did you mean train.steps\? 27 keys in train") as err:
         apply_overrides(Config(), ["train.stepz=5"])
     assert len(str(err.value)) < 300
     with pytest.raises(ConfigError, match=r"known: data, force, lift"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dff_gs.core.utils import as_rgb
 from dff_gs.core.cameras import Cameras, check_rigid, intrinsics_from_fov
 from dff_gs.data import load_scene
 from dff_gs.data.colmap import (ColmapCamera, ColmapImage, ColmapModel, qvec_to_rotmat, read_model,
@@ -251,8 +252,8 @@ def test_transforms_round_trip(tmp_path):
     gt = make_transforms_scene(tmp_path, n=5, with_ext=False)
     scene = load_scene(tmp_path, test_every=3)
     assert scene.num_views == 5 and (scene.height, scene.width) == (H, W)
-    assert scene.images.shape == (5, H, W, 3) and scene.images.dtype == torch.float32
-    assert_close(scene.images, np.stack(gt["rgb"]), atol=1e-6)
+    assert scene.images.shape == (5, H, W, 3) and scene.images.dtype == torch.uint8  # a quarter of float32
+    assert_close(as_rgb(scene.images), np.stack(gt["rgb"]), atol=1e-6)  # exactly the 8-bit files' values
     assert scene.image_names == gt["names"]
     assert (scene.cameras.width, scene.cameras.height) == (W, H)
     assert_close(scene.cameras.viewmats, np.linalg.inv(np.stack(gt["c2w_gl"]) @ FLIP))
@@ -289,8 +290,8 @@ def test_transforms_downscale(tmp_path):
     assert_close(half.cameras.Ks, expect_K)
     assert_close(half.cameras.viewmats, full.cameras.viewmats)
     # box filter: each pixel is the mean of its 2x2 block (8-bit rounding aside)
-    blocks = full.images.reshape(3, H // 2, 2, W // 2, 2, 3).mean((2, 4))
-    assert_close(half.images, blocks, atol=1.5 / 255)
+    blocks = as_rgb(full.images).reshape(3, H // 2, 2, W // 2, 2, 3).mean((2, 4))
+    assert_close(as_rgb(half.images), blocks, atol=1.5 / 255)
     # nearest neighbour: labels and depths are values from their own 2x2 block
     for full_t, half_t in ((full.semantics, half.semantics), (full.depths, half.depths)):
         b = full_t.reshape(3, H // 2, 2, W // 2, 2).permute(0, 1, 3, 2, 4).reshape(3, H // 2, W // 2, 4)
@@ -305,10 +306,10 @@ def test_transforms_rgba_background(tmp_path):
     bg = np.array([0.0, 0.25, 1.0])
     scene = load_scene(tmp_path, background=tuple(bg))
     a = gt["alpha"][1][..., None]
-    assert_close(scene.images[1], gt["rgb"][1] * a + bg * (1 - a), atol=1e-5)
-    assert_close(scene.images[0], gt["rgb"][0], atol=1e-6)  # opaque images ignore the background
+    assert_close(as_rgb(scene.images[1]), gt["rgb"][1] * a + bg * (1 - a), atol=0.5 / 255 + 1e-6)  # kept as 8 bits
+    assert_close(as_rgb(scene.images[0]), gt["rgb"][0], atol=1e-6)  # opaque images ignore the background
     white = load_scene(tmp_path)
-    assert_close(white.images[1], gt["rgb"][1] * a + (1 - a), atol=1e-5)
+    assert_close(as_rgb(white.images[1]), gt["rgb"][1] * a + (1 - a), atol=0.5 / 255 + 1e-6)
 
 
 def test_transforms_rgba_downscale(tmp_path):
@@ -317,8 +318,8 @@ def test_transforms_rgba_downscale(tmp_path):
     full = load_scene(tmp_path, background=bg)
     half = load_scene(tmp_path, background=bg, downscale=2)
     # resizing before compositing must weight colours by alpha: the result is the composited image's box mean
-    blocks = full.images.reshape(2, H // 2, 2, W // 2, 2, 3).mean((2, 4))
-    assert_close(half.images, blocks, atol=3 / 255)
+    blocks = as_rgb(full.images).reshape(2, H // 2, 2, W // 2, 2, 3).mean((2, 4))
+    assert_close(as_rgb(half.images), blocks, atol=3 / 255)
 
 
 def test_transforms_options(tmp_path):
@@ -452,7 +453,7 @@ def test_colmap_text_and_binary(colmap_scenes):
     assert torch.equal(txt.points, bin_.points) and torch.equal(txt.bounds, bin_.bounds)
     for i, n in enumerate(names):
         img = np.asarray(Image.open(roots[True] / "images" / n)) / 255.0
-        assert_close(bin_.images[i], img, atol=1e-6)
+        assert_close(as_rgb(bin_.images[i]), img, atol=1e-6)
 
 
 def test_colmap_model_in_sparse_or_root(tmp_path):
@@ -494,7 +495,7 @@ def test_replica_layout(tmp_path):
     assert scene.image_names == [f"rgb_{i}" for i in range(4)]
     assert_close(scene.cameras.viewmats, np.linalg.inv(np.stack(gt["c2w"])))
     assert_close(scene.cameras.Ks, np.broadcast_to(K_of(W / 2, W / 2, W / 2, H / 2), (4, 3, 3)))  # 90 deg hfov
-    assert_close(scene.images, np.stack(gt["rgb"]), atol=1e-6)
+    assert_close(as_rgb(scene.images), np.stack(gt["rgb"]), atol=1e-6)
     assert_close(scene.depths, np.stack(gt["depth"]), atol=1e-6)
     assert torch.equal(scene.semantics, torch.as_tensor(np.stack(gt["sem"])))
     assert scene.class_names == names and scene.train_ids == [0, 1, 2, 3] and scene.test_ids == []

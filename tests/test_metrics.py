@@ -5,6 +5,7 @@ import math
 import torch
 
 from dff_gs.eval.metrics import confusion_matrix, depth_metrics, psnr, segmentation_metrics, ssim
+from dff_gs.core.utils import as_rgb
 
 
 def test_psnr_known_value():
@@ -69,7 +70,7 @@ def test_reported_ssim_equals_torchmetrics_on_rendered_images(tiny_scene):
     backbone = as_backbone(model, backend="torch", background=bg)
     renders = [render_view(backbone, scene.cameras[[i]], with_features=False).rgb for i in range(scene.num_views)]
     assert 0.2 < metrics["ssim"] < 0.999
-    assert abs(metrics["ssim"] - _torchmetrics_ssim(renders, list(scene.images))) < 1e-4
+    assert abs(metrics["ssim"] - _torchmetrics_ssim(renders, list(as_rgb(scene.images)))) < 1e-4
     assert metrics["lpips"] == LPIPS_UNAVAILABLE
 
 

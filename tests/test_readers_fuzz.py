@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from dff_gs.data import load_scene
 from tests.examples import make_colmap, make_ply, make_transforms
 from dff_gs.core.errors import CheckpointError, DataError, DffError
+from dff_gs.core.utils import as_rgb
 from dff_gs.io.ply import load_ply, sidecar_path
 
 W, H = 8, 6
@@ -45,7 +46,7 @@ def bases(tmp_path_factory):
 
 
 def assert_valid_scene(scene):
-    imgs, cams = scene.images, scene.cameras
+    imgs, cams = as_rgb(scene.images), scene.cameras
     assert imgs.ndim == 4 and imgs.shape[0] > 0 and imgs.shape[-1] == 3
     assert bool(torch.isfinite(imgs).all()) and 0 <= float(imgs.min()) and float(imgs.max()) <= 1
     assert len(cams) == imgs.shape[0] and (cams.width, cams.height) == (imgs.shape[2], imgs.shape[1])

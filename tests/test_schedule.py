@@ -48,3 +48,64 @@ def test_the_loaded_scene_resolves_the_steps_the_run_writes(tiny_scene, capsys):
         _, scene, _, _ = load_run_scene(cfg, progress=False)
         assert (scene.width, scene.height) == (48, 36)
         assert cfg.train.steps == steps and saved_config(cfg, scene)["train"]["steps"] == steps
+
+
+# ------------------------------------------------------------------------- train.minutes (dff_gs.train.budget)
+
+
+def test_steps_for_minutes_follow_the_measured_step_cost():
+    from dff_gs.train.budget import MIN_STEPS, steps_for
+
+    assert steps_for(1.0, 0.1, 0.1, 0.5) == 600  # 60 s at 0.1 s a step
+    assert steps_for(2.0, 0.1, 0.1, 0.5) == 1200
+    # growing from 0.1 s to 0.3 s over the first half, then 0.3 s: 0.5 * 0.2 + 0.5 * 0.3 = 0.25 s a step
+    assert steps_for(1.0, 0.1, 0.3, 0.5) == 240
+    assert steps_for(0.01, 1.0, 1.0, 0.5) == MIN_STEPS  # a budget too small to densify once: the fewest steps
+
+
+@pytest.mark.parametrize("settings, error", [
+    (["train.minutes=2", "train.steps=500"], "give one"),
+    (["train.minutes=2", "train.backbone=nerf"], "train.backbone=nerf"),
+    (["train.minutes=2", "lift.enabled=true", "model.init_ply=x.ply"], "with lift.enabled"),
+])
+def test_minutes_refused_where_they_cannot_choose_the_steps(settings, error):
+    from dff_gs.core.errors import ConfigError
+
+    cfg = apply_overrides(Config(), settings)
+    with pytest.raises(ConfigError, match=error):
+        resolve_steps(cfg, fake_scene())
+
+
+def test_minutes_leave_the_steps_to_the_built_model():
+    cfg = apply_overrides(Config(), ["train.minutes=2"])
+    resolve_steps(cfg, fake_scene())
+    assert cfg.train.steps == 0  # not the pixel budget's: plan_minutes sets them once the model is built
+
+
+def test_plan_minutes_measures_on_a_copy_and_leaves_the_run_as_it_was(tiny_scene, capsys):
+    import torch
+
+    from dff_gs.core.gaussians import GaussianModel
+    from dff_gs.data import load_scene
+    from dff_gs.train.budget import plan_minutes, repeated
+    from dff_gs.train.trainer import TrainData, scene_scale_of
+
+    scene = load_scene(tiny_scene).split("train")
+    model = GaussianModel.from_depth(scene, max_points=500, sh_degree=1)
+    before = {k: v.detach().clone() for k, v in model.params.items()}
+    data = TrainData(images=scene.images, cameras=scene.cameras, teacher_maps=None, background=torch.ones(3),
+                     scene_scale=scene_scale_of(scene))
+    cfg = apply_overrides(Config(), ["train.minutes=0.5", "train.backend=torch", "train.batch_views=1",
+                                     "strategy.max_gaussians=1000"])
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    plan = plan_minutes(cfg, model, data, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected)  # the random states as they were: the run trains as it would have
+    assert all(torch.equal(before[k], model.params[k]) for k in before)  # measured on copies
+    assert plan["gaussians_start"] == 500 and plan["gaussians_cap"] == 1000
+    assert plan["step_seconds_start"] > 0 and plan["step_seconds_cap"] > 0
+    assert cfg.train.steps == plan["steps"] >= 100
+    assert f"train.minutes=0.5: train.steps={plan['steps']:,}" in capsys.readouterr().out
+    grown = repeated(model, 1200)
+    assert grown.num_gaussians == 1200 and torch.equal(grown.params["means"][500:1000], model.params["means"])

@@ -166,3 +166,24 @@ def test_no_matplotlib_one_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no PSNR / mIoU curves drawn: matplotlib is not installed" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_random_backgrounds_recomposite_rgba_views_and_leave_opaque_ones():
+    from dff_gs.core.cameras import Cameras
+    from dff_gs.train.trainer import TrainData, step_backgrounds
+
+    torch.manual_seed(0)
+    rgb, alpha = torch.rand(3, 4, 5, 3), (torch.rand(3, 4, 5) > 0.5).float()
+    white = torch.ones(3)
+    loaded = (((rgb * alpha[..., None] + white * (1 - alpha[..., None])) * 255).round()).to(torch.uint8)
+    cams = Cameras(torch.eye(4).repeat(3, 1, 1), torch.eye(3).repeat(3, 1, 1), 5, 4)
+    opaque = TrainData(loaded, cams, None, white, 1.0)
+    bg, gt = step_backgrounds(opaque, [0, 2], step=7, seed=0)
+    assert torch.equal(bg, white.expand(2, 3)) and torch.equal(gt, loaded[[0, 2]].float() / 255)
+    rgba = TrainData(loaded, cams, None, white, 1.0, alphas=alpha)
+    bg, gt = step_backgrounds(rgba, [0, 2], step=7, seed=0)
+    assert not torch.allclose(bg, white.expand(2, 3)) and not torch.allclose(bg[0], bg[1])
+    want = rgb[[0, 2]] * alpha[[0, 2], ..., None] + bg[:, None, None, :] * (1 - alpha[[0, 2], ..., None])
+    assert torch.allclose(gt, want, atol=0.5 / 255 + 1e-6)  # the view over its own random colour
+    again, _ = step_backgrounds(rgba, [2], step=7, seed=0)  # a view's colour: (seed, step, view), not the batch
+    assert torch.equal(again[0], bg[1]) and not torch.equal(step_backgrounds(rgba, [2], 8, 0)[0][0], bg[1])

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from dff_gs.core.errors import CheckpointError
 from dff_gs.core.features import affine_map
 from dff_gs.core.neighbors import knn, tree_query
+from dff_gs.core.utils import as_rgb
 
 SH_C0 = 0.28209479177387814
 PARAM_KEYS = ("means", "quats", "scales", "opacities", "sh0", "shN", "features")
@@ -190,7 +191,7 @@ class GaussianModel(nn.Module):
         depth = scene.depths[ids]
         valid = depth > 0
         pts = cams.backproject(depth)[valid]
-        cols = scene.images[ids][valid]
+        cols = as_rgb(scene.images[ids][valid])
         focal = cams.Ks[:, 0, 0][:, None, None].expand_as(depth)[valid]
         footprint = depth[valid] / focal  # metres per pixel
         g = torch.Generator().manual_seed(seed)

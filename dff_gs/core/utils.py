@@ -89,3 +89,11 @@ def fit_side(height: int, width: int, max_side: int) -> tuple[int, int]:
     if max_side <= 0 or longest <= max_side:
         return height, width
     return max(1, round(height * max_side / longest)), max(1, round(width * max_side / longest))
+
+
+def as_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Views as float32 in [0, 1]: ``images  # [..., 3]`` uint8 (``SceneData.images`` as loaded: a quarter of the
+    memory of float32) divided by 255, or float ones as they are. Convert the slice a step needs, not every view.
+    Returns Tensor  # [..., 3] float32"""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+

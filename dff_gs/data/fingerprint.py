@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dff_gs.core.utils import evenly_spaced
+from dff_gs.core.utils import as_rgb, evenly_spaced
 from dff_gs.data.scene import SceneData
 
 FINGERPRINT_VERSION = 1
@@ -59,7 +59,7 @@ def scene_fingerprint(scene: SceneData) -> dict:
         "test": [int(i) for i in scene.test_ids],
         "intrinsics": torch.stack([Ks[:, 0, 0], Ks[:, 1, 1], Ks[:, 0, 2], Ks[:, 1, 2]], 1).tolist(),
         "poses": cams.viewmats.detach().double().cpu()[:, :3, :].reshape(len(cams), 12).tolist(),
-        "thumbs": {int(i): _thumbnail(scene.images[i]) for i in evenly_spaced(scene.num_views, THUMB_VIEWS)},
+        "thumbs": {int(i): _thumbnail(as_rgb(scene.images[i])) for i in evenly_spaced(scene.num_views, THUMB_VIEWS)},
     }
 
 

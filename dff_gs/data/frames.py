@@ -16,6 +16,7 @@ from dff_gs.core.utils import IGNORE_LABEL
 from dff_gs.data.image_io import check_size, image_size, load_depth, load_labels, load_mask, load_rgba
 from dff_gs.data.region import content_region
 from dff_gs.data.scene import SceneData, estimate_bounds, split_every
+from dff_gs.io.images import to_uint8
 from dff_gs.data.undistort import Distortion, undistort_frame_paths
 from dff_gs.data.validate import check_intrinsics, check_position
 
@@ -175,35 +176,36 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
     with_sem = any(f.semantic for f in frames)
     with_depth = any(f.depth for f in frames)
     with_mask = any(f.mask for f in frames)
-    images, alphas, sems, depths, masks = [], [], [], [], []
+    V = len(frames)
+    # filled in place, one frame decoded at a time: the peak is what the scene keeps (images as uint8, a quarter of
+    # float32), not that plus a list of per-frame tensors to stack
+    images = torch.empty(V, h, w, 3, dtype=torch.uint8)
+    alphas: list[Optional[Tensor]] = []
+    sems = torch.full((V, h, w), IGNORE_LABEL, dtype=torch.long) if with_sem else None
+    depth_t = torch.zeros(V, h, w) if with_depth else None
+    masks = torch.ones(V, h, w, dtype=torch.bool) if with_mask else None
     it = frames
     if progress:
         from tqdm import tqdm
 
         it = tqdm(frames, desc=f"loading {source.name}", leave=False)
-    for f in it:
+    for i, f in enumerate(it):
         img, alpha = load_rgba(f.image, background, (h0, w0), size)
-        images.append(img)
+        images[i] = torch.from_numpy(to_uint8(img))
         alphas.append(alpha)
-        if with_mask:
-            masks.append(load_mask(f.mask, (h0, w0), size) if f.mask is not None
-                         else torch.ones(h, w, dtype=torch.bool))
-        if with_sem:
-            sems.append(torch.full((h, w), IGNORE_LABEL, dtype=torch.long) if f.semantic is None
-                        else _labels(f.semantic, (h0, w0), size, ignore_label, class_names))
-        if with_depth:
-            if f.depth is None:
-                depths.append(torch.zeros(h, w))
-            else:
-                d = load_depth(f.depth, None, depth_png_scale)
-                check_size(f.depth, d, (h0, w0), "the depth map")
-                depths.append(load_depth(f.depth, size, depth_png_scale) if size != (w0, h0) else d)
+        if with_mask and f.mask is not None:
+            masks[i] = load_mask(f.mask, (h0, w0), size)
+        if with_sem and f.semantic is not None:
+            sems[i] = _labels(f.semantic, (h0, w0), size, ignore_label, class_names)
+        if with_depth and f.depth is not None:
+            d = load_depth(f.depth, None, depth_png_scale)
+            check_size(f.depth, d, (h0, w0), "the depth map")
+            depth_t[i] = load_depth(f.depth, size, depth_png_scale) if size != (w0, h0) else d
     Ks = torch.stack([f.K.float() for f in frames])
     cams = Cameras.from_camtoworlds(torch.stack([f.c2w.float() for f in frames]), Ks, w0, h0, convention,
                                     source=str(source))
     if size != (w0, h0):
         cams = cams.resized(w, h)
-    depth_t = torch.stack(depths) if with_depth else None
     alpha_t = None  # RGBA views' alpha (an opaque view among them counts as all 1)
     if any(a is not None for a in alphas):
         alpha_t = torch.stack([a if a is not None else torch.ones(h, w) for a in alphas])
@@ -214,10 +216,10 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
         bounds = region.bounds if region is not None else estimate_bounds(cams[tr])
     elif bounds is None:
         bounds = estimate_bounds(cams, depth_t, points)
-    return SceneData(images=torch.stack(images), cameras=cams, image_names=[f.name for f in frames],
+    return SceneData(images=images, cameras=cams, image_names=[f.name for f in frames],
                      train_ids=list(train_ids), test_ids=list(test_ids), bounds=torch.as_tensor(bounds).float(),
-                     depths=depth_t, semantics=torch.stack(sems) if with_sem else None,
+                     depths=depth_t, semantics=sems,
                      class_names=list(class_names) if class_names is not None else None,
                      points=points, point_colors=point_colors, source=str(source), alphas=alpha_t,
-                     masks=torch.stack(masks) if with_mask else None, downscale=factor * prescaled,
+                     masks=masks, downscale=factor * prescaled,
                      background=tuple(float(c) for c in background), region=region)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.core.cameras import Cameras
+from dff_gs.core.utils import as_rgb
 
 SEEN_FRACTION = 0.5
 """A cell may be content when at least this fraction of the cameras see it (in front of the camera, in the image)."""
@@ -158,7 +159,7 @@ def beyond_points(cameras: Cameras, images: Tensor, region: Region, n: int, seed
     far = torch.maximum((o - centre).norm(dim=-1) + FAR_REACH * half, 2.0 * near)
     u = torch.rand(n, generator=g)
     t = 1.0 / (u / far + (1.0 - u) / near)  # uniform in 1 / t between 1 / near and 1 / far
-    return o + d * t[:, None], images[view, y, x].cpu().float().clamp(0, 1)
+    return o + d * t[:, None], as_rgb(images[view, y, x].cpu()).clamp(0, 1)
 
 
 def mean_colors(cameras: Cameras, images: Tensor, points: Tensor, chunk: int = 16384) -> Tensor:
@@ -169,7 +170,7 @@ def mean_colors(cameras: Cameras, images: Tensor, points: Tensor, chunk: int = 1
     out = []
     for s in range(0, len(points), chunk):
         inside, x, y = _pixels(cameras, points[s:s + chunk])
-        rgb = images[torch.arange(V)[:, None], y, x]  # [V, P, 3]
+        rgb = as_rgb(images[torch.arange(V)[:, None], y, x])  # [V, P, 3]
         w = inside.float()[..., None]
         out.append((rgb * w).sum(0) / w.sum(0).clamp_min(1.0) + 0.5 * (w.sum(0) == 0))
     return torch.cat(out).clamp(0, 1)

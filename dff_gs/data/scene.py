@@ -16,7 +16,8 @@ from dff_gs.data.region import Region
 class SceneData:
     """Posed images of one scene with optional depth, semantics and sparse points.
 
-    images: Tensor                 # [V, H, W, 3] float32 in [0, 1] (RGBA composited on the background)
+    images: Tensor                 # [V, H, W, 3] uint8 as decoded, RGBA composited on the background (float32 in
+                                   # [0, 1] also accepted); dff_gs.core.utils.as_rgb: float32 of the slice a step uses
     cameras: Cameras               # V cameras, OpenCV convention
     depths: Optional[Tensor]       # [V, H, W] float32 metres, z-depth along the camera axis, 0 = invalid
     semantics: Optional[Tensor]    # [V, H, W] int64 class ids, -1 = unlabeled

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from dff_gs.backbone import Backbone, as_backbone
 from dff_gs.core.cameras import Cameras
 from dff_gs.data import SceneData
+from dff_gs.core.utils import as_rgb
 from dff_gs.eval.lpips import LPIPS_UNAVAILABLE, load_lpips, lpips_distance
 from dff_gs.eval.metrics import confusion_matrix, depth_metrics, psnr, segmentation_metrics, ssim
 from dff_gs.io.images import colorize_labels, depth_to_rgb, save_png, side_by_side
@@ -108,7 +109,7 @@ def evaluate(
     for i in tqdm(range(scene.num_views), desc="eval", disable=not progress, leave=False):
         out = render_view(backbone, cams[[i]], with_features=seg)
         rgb = out.rgb.clamp(0, 1).cpu()
-        gt = scene.images[i]
+        gt = as_rgb(scene.images[i])
         psnrs.append(psnr(rgb, gt))
         ssims.append(ssim(rgb, gt))
         if lpips_net is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torch import Tensor
 
@@ -12,7 +13,9 @@ from dff_gs.core.utils import atomic_write_path
 
 
 def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
-    """[H, W, 3] float in [0, 1] (tensor or array) -> uint8 array."""
+    """[H, W, 3] float in [0, 1] (tensor or array; a uint8 one as it is) -> uint8 array."""
+    if isinstance(image, Tensor) and image.dtype == torch.uint8:
+        return image.detach().cpu().numpy()
     if isinstance(image, Tensor):
         image = image.detach().float().cpu().numpy()
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

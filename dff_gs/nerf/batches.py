@@ -11,6 +11,7 @@ from torch import Tensor
 
 from dff_gs.core.cameras import Cameras
 from dff_gs.core.errors import ConfigError
+from dff_gs.core.utils import as_rgb
 
 
 @dataclass
@@ -56,7 +57,7 @@ def sample_maps(maps: Tensor, views: Tensor, px: Tensor, py: Tensor, height: int
 class PatchSampler:
     """Draws random patches from the training views.
 
-    images: Tensor  # [V, H, W, 3]
+    images: Tensor  # [V, H, W, 3] uint8 (or float in [0, 1])
     cameras: Cameras  # V cameras
     teacher_maps: Tensor  # [V, h, w, C] or None
     """
@@ -89,4 +90,4 @@ class PatchSampler:
             t = sample_maps(self.teacher_maps, vv.reshape(-1), xx.reshape(-1), yy.reshape(-1), self.H, self.W)
             teacher = t.reshape(P, s, s, -1)
         return PatchBatch(rays_o=self.rays_o[vv, yy, xx].reshape(-1, 3), rays_d=self.rays_d[vv, yy, xx].reshape(-1, 3),
-                          rgb=self.images[vv, yy, xx], teacher=teacher)
+                          rgb=as_rgb(self.images[vv, yy, xx]), teacher=teacher)

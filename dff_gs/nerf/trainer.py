@@ -13,6 +13,7 @@ from torch import Tensor
 
 from dff_gs.core.cameras import Cameras
 from dff_gs.core.errors import CheckpointError, ConfigError
+from dff_gs.core.utils import as_rgb
 from dff_gs.nerf.batches import PatchSampler
 from dff_gs.nerf.io import check_finite, load_nerf_checkpoint, save_nerf_checkpoint
 from dff_gs.nerf.model import NerfModel
@@ -29,7 +30,7 @@ SSIM_MIN_PATCH = 11 // 2 + 1
 class NerfTrainer(TrainerBase):
     """Optimises a :class:`NerfModel` on training images and (optionally) teacher maps.
 
-    images: Tensor  # [V, H, W, 3] on the training device
+    images: Tensor  # [V, H, W, 3] uint8 (or float in [0, 1]) on the training device
     cameras: Cameras  # V cameras on the training device
     teacher_maps: Tensor  # [V, h, w, C] or None
     """
@@ -47,7 +48,7 @@ class NerfTrainer(TrainerBase):
         self.sampler = PatchSampler(images, cameras, teacher_maps if self.use_features else None,
                                     self.ncfg.batch_rays, self.ncfg.patch_size)
         self.optimizer = self._make_optimizer()
-        self._preview_view = (cameras[[0]], images[0])  # what train.image_every logs
+        self._preview_view = (cameras[[0]], as_rgb(images[0]))  # what train.image_every logs
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self) -> torch.optim.Optimizer:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.core.errors import ConfigError
+from dff_gs.core.utils import as_rgb
 
 
 class Teacher:
@@ -44,9 +45,13 @@ class Teacher:
         """Maps of every view of ``scene``: ``[V, h, w, C]`` (CPU, float16 to keep caches small)."""
         from tqdm import tqdm
 
-        out = [self.features(img).detach().to("cpu", torch.float16)
-               for img in tqdm(scene.images, desc=f"teacher {self.name}", disable=not progress, leave=False)]
-        return torch.stack(out)
+        out = None  # filled view by view: no list of maps beside the stacked copy (twice the maps at the peak)
+        for i, img in enumerate(tqdm(scene.images, desc=f"teacher {self.name}", disable=not progress, leave=False)):
+            fmap = self.features(as_rgb(img)).detach().to("cpu", torch.float16)
+            if out is None:
+                out = torch.empty(len(scene.images), *fmap.shape, dtype=torch.float16)
+            out[i] = fmap
+        return out
 
     def encode_text(self, texts: list[str]) -> Tensor:
         raise ConfigError(f"teacher {self.name!r} has no text encoder; use a patch, click or cluster query")

@@ -94,6 +94,9 @@ class TrainConfig(Section):
     steps: int = option(0, "optimisation steps; 0 = chosen for the scene (dff_gs.train.schedule): 850 when the "
                            "Gaussians start in place (depth maps, points, a PLY), else as many as 30M pixels buy "
                            "(850 to 3000), the number written to the run's config", rule=count(0))
+    minutes: float = option(0.0, "instead of train.steps: the steps that fill this many minutes of training, measured "
+                                 "on this machine before the run (dff_gs.train.budget; the Gaussians); 0 = off",
+                            rule=at_least(0))
     backbone: BackboneName = option("gs", "gs (Gaussians) | nerf")
     backend: Backend = option("auto", "renderer: auto | torch | gsplat")
     device: str = option("auto", "auto | cpu | cuda")
@@ -106,6 +109,9 @@ class TrainConfig(Section):
                                       "call; false: one at a time, gradients accumulated view by view, summed in the "
                                       "order torchrun's ranks sum them (1 process = N ranks of one view each, bit for "
                                       "bit)")
+    random_background: bool = option(False, "RGBA scenes: every training view over a random background colour of "
+                                            "its own (the alpha is learned, not the background colour); renders, "
+                                            "metrics and exports keep data.background")
     ssim_lambda: float = option(0.2, "weight of D-SSIM in the photometric loss", rule=within(0, 1))
     feature_lambda: float = option(0.1, "weight of the feature distillation loss", rule=at_least(0))
     feature_start: int = option(0, "step from which the distillation loss is on", rule=count(0))

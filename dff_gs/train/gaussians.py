@@ -15,6 +15,7 @@ from dff_gs.data import SceneData
 from dff_gs.data.region import beyond_points, content_region, mean_colors
 from dff_gs.io.ply import load_ply
 from dff_gs.teachers.prepare import TeacherOutputs
+from dff_gs.train.budget import plan_minutes
 from dff_gs.train.config import Config
 from dff_gs.train.method import MethodInputs, TrainerMethod, optimizer_groups
 from dff_gs.train.schedule import init_method
@@ -91,8 +92,9 @@ class GaussianMethod(TrainerMethod):
     exports = True
     evaluates_while_training = True
 
-    def __init__(self, cfg: Config, scene: SceneData, trainer: Trainer, background: Tensor):
-        self.cfg, self.scene, self.trainer, self.background = cfg, scene, trainer, background
+    def __init__(self, cfg: Config, summary: dict, trainer: Trainer, background: Tensor):
+        """summary: :func:`scene_summary` of the run's scene (kept instead of the scene and its views)"""
+        self.cfg, self.summary, self.trainer, self.background = cfg, summary, trainer, background
 
     @classmethod
     def build(cls, cfg: Config, inputs: MethodInputs) -> "GaussianMethod":
@@ -110,8 +112,11 @@ class GaussianMethod(TrainerMethod):
             background=background.to(device),
             scene_scale=scene_scale_of(train),
             masks=None if train.masks is None else train.masks.to(device),
+            alphas=train.alphas.to(device) if cfg.train.random_background and train.alphas is not None else None,
         )
-        return cls(cfg, inputs.scene, Trainer(cfg, model, data, device, inputs.world), background)
+        if cfg.train.minutes > 0 and not cfg.resume:  # the steps that fill the minutes, measured on this model
+            plan_minutes(cfg, model, data, device, inputs.world)
+        return cls(cfg, scene_summary(cfg, inputs.scene), Trainer(cfg, model, data, device, inputs.world), background)
 
     def checkpoint_args(self, meta: dict) -> tuple:
         return ()
@@ -124,7 +129,7 @@ class GaussianMethod(TrainerMethod):
 
     def final_metrics(self) -> dict:
         return {"train_seconds": self.trainer.train_seconds, "num_gaussians": self.model.num_gaussians,
-                "scene": scene_summary(self.cfg, self.scene)}
+                "scene": self.summary}
 
     def backbone(self) -> GaussianBackbone:
         return GaussianBackbone(self.model)

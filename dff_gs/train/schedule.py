@@ -14,6 +14,8 @@ degree) follows the steps, as it does for a given ``train.steps``.
 
 from __future__ import annotations
 
+from dff_gs.train.budget import check_minutes
+
 AUTO_STEPS = 0
 """``train.steps`` value that asks for the schedule of :func:`auto_steps` (the default)."""
 BASE_STEPS = 850
@@ -46,8 +48,10 @@ def auto_steps(width: int, height: int, in_place: bool) -> int:
 def resolve_steps(cfg, scene) -> None:
     """``train.steps=0`` becomes :func:`auto_steps` for ``scene`` (the loaded scene, at the size it trains at),
     before the run's config is written, so that its ``config.yaml`` and checkpoint hold the steps it trains (a
-    resume continues to them). One printed line when the scene, not the base schedule, chose them."""
-    if cfg.train.steps != AUTO_STEPS:
+    resume continues to them). One printed line when the scene, not the base schedule, chose them. With
+    ``train.minutes`` the steps are left to :func:`dff_gs.train.budget.plan_minutes` once the model is built."""
+    check_minutes(cfg)
+    if cfg.train.steps != AUTO_STEPS or (cfg.train.minutes > 0 and not cfg.resume):  # the minutes: once built
         return
     method = init_method(cfg, scene)
     in_place = cfg.train.backbone != "gs" or cfg.lift.enabled or method in IN_PLACE

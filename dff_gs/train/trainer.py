@@ -21,6 +21,7 @@ from dff_gs.core.distributed import World
 from dff_gs.core.errors import CheckpointError
 from dff_gs.core.features import resample_maps
 from dff_gs.core.gaussians import GaussianModel
+from dff_gs.core.utils import as_rgb
 from dff_gs.render import render
 from dff_gs.train.checkpoint import load_checkpoint, save_checkpoint
 from dff_gs.train.config import Config
@@ -58,12 +59,13 @@ def views_for_step(step: int, num_views: int, seed: int, batch: int = 1) -> list
 class TrainData:
     """What the trainer fits, on the training device.
 
-    images: Tensor  # [V, H, W, 3] training images
+    images: Tensor  # [V, H, W, 3] training images, uint8 (or float in [0, 1]): as_rgb per step
     cameras: Cameras  # V training cameras
     teacher_maps: Optional[Tensor]  # [V, h, w, C] teacher features at the teacher's resolution
     background: Tensor  # [3]
     scene_scale: float  # size of the scene, for learning rates and densification (:func:`scene_scale_of`)
     masks: Optional[Tensor] = None  # [V, H, W] bool, False = pixel left out of the photometric loss
+    alphas: Optional[Tensor] = None  # [V, H, W] alpha of RGBA views, for train.random_background (else None)
     """
 
     images: Tensor
@@ -72,6 +74,23 @@ class TrainData:
     background: Tensor
     scene_scale: float
     masks: Optional[Tensor] = None
+    alphas: Optional[Tensor] = None
+
+
+def step_backgrounds(data: TrainData, vids: list[int], step: int, seed: int) -> tuple[Tensor, Tensor]:
+    """The backgrounds a step renders ``vids`` over and their targets: the scene's background and the views as
+    loaded, or with ``data.alphas`` (RGBA views, ``train.random_background``) a random colour per view, drawn from
+    ``(seed, step, view)`` alone (the same whatever the ranks or the batching), and the views composited on it
+    instead (a view is ``rgb * a + background * (1 - a)``, 8 bits a channel).
+
+    Returns (backgrounds: Tensor  # [b, 3], targets: Tensor  # [b, H, W, 3] float in [0, 1])"""
+    gt = as_rgb(data.images[vids])  # uint8 kept on the device, float per step
+    if data.alphas is None:
+        return data.background[None].expand(len(vids), 3), gt
+    bg = torch.stack([torch.rand(3, generator=torch.Generator().manual_seed((seed * 1_000_003 + step) * 65_537 + v))
+                      for v in vids]).to(gt.device)
+    clear = (1.0 - data.alphas[vids].float())[..., None]
+    return bg, (gt + (bg[:, None, None, :] - data.background) * clear).clamp(0, 1)
 
 
 def scene_scale_of(scene) -> float:
@@ -168,10 +187,11 @@ class Trainer(TrainerBase):
         groups = [vids] if cfg.batch_render else [[v] for v in vids]
         logged, infos = None, []
         for group in groups:
+            backgrounds, gt = step_backgrounds(self.data, group, step, cfg.seed)  # gt: [b, H, W, 3]
             out = render(
                 self.model,
                 self.data.cameras[group],
-                backgrounds=self.data.background[None].expand(len(group), 3),
+                backgrounds=backgrounds,
                 with_features=feat_on,
                 backend=cfg.backend,
                 sh_degree=active_sh,
@@ -181,7 +201,6 @@ class Trainer(TrainerBase):
             if self.strategy is not None:
                 self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, step,
                                                 out.info)
-            gt = self.data.images[group]  # [b, H, W, 3]
             loss, loss_rgb, loss_feat = self._loss(out, group, gt, feat_on)
             loss.backward()  # gradients of several groups add up in .grad, view after view
             with torch.no_grad():
@@ -261,7 +280,7 @@ class Trainer(TrainerBase):
     def preview(self) -> Tensor:
         """Render | ground truth | feature PCA of training view 0 (``train.image_every``).  Tensor  # [H, kW, 3]"""
         backbone = as_backbone(self.model, backend=self.cfg.train.backend, background=self.data.background)
-        return logged_preview(self, backbone, self.data.cameras[[0]], self.data.images[0])
+        return logged_preview(self, backbone, self.data.cameras[[0]], as_rgb(self.data.images[0]))
 
     def postfix(self, stats: dict) -> dict:
         return dict(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=stats["num_gaussians"])

@@ -20,6 +20,7 @@ import torch
 from dff_gs.core.errors import ConfigError, DffError
 from dff_gs.core.geometry import matrix_to_quat
 from dff_gs.core.ports import check_port
+from dff_gs.core.utils import as_rgb
 from dff_gs.edit.script import Delete, Duplicate, Extract, Recolor, Rotate, Translate
 from dff_gs.query import QuerySpec, label_list, segment_gaussians
 from dff_gs.view.remote import ServerDrawing
@@ -291,8 +292,8 @@ class ViewerApp:
         for i in range(len(cams)):
             h = self.server.scene.add_camera_frustum(
                 f"/cameras/{i}", fov=fov, aspect=cams.width / cams.height, scale=scale, thickness=1.5,
-                thickness_units="screen",
-                image=_thumbnail(train.images[i]), wxyz=matrix_to_quat(torch.from_numpy(c2w[i, :3, :3])).numpy(),
+                thickness_units="screen", image=_thumbnail(as_rgb(train.images[i])),
+                wxyz=matrix_to_quat(torch.from_numpy(c2w[i, :3, :3])).numpy(),
                 position=c2w[i, :3, 3], cast_shadow=False, receive_shadow=False)  # no shadow passes to draw
             h.on_click(lambda e, i=i: self.go_to_camera(e.client, i))
             self.frustums.append((h, c2w[i], fov))
