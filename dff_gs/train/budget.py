@@ -9,8 +9,9 @@ repeated). The run's Gaussians are taken to grow from the first count to the cap
 
     frac * (t_start + t_cap) / 2 + (1 - frac) * t_cap
 
-and ``train.steps`` is the budget over that (at least ``MIN_STEPS``). Every schedule follows the steps (the
-densification window, the learning-rate decay, the SH degree), as for a given ``train.steps``. The budget is the
+and ``train.steps`` is the budget over that (at least ``MIN_STEPS``). The densification window and the
+learning-rate decay follow the steps, as for a given ``train.steps`` (the SH degree rises every
+``train.sh_degree_interval`` steps, whatever the length). The budget is the
 training clock (``train_seconds``: the steps themselves); loading, the teacher maps and the final evaluation come on
 top, and a run whose Gaussians stop short of the cap ends early. One printed line says what was chosen; the run's
 ``config.yaml`` holds the steps (a resume continues to them).

@@ -8,8 +8,8 @@ at 850 steps, 18.4 at 1,500, 20.5 at 2,500, 20.2 at 4,000, and the Gaussians car
 (the selection ceiling of ``benchmarks/bench_click.py``) cover them with a mean IoU of 0.16, 0.46, 0.89, 0.89.
 A step costs about its pixels, so such a run gets the steps ``PIXEL_BUDGET`` pixels buy, between the base
 schedule and ``MAX_AUTO_STEPS``: 2,441 at 128x96 (about 2 minutes on two CPU cores), the base 850 from 35,000
-pixels a view up (a 600x340 capture: as before). Every schedule (densification window, learning-rate decay, SH
-degree) follows the steps, as it does for a given ``train.steps``.
+pixels a view up (a 600x340 capture: as before). The densification window and the learning-rate decay
+follow the steps, as they do for a given ``train.steps``.
 """
 
 from __future__ import annotations
