@@ -76,6 +76,14 @@ def test_minutes_refused_where_they_cannot_choose_the_steps(settings, error):
         resolve_steps(cfg, fake_scene())
 
 
+def test_minutes_refused_under_torchrun(monkeypatch):  # each rank would time its own share and choose its own steps
+    from dff_gs.core.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="under torchrun"):
+        resolve_steps(apply_overrides(Config(), ["train.minutes=2"]), fake_scene())
+
+
 def test_minutes_leave_the_steps_to_the_built_model():
     cfg = apply_overrides(Config(), ["train.minutes=2"])
     resolve_steps(cfg, fake_scene())

@@ -24,6 +24,7 @@ import time
 
 import torch
 
+from dff_gs.core.distributed import env_world_size
 from dff_gs.core.errors import ConfigError
 from dff_gs.core.gaussians import PARAM_KEYS, GaussianModel
 from dff_gs.train.checkpoint import rng_state, set_rng_state
@@ -45,6 +46,9 @@ def check_minutes(cfg) -> None:
     if cfg.train.steps:
         raise ConfigError(f"train.minutes={cfg.train.minutes} and train.steps={cfg.train.steps}: give one (the "
                           "minutes choose the steps)")
+    if env_world_size() > 1:
+        raise ConfigError(f"train.minutes under torchrun ({env_world_size()} processes): each would time its own "
+                          "share and choose its own steps; give train.steps")
     if cfg.train.backbone != "gs" or cfg.lift.enabled:
         raise ConfigError(f"train.minutes applies to the Gaussians' training (train.backbone=gs without the lift); "
                           f"give train.steps for train.backbone={cfg.train.backbone}"
@@ -89,7 +93,6 @@ def plan_minutes(cfg, model: GaussianModel, data, device: torch.device, world=No
     cap = max(cfg.strategy.max_gaussians, model.num_gaussians) if cfg.strategy.enabled else model.num_gaussians
     probe = copy.deepcopy(cfg)
     probe.train.steps = 10 * (WARMUP_STEPS + TIMED_STEPS)  # a schedule of any length: densification stays off
-    probe.train.log = "none"
     state = rng_state()
     try:
         t_start = step_seconds(probe, repeated(model, model.num_gaussians), data, device, world)
