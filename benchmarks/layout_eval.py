@@ -120,7 +120,7 @@ def train(run: Path, path: Path | None, overrides: list[str]) -> bool:
 def scene_objects(scene, max_share: float = 0.25) -> list[str]:
     """The classes that are objects: every class present in the test views that covers on average less than
     ``max_share`` of the pixels (not floor, walls, sky or grass)."""
-    sem = scene.semantics
+    sem = scene.semantics.long()
     share = torch.bincount(sem[sem >= 0].reshape(-1), minlength=len(scene.class_names)).float() / sem.numel()
     return [n for n, f in zip(scene.class_names, share.tolist()) if 0 < f < max_share]
 
@@ -159,7 +159,7 @@ def lifted_truth(ctx) -> torch.Tensor:
 
     def compute():
         train = ctx.scene().split("train")
-        sem = train.semantics
+        sem = train.semantics.long()
         onehot = torch.nn.functional.one_hot(sem.clamp_min(0), len(ctx.scene().class_names)).float()
         w = compositing_weights(ctx.model, train.cameras, min_weight=1e-3)
         truth = w.lift(onehot * (sem >= 0)[..., None]).argmax(1)

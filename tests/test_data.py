@@ -259,8 +259,8 @@ def test_transforms_round_trip(tmp_path):
     assert_close(scene.cameras.viewmats, np.linalg.inv(np.stack(gt["c2w_gl"]) @ FLIP))
     assert_close(scene.cameras.to_opengl_camtoworlds(), np.stack(gt["c2w_gl"]))
     assert_close(scene.cameras.Ks, np.broadcast_to(gt["K"], (5, 3, 3)))
-    assert scene.semantics.dtype == torch.int64
-    assert torch.equal(scene.semantics, torch.as_tensor(np.stack(gt["sem"])))
+    assert scene.semantics.dtype == torch.int16  # class ids that fit 16 bits: a quarter of int64
+    assert torch.equal(scene.semantics.long(), torch.as_tensor(np.stack(gt["sem"])).long())
     assert scene.class_names == CLASSES
     assert_close(scene.depths, np.stack(gt["depth"]), atol=1e-6)
     assert scene.train_ids == [1, 2, 4] and scene.test_ids == [0, 3]
@@ -340,7 +340,7 @@ def test_transforms_options(tmp_path):
     rewrite_frames(tmp_path, edit)
     scene = load_scene(tmp_path)
     expect = torch.as_tensor(np.where(sem == 1000, -1, sem))
-    assert torch.equal(scene.semantics[0], expect)
+    assert torch.equal(scene.semantics[0].long(), expect.long())
     assert_close(scene.depths[1], mm / 10000.0, atol=1e-6)
     assert_close(scene.cameras.Ks[2], K_of(20.0, 21.0, 8.5, 5.5))
     assert_close(scene.cameras.Ks[0], K_of(13.0, 14.0, 7.5, 6.25))
@@ -497,7 +497,7 @@ def test_replica_layout(tmp_path):
     assert_close(scene.cameras.Ks, np.broadcast_to(K_of(W / 2, W / 2, W / 2, H / 2), (4, 3, 3)))  # 90 deg hfov
     assert_close(as_rgb(scene.images), np.stack(gt["rgb"]), atol=1e-6)
     assert_close(scene.depths, np.stack(gt["depth"]), atol=1e-6)
-    assert torch.equal(scene.semantics, torch.as_tensor(np.stack(gt["sem"])))
+    assert torch.equal(scene.semantics.long(), torch.as_tensor(np.stack(gt["sem"])).long())
     assert scene.class_names == names and scene.train_ids == [0, 1, 2, 3] and scene.test_ids == []
 
     # intrinsics.json overrides the default field of view; Replica's info_semantic.json names classes with

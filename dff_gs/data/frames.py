@@ -181,7 +181,7 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
     # float32), not that plus a list of per-frame tensors to stack
     images = torch.empty(V, h, w, 3, dtype=torch.uint8)
     alphas: list[Optional[Tensor]] = []
-    sems = torch.full((V, h, w), IGNORE_LABEL, dtype=torch.long) if with_sem else None
+    sems = torch.full((V, h, w), IGNORE_LABEL, dtype=torch.int32) if with_sem else None  # narrowed below
     depth_t = torch.zeros(V, h, w) if with_depth else None
     masks = torch.ones(V, h, w, dtype=torch.bool) if with_mask else None
     it = frames
@@ -216,6 +216,8 @@ def assemble(frames: Sequence[Frame], *, source: Path, convention: str, downscal
         bounds = region.bounds if region is not None else estimate_bounds(cams[tr])
     elif bounds is None:
         bounds = estimate_bounds(cams, depth_t, points)
+    if sems is not None and int(sems.max()) <= torch.iinfo(torch.int16).max:
+        sems = sems.to(torch.int16)  # class ids as 16 bits when they fit: a quarter of int64
     return SceneData(images=images, cameras=cams, image_names=[f.name for f in frames],
                      train_ids=list(train_ids), test_ids=list(test_ids), bounds=torch.as_tensor(bounds).float(),
                      depths=depth_t, semantics=sems,

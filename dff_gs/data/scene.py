@@ -20,7 +20,8 @@ class SceneData:
                                    # [0, 1] also accepted); dff_gs.core.utils.as_rgb: float32 of the slice a step uses
     cameras: Cameras               # V cameras, OpenCV convention
     depths: Optional[Tensor]       # [V, H, W] float32 metres, z-depth along the camera axis, 0 = invalid
-    semantics: Optional[Tensor]    # [V, H, W] int64 class ids, -1 = unlabeled
+    semantics: Optional[Tensor]    # [V, H, W] class ids, -1 = unlabeled: int16 as loaded (int32 past 32,767 classes;
+                                   # int64 also accepted): .long() where an index or one-hot needs it
     bounds: Tensor                 # [2, 3] scene AABB (min, max)
     points: Optional[Tensor]       # [P, 3] sparse points (COLMAP) for initialisation
     point_colors: Optional[Tensor] # [P, 3] in [0, 1]

@@ -17,7 +17,7 @@ def scene_key(scene) -> str:
     h.update(str((scene.num_views, scene.height, scene.width)).encode())
     h.update(as_rgb(scene.images[:, ::7, ::7]).contiguous().numpy().tobytes())  # content sample: a changed scene misses
     if scene.semantics is not None:
-        h.update(scene.semantics[:, ::5, ::5].contiguous().numpy().tobytes())
+        h.update(scene.semantics[:, ::5, ::5].long().contiguous().numpy().tobytes())  # the key of int64 ids, as before
     return h.hexdigest()[:16]
 
 
