@@ -100,7 +100,7 @@ def shot(model, scene, test, mask, class_id: int, click) -> np.ndarray:
     from dff_gs.io.images import side_by_side
 
     v, x, y = click
-    view = as_rgb(scene.images[v])
+    view = as_rgb(scene.images[v]).clone()
     view[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = torch.tensor([1.0, 0.0, 0.0])
     t = int(torch.stack([(s == class_id).sum() for s in test.semantics]).argmax())
     truth = (test.semantics[t] == class_id).float()[..., None].expand(-1, -1, 3)
@@ -245,7 +245,7 @@ def click_shot(after_run: str, click: tuple[int, int, int], out: Path, before_ru
     ids = [v] + [(v + round(k * n / views)) % n for k in range(1, views)]
     rows = []
     for i in ids:
-        image = as_rgb(scene.images[i])
+        image = as_rgb(scene.images[i]).clone()
         if i == v:
             image[max(0, y - 2):y + 3, max(0, x - 2):x + 3] = torch.tensor([1.0, 0.0, 0.0])
         cams = scene.cameras[[i]]
