@@ -17,7 +17,8 @@ from dff_gs.nerf.encodings import FrequencyEncoding, HashEncoding, SHEncoding
 from dff_gs.nerf.model import NerfModel
 from dff_gs.nerf.occupancy import OccupancyGrid
 from dff_gs.nerf.renderer import distortion_loss, render_weights
-from dff_gs.nerf.sampler import ray_aabb, sample_pdf, stratified_edges
+from dff_gs.core.geometry import ray_aabb
+from dff_gs.nerf.sampler import sample_pdf, stratified_edges
 from dff_gs.train.config import Config
 from dff_gs.core.features import resample_maps
 

@@ -1,5 +1,6 @@
 """Similarity transforms of Gaussians: positions, orientations (quaternion composition), log scales, and the
-view-dependent colour (each SH band rotated with the Gaussian, so a turned object still looks right).
+view-dependent colour (each SH band rotated with the Gaussian, so a turned object still looks right); where rays
+enter and leave an axis-aligned box (:func:`ray_aabb`, the NeRF's sampler and the region's beyond points).
 
 Conventions: quaternions ``w x y z`` (Hamilton product), rotation matrices act on column vectors
 (``x' = R x``), a Gaussian's rotation maps its local axes to world axes.
@@ -203,3 +204,21 @@ class Similarity:
     def describe(self) -> dict:
         return {"offset": self.offset.tolist(), "rotation": self.rotation.tolist(), "scale": self.scale,
                 "pivot": self.pivot.tolist()}
+
+
+def ray_aabb(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, near: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """Entry and exit distances of rays through an axis-aligned box (slab method).
+
+    rays_o: Tensor  # [R, 3]
+    rays_d: Tensor  # [R, 3] (unit)
+    aabb: Tensor  # [2, 3]
+    Returns (t_near  # [R] >= near, t_far  # [R], hit  # [R] bool: the ray crosses the box beyond near).
+    """
+    inv = 1.0 / torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)
+    t0 = (aabb[0] - rays_o) * inv
+    t1 = (aabb[1] - rays_o) * inv
+    t_near = torch.minimum(t0, t1).amax(-1).clamp_min(near)
+    t_far = torch.maximum(t0, t1).amin(-1)
+    hit = t_far > t_near + 1e-6
+    t_far = torch.where(hit, t_far, t_near + 1e-6)
+    return t_near, t_far, hit

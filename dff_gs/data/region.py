@@ -9,6 +9,7 @@ hull. The kept cells are where Gaussians start, and their box is the scene's bou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.core.cameras import Cameras
+from dff_gs.core.geometry import ray_aabb
 from dff_gs.core.utils import as_rgb
 
 SEEN_FRACTION = 0.5
@@ -133,11 +135,10 @@ FAR_REACH = 20.0
 
 def _box_exit(origins: Tensor, dirs: Tensor, box: Tensor) -> Tensor:
     """Distance along each ray ``origins, dirs  # [R, 3]`` (unit) at which it leaves ``box  # [2, 3]`` (0 for a
-    ray that leaves it behind its origin or misses it).  Returns Tensor  # [R]"""
-    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
-    t0, t1 = (box[0] - origins) * inv, (box[1] - origins) * inv
-    t_in, t_out = torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
-    return torch.where(t_out >= t_in, t_out, torch.zeros_like(t_out)).clamp_min(0.0)
+    ray that leaves it behind its origin or misses it; :func:`~dff_gs.core.geometry.ray_aabb`'s exit).
+    Returns Tensor  # [R]"""
+    _, t_out, hit = ray_aabb(origins, dirs, box, near=-math.inf)
+    return torch.where(hit, t_out, torch.zeros_like(t_out)).clamp_min(0.0)
 
 
 def beyond_points(cameras: Cameras, images: Tensor, region: Region, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:

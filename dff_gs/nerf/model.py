@@ -22,7 +22,8 @@ from dff_gs.nerf.config import NerfConfig
 from dff_gs.nerf.field import NerfField
 from dff_gs.nerf.occupancy import OccupancyGrid
 from dff_gs.nerf.renderer import RayOutput, composite, render_weights
-from dff_gs.nerf.sampler import ray_aabb, sample_pdf, stratified_edges
+from dff_gs.core.geometry import ray_aabb
+from dff_gs.nerf.sampler import sample_pdf, stratified_edges
 from dff_gs.render import RenderOutput
 from dff_gs.train.checkpoint import write_torch
 

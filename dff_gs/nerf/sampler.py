@@ -16,24 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def ray_aabb(rays_o: Tensor, rays_d: Tensor, aabb: Tensor, near: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
-    """Entry and exit distances of rays through an axis-aligned box (slab method).
-
-    rays_o: Tensor  # [R, 3]
-    rays_d: Tensor  # [R, 3] (unit)
-    aabb: Tensor  # [2, 3]
-    Returns (t_near  # [R] >= near, t_far  # [R], hit  # [R] bool: the ray crosses the box beyond near).
-    """
-    inv = 1.0 / torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)
-    t0 = (aabb[0] - rays_o) * inv
-    t1 = (aabb[1] - rays_o) * inv
-    t_near = torch.minimum(t0, t1).amax(-1).clamp_min(near)
-    t_far = torch.maximum(t0, t1).amin(-1)
-    hit = t_far > t_near + 1e-6
-    t_far = torch.where(hit, t_far, t_near + 1e-6)
-    return t_near, t_far, hit
-
-
 def stratified_edges(t_near: Tensor, t_far: Tensor, n: int, jitter: bool = False) -> Tensor:
     """Bin edges ``[R, n + 1]`` from ``t_near  # [R]`` to ``t_far  # [R]``: uniform, or with every interior edge
     moved by up to half a bin at random (``jitter``; the order is kept)."""

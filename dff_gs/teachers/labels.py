@@ -81,9 +81,9 @@ class LabelsTeacher(Teacher):
         if scene.semantics is None or not scene.class_names:
             raise DataError(f"{scene.source}: the labels teacher needs per-pixel semantics and class names "
                             f"(semantic_path + classes.json); use --teacher efficientnet for scenes without")
-        labels = scene.semantics.long()  # a copy of the 16-bit ids when loaded (one_hot and indexing need int64)
+        labels = scene.semantics.to(torch.long, copy=True)  # int64 (one_hot and indexing need it), the scene's kept
         if not self.degrade:
-            return labels.clone() if labels is scene.semantics else labels
+            return labels
         return degrade_labels(labels, len(scene.class_names), self.patch, self.noise, self.wrong_views, self.seed)
 
     def features_for_scene(self, scene, progress: bool = False) -> Tensor:
