@@ -241,7 +241,7 @@ def test_beyond_points_lie_on_pixel_rays_past_the_region(tmp_path):
     # every pixel's colour names it: (view, row, column)
     grid = torch.stack(torch.meshgrid(torch.arange(V), torch.arange(H), torch.arange(W), indexing="ij"), -1)
     images = (grid.float() + 0.5) / torch.tensor([V, H, W])
-    pts, cols = beyond_points(cams, images, region, 500, seed=3)
+    pts, cols = beyond_points(cams, images, region.bounds, 500, seed=3)
     assert pts.shape == (500, 3) and cols.shape == (500, 3)
     v, y, x = (cols * torch.tensor([V, H, W]) - 0.5).round().long().unbind(-1)
     uv, z = cams.project(pts)  # [V, P, 2]
@@ -324,3 +324,46 @@ def test_labels_can_be_withheld(capsys):
     _, scene, train, test = load_run_scene(cfg)
     assert scene.semantics is None and train.semantics is None and test.semantics is None
     assert scene.class_names is None and "withheld" in capsys.readouterr().out
+
+
+def test_depth_maps_background_pixels_start_gaussians_past_the_content(tiny_scene):
+    """A scene with depth maps whose views show the sky (no depth there) starts Gaussians on those pixels' rays past
+    the content, as many as the share of such pixels (at most ``init_beyond``); depth on every pixel: the same
+    model as without (a room trains as it did). A scene with sparse points starts ``init_beyond`` as many again
+    past the points' box."""
+    from dff_gs.data.region import background_share
+    from dff_gs.teachers.prepare import TeacherOutputs
+    from dff_gs.train.config import Config
+    from dff_gs.train.gaussians import init_model
+
+    train = load_scene(tiny_scene).split("train")
+    cfg = Config()
+    cfg.model.init_points, cfg.model.feature_dim = 1000, 0
+    assert background_share(train.depths, train.train_ids) == 0.0
+    full = init_model(cfg, train, TeacherOutputs()).params
+    cfg.model.init_beyond = 0.0
+    assert all(torch.equal(full[k], v) for k, v in init_model(cfg, train, TeacherOutputs()).params.items())
+
+    depths = train.depths.clone()
+    depths[:, :12] = 0.0  # the top third of every view: sky
+    sky = dataclasses.replace(train, depths=depths)
+    lo, hi = sky.bounds
+    for share, beyond in ((0.0, 0), (0.2, 200), (0.9, 333)):  # at most the sky's third of the pixels
+        cfg.model.init_beyond = share
+        means = init_model(cfg, sky, TeacherOutputs()).params["means"]
+        assert len(means) == 1000
+        outside = ~((means >= lo - 1e-4) & (means <= hi + 1e-4)).all(-1)
+        assert int(outside.sum()) == beyond
+    uv, z = sky.cameras.project(means[outside])  # [V, P, 2]: each on the ray of a sky pixel of some view
+    on_sky = (z > 0) & (uv[..., 0] >= 0) & (uv[..., 0] < 48) & (uv[..., 1] >= 0) & (uv[..., 1] < 12)
+    assert on_sky.any(0).all()
+
+    # sparse points: init_beyond as many again past the points' box (what SfM leaves out: walls, the sky)
+    g = torch.Generator().manual_seed(0)
+    points = lo + (hi - lo) * torch.rand(400, 3, generator=g)
+    sparse = dataclasses.replace(train, depths=None, points=points, point_colors=torch.rand(400, 3, generator=g))
+    for share, beyond in ((0.0, 0), (0.3, 120)):
+        cfg.model.init_beyond = share
+        means = init_model(cfg, sparse, TeacherOutputs()).params["means"]
+        assert len(means) == 400 + beyond and torch.equal(means[:400], points)
+        assert not ((means[400:] >= lo) & (means[400:] <= hi)).all(-1).any()

@@ -122,7 +122,7 @@ def test_efficientnet_features(effnet):
     patch = effnet.encode_image_patch(board[20:60, 30:90])
     assert patch.shape == (152,) and torch.isfinite(patch).all()
     assert not effnet.supports_text
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="teacher.name=clip"):  # says which teacher to train with for text
         effnet.encode_text(["a chair"])
 
 

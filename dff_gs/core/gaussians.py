@@ -180,9 +180,12 @@ class GaussianModel(nn.Module):
 
     @classmethod
     def from_depth(cls, scene, max_points: int = 100_000, view_ids: Optional[list[int]] = None, seed: int = 0,
-                   **kwargs) -> "GaussianModel":
+                   beyond: Optional[tuple[Tensor, Tensor]] = None, **kwargs) -> "GaussianModel":
         """Back-project the depth maps of ``view_ids`` (default: the training views) into a coloured cloud,
         subsampled to ``max_points``; each point's scale is the size of its pixel footprint at its depth.
+        ``beyond``: more points and colours ``([B, 3], [B, 3])`` for what the depth maps leave out (their background
+        pixels: :func:`dff_gs.data.region.beyond_points`), each scaled as a pixel's footprint at its distance from
+        the nearest camera, the background pixels shared among them.
         ``kwargs`` go to :meth:`from_points`."""
         if scene.depths is None:
             raise ValueError(f"{scene.source}: the scene has no depth maps to initialise from")
@@ -201,7 +204,15 @@ class GaussianModel(nn.Module):
         # points are spread over all views: each covers about (#valid pixels / #points) pixels
         cover = math.sqrt(max(valid.sum().item() / max(len(pts), 1), 1.0))
         init_scale = kwargs.pop("init_scale", 1.0)
-        return cls.from_points(pts, cols, scales=footprint * cover * init_scale * 0.5, seed=seed, **kwargs)
+        scales = footprint * cover * init_scale * 0.5
+        if beyond is not None and len(beyond[0]):  # the same rule, at their distance from the nearest camera
+            far = beyond[0].to(pts)
+            reach = torch.cdist(far, cams.centers.to(far)).amin(1)
+            far_cover = math.sqrt(max((~valid).sum().item() / len(far), 1.0))
+            far_scales = reach / cams.Ks[:, 0, 0].mean() * far_cover * init_scale * 0.5
+            pts, cols = torch.cat([pts, far]), torch.cat([cols, beyond[1].to(cols)])
+            scales = torch.cat([scales, far_scales])
+        return cls.from_points(pts, cols, scales=scales, seed=seed, **kwargs)
 
     @classmethod
     def random(cls, bounds: Tensor, n: int, seed: int = 0, **kwargs) -> "GaussianModel":

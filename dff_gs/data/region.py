@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -141,20 +141,52 @@ def _box_exit(origins: Tensor, dirs: Tensor, box: Tensor) -> Tensor:
     return torch.where(hit, t_out, torch.zeros_like(t_out)).clamp_min(0.0)
 
 
-def beyond_points(cameras: Cameras, images: Tensor, region: Region, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """``n`` points for what the views show past the content region (a floor to the horizon, walls, the sky):
-    each on the ray of a random pixel of a random view, from where the ray leaves the region's box out to
-    ``FAR_REACH`` x the box's half-diagonal, uniform in inverse distance (more near than far, as a view's detail
-    is), coloured by its pixel. Points at the wrong distance lose their opacity in training; those right stay.
+def background_pixel(depths: Tensor) -> Tensor:
+    """Where depth maps ``[...]`` say the view shows nothing within range (the sky, a far wall past the sensor):
+    no positive, finite depth.  Returns Tensor  # [...] bool"""
+    return ~(torch.isfinite(depths) & (depths > 0))
 
-    images: Tensor  # [V, H, W, 3];  Returns (points: Tensor  # [n, 3], colors: Tensor  # [n, 3])"""
+
+def background_share(depths: Tensor, views: Sequence[int]) -> float:
+    """The share of the pixels of ``views`` of ``depths  # [V, H, W]`` that are :func:`background_pixel` (view by
+    view: no copy or mask of every pixel at once)."""
+    return sum(int(background_pixel(depths[v]).sum()) for v in views) / max(len(views) * depths[0].numel(), 1)
+
+
+def _sample_pixels(g: torch.Generator, n: int, V: int, H: int, W: int, depths: Optional[Tensor]) -> tuple:
+    """``n`` random pixels ``(view, y, x)`` (each ``[n]`` int64), among the background pixels of ``depths  # [V, H, W]``
+    when given (drawn uniformly and kept where background until ``n`` are: nothing of ``[V, H, W]`` is formed)."""
+    def draw(k: int) -> tuple[Tensor, Tensor, Tensor]:
+        return tuple(torch.randint(size, (k,), generator=g) for size in (V, H, W))
+
+    if depths is None:
+        return draw(n)
+    picked, found = [], 0
+    for _ in range(10_000):
+        view, y, x = draw(4 * n)
+        keep = background_pixel(depths[view, y, x])
+        picked.append((view[keep], y[keep], x[keep]))
+        found += int(keep.sum())
+        if found >= n:
+            return tuple(torch.cat(t)[:n] for t in zip(*picked))
+    raise ValueError("beyond_points: the depth maps have (almost) no background pixel to start Gaussians on")
+
+
+def beyond_points(cameras: Cameras, images: Tensor, box: Tensor, n: int, seed: int = 0,
+                  depths: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """``n`` points for what the views show past the content (a floor to the horizon, walls, the sky): each on the
+    ray of a random pixel of a random view (with ``depths``, of a pixel they show as background:
+    :func:`background_pixel`), from where the ray leaves the content's ``box  # [2, 3]`` out to ``FAR_REACH`` x its
+    half-diagonal, uniform in inverse distance (more near than far, as a view's detail is), coloured by its pixel.
+    Points at the wrong distance lose their opacity in training; those right stay.
+
+    images: Tensor  # [V, H, W, 3];  depths: Tensor  # [V, H, W] or None
+    Returns (points: Tensor  # [n, 3], colors: Tensor  # [n, 3])"""
     cameras = cameras.to("cpu")
     g = torch.Generator().manual_seed(seed + 1)
-    V, H, W = len(cameras), cameras.height, cameras.width
-    view = torch.randint(V, (n,), generator=g)
-    y, x = torch.randint(H, (n,), generator=g), torch.randint(W, (n,), generator=g)
+    view, y, x = _sample_pixels(g, n, len(cameras), cameras.height, cameras.width, depths)
     o, d = cameras.pixel_rays(view, x, y)  # the sampled pixels' rays only (not [V, H, W] of them)
-    box = region.bounds
+    box = box.float().cpu()
     centre, half = box.mean(0), 0.5 * (box[1] - box[0]).norm()
     near = torch.maximum(_box_exit(o, d, box), 0.5 * (o - centre).norm(dim=-1)).clamp_min(1e-3)
     far = torch.maximum((o - centre).norm(dim=-1) + FAR_REACH * half, 2.0 * near)

@@ -54,7 +54,9 @@ class Teacher:
         return out
 
     def encode_text(self, texts: list[str]) -> Tensor:
-        raise ConfigError(f"teacher {self.name!r} has no text encoder; use a patch, click or cluster query")
+        raise ConfigError(f"teacher {self.name!r} has no text encoder: on this run use a patch, click or cluster "
+                          f"query; for text, train with a text-aligned teacher (teacher.name=clip, its weights from "
+                          f"the hub or teacher.weights=PATH, or teacher.name=labels on a scene with label maps)")
 
     def encode_image_patch(self, image: Tensor) -> Tensor:
         """Mean feature of the teacher over a crop ``[h, w, 3]``: a patch query in the teacher's space."""

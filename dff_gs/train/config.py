@@ -49,7 +49,10 @@ class ModelConfig(Section):
                               rule=within(1, MAX_GAUSSIANS))
     init_beyond: float = option(0.3, "region init: this share of the initial Gaussians starts beyond the region, "
                                      "on training pixels' rays (what the views show past the content: a floor to "
-                                     "the horizon, walls, sky; dff_gs.data.region.beyond_points); 0 = none",
+                                     "the horizon, walls, sky; dff_gs.data.region.beyond_points); depth init: at "
+                                     "most this share, on the pixels the depth maps leave empty (the sky), when "
+                                     "they are at least 1% of the pixels; points init: this many per point, past "
+                                     "the points' box; 0 = none",
                                 rule=within(0, 1))
     init_opacity: float = option(0.5, "initial opacity", rule=within(0, 1, open_low=True))
     init_scale: float = option(0.7, "initial scale as a multiple of the mean 3-NN distance", rule=POSITIVE)

@@ -12,7 +12,7 @@ from dff_gs.core.features import init_decoder_pca
 from dff_gs.core.gaussians import GaussianModel
 from dff_gs.core.utils import seed_everything
 from dff_gs.data import SceneData
-from dff_gs.data.region import beyond_points, content_region, mean_colors
+from dff_gs.data.region import background_share, beyond_points, content_region, mean_colors
 from dff_gs.io.ply import load_ply
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.budget import plan_minutes
@@ -29,8 +29,31 @@ def scene_summary(cfg: Config, scene: SceneData) -> dict:
         init = "region (visual hull)"
     elif init == "region" and cfg.model.init_beyond > 0:
         init = f"region ({cfg.model.init_beyond:.0%} beyond)"
+    elif init == "depth" and (n := depth_beyond_count(scene, cfg.model.init_points, cfg.model.init_beyond)):
+        init = f"depth ({n / cfg.model.init_points:.0%} beyond, on the pixels without depth)"
+    elif init == "points" and cfg.model.init_beyond > 0:
+        init = f"points (and {cfg.model.init_beyond:.0%} as many beyond)"
     return {"format": scene.format, "width": scene.width, "height": scene.height, "downscale": scene.downscale,
             "train_views": len(scene.train_ids), "test_views": len(scene.test_ids), "init": init}
+
+
+BACKGROUND_MIN_SHARE = 0.01
+"""Depth maps whose training views show at least this share of background pixels (no depth: the sky, past the
+sensor's range) start Gaussians past the content on them; fewer are holes, left to densification."""
+
+
+def depth_beyond_count(scene: SceneData, init_points: int, init_beyond: float) -> int:
+    """How many of ``init_points`` start past the content of ``scene`` with depth maps: as many as its training
+    views' share of background pixels (:func:`~dff_gs.data.region.background_share`), at most ``init_beyond`` of
+    them; none under ``BACKGROUND_MIN_SHARE`` (a room whose depth covers every pixel trains as it did)."""
+    share = background_share(scene.depths, scene.train_ids) if init_beyond > 0 else 0.0
+    return int(round(init_points * min(init_beyond, share))) if share >= BACKGROUND_MIN_SHARE else 0
+
+
+def joined(points: Tensor, colors: Tensor | None, far: Tensor, far_colors: Tensor) -> tuple[Tensor, Tensor]:
+    """``points  # [P, 3]`` then ``far  # [B, 3]``, and their colours (grey for points without: from_points' own)."""
+    colors = torch.full_like(points, 0.5) if colors is None else colors
+    return torch.cat([points, far]), torch.cat([colors, far_colors])
 
 
 def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> GaussianModel:
@@ -56,16 +79,21 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
     if method == "depth":
         if scene.depths is None:
             raise ConfigError(f"model.init=depth but the scene {scene.source} has no depth maps")
+        n_beyond = depth_beyond_count(scene, m.init_points, m.init_beyond)
+        beyond = beyond_points(scene.cameras, scene.images, scene.bounds, n_beyond, seed=cfg.train.seed,
+                               depths=scene.depths) if n_beyond else None
         return GaussianModel.from_depth(
-            scene, max_points=m.init_points, seed=cfg.train.seed, init_opacity=m.init_opacity,
-            init_scale=m.init_scale, **common
+            scene, max_points=m.init_points - n_beyond, seed=cfg.train.seed, beyond=beyond,
+            init_opacity=m.init_opacity, init_scale=m.init_scale, **common
         )
     if method == "points":
         if scene.points is None:
             raise ConfigError(f"model.init=points but the scene {scene.source} has no sparse points")
-        return GaussianModel.from_points(
-            scene.points, scene.point_colors, init_opacity=m.init_opacity, init_scale=m.init_scale, **common
-        )
+        pts, colors = scene.points, scene.point_colors
+        if n_beyond := int(round(m.init_beyond * len(pts))):  # what the points leave out: walls, a railing, the sky
+            pts, colors = joined(pts, colors, *beyond_points(scene.cameras, scene.images, scene.bounds, n_beyond,
+                                                             seed=cfg.train.seed))
+        return GaussianModel.from_points(pts, colors, init_opacity=m.init_opacity, init_scale=m.init_scale, **common)
     if method == "region":
         region = scene.region or content_region(scene.cameras, scene.alphas)  # computed at load when it could be
         if region is None:
@@ -74,8 +102,8 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
         pts = region.sample(m.init_points - n_beyond, seed=cfg.train.seed)
         colors = mean_colors(scene.cameras, scene.images, pts)
         if n_beyond:
-            far, far_colors = beyond_points(scene.cameras, scene.images, region, n_beyond, seed=cfg.train.seed)
-            pts, colors = torch.cat([pts, far]), torch.cat([colors, far_colors])
+            pts, colors = joined(pts, colors, *beyond_points(scene.cameras, scene.images, region.bounds, n_beyond,
+                                                             seed=cfg.train.seed))
         return GaussianModel.from_points(pts, colors, init_opacity=m.init_opacity, init_scale=m.init_scale,
                                          **common)
     if method == "random":
