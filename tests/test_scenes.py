@@ -367,3 +367,30 @@ def test_depth_maps_background_pixels_start_gaussians_past_the_content(tiny_scen
         means = init_model(cfg, sparse, TeacherOutputs()).params["means"]
         assert len(means) == 400 + beyond and torch.equal(means[:400], points)
         assert not ((means[400:] >= lo) & (means[400:] <= hi)).all(-1).any()
+
+
+def test_no_depth_is_one_rule_zero_nan_or_inf(tiny_scene):
+    """A pixel without depth is the same to every reader of depth maps whether it holds 0 (what the loaders write),
+    NaN or inf (a scene built in code): the init starts the same Gaussians, none at infinity, and the depth metrics
+    skip it."""
+    from dff_gs.core.utils import has_depth
+    from dff_gs.eval.metrics import depth_metrics
+    from dff_gs.teachers.prepare import TeacherOutputs
+    from dff_gs.train.config import Config
+    from dff_gs.train.gaussians import init_model
+
+    assert has_depth(torch.tensor([0.0, -1.0, float("nan"), float("inf"), 2.5])).tolist() == [
+        False, False, False, False, True]
+    train = load_scene(tiny_scene).split("train")
+    cfg = Config()
+    cfg.model.init_points, cfg.model.feature_dim = 1000, 0
+    started = []
+    for none in (0.0, float("nan"), float("inf")):
+        depths = train.depths.clone()
+        depths[:, :12] = none  # the top third of every view: sky
+        started.append(init_model(cfg, dataclasses.replace(train, depths=depths), TeacherOutputs()).params["means"])
+    assert torch.isfinite(started[0]).all()
+    assert all(torch.equal(started[0], m) for m in started[1:])
+    gt = train.depths[:1].clone()
+    gt[:, :12] = float("inf")
+    assert depth_metrics(train.depths[:1], gt) == depth_metrics(train.depths[:1, 12:], train.depths[:1, 12:])

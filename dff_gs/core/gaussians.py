@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from dff_gs.core.errors import CheckpointError
 from dff_gs.core.features import affine_map
 from dff_gs.core.neighbors import knn, tree_query
-from dff_gs.core.utils import as_rgb
+from dff_gs.core.utils import as_rgb, has_depth
 
 SH_C0 = 0.28209479177387814
 PARAM_KEYS = ("means", "quats", "scales", "opacities", "sh0", "shN", "features")
@@ -197,7 +197,7 @@ class GaussianModel(nn.Module):
         ids = list(scene.train_ids if view_ids is None else view_ids)
         cams = scene.cameras[ids]
         depth = scene.depths[ids]
-        valid = depth > 0
+        valid = has_depth(depth)
         pts = cams.backproject(depth)[valid]
         cols = as_rgb(scene.images[ids][valid])
         focal = cams.Ks[:, 0, 0][:, None, None].expand_as(depth)[valid]

@@ -97,3 +97,8 @@ def as_rgb(images: torch.Tensor) -> torch.Tensor:
     Returns Tensor  # [..., 3] float32"""
     return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
+
+def has_depth(depths: torch.Tensor) -> torch.Tensor:
+    """Where depth maps ``depths  # [...]`` give a depth: positive and finite (the loaders write 0 where a map has
+    none: the sky, past the sensor's range).  Returns Tensor  # [...] bool"""
+    return torch.isfinite(depths) & (depths > 0)

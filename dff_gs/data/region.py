@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dff_gs.core.cameras import Cameras
 from dff_gs.core.geometry import ray_aabb
-from dff_gs.core.utils import as_rgb
+from dff_gs.core.utils import as_rgb, has_depth
 
 SEEN_FRACTION = 0.5
 """A cell may be content when at least this fraction of the cameras see it (in front of the camera, in the image)."""
@@ -143,8 +143,8 @@ def _box_exit(origins: Tensor, dirs: Tensor, box: Tensor) -> Tensor:
 
 def background_pixel(depths: Tensor) -> Tensor:
     """Where depth maps ``[...]`` say the view shows nothing within range (the sky, a far wall past the sensor):
-    no positive, finite depth.  Returns Tensor  # [...] bool"""
-    return ~(torch.isfinite(depths) & (depths > 0))
+    no depth (:func:`dff_gs.core.utils.has_depth`).  Returns Tensor  # [...] bool"""
+    return ~has_depth(depths)
 
 
 def background_share(depths: Tensor, views: Sequence[int]) -> float:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from dff_gs.core.cameras import Cameras
+from dff_gs.core.utils import has_depth
 from dff_gs.data.region import Region
 
 
@@ -98,7 +99,7 @@ def estimate_bounds(cameras: Cameras, depths: Optional[Tensor] = None, points: O
     :func:`dff_gs.data.region.content_region` when it finds one.)"""
     centers = cameras.centers
     if depths is not None:
-        pts = cameras.backproject(depths)[depths > 0]
+        pts = cameras.backproject(depths)[has_depth(depths)]
         if len(pts) > 200000:
             pts = pts[torch.randperm(len(pts), generator=torch.Generator().manual_seed(0))[:200000]]
         cloud = torch.cat([pts, centers])

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dff_gs.core.utils import IGNORE_LABEL
+from dff_gs.core.utils import IGNORE_LABEL, has_depth
 
 
 def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
@@ -126,7 +126,7 @@ def depth_metrics(pred: Tensor, gt: Tensor) -> dict:
 
     pred, gt: Tensor  # [...]; gt == 0 marks invalid
     """
-    valid = (gt > 0) & torch.isfinite(pred) & (pred > 0)
+    valid = has_depth(gt) & has_depth(pred)
     if not valid.any():
         return {"depth_delta1": float("nan"), "depth_absrel": float("nan")}
     p, g = pred[valid].double(), gt[valid].double()

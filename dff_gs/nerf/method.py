@@ -12,7 +12,7 @@ from torch import Tensor
 
 from dff_gs.core.errors import ConfigError
 from dff_gs.core.features import init_decoder_pca
-from dff_gs.core.utils import seed_everything
+from dff_gs.core.utils import has_depth, seed_everything
 from dff_gs.data import SceneData
 from dff_gs.nerf.config import OccInit
 from dff_gs.nerf.model import NerfModel
@@ -54,7 +54,7 @@ def prior_points(scene: SceneData, method: str, max_points: int = 400_000, seed:
         return scene.points.float()
     if scene.depths is None:
         raise ConfigError(f"nerf.occ_init=depth but the scene {scene.source} has no depth maps")
-    pts = scene.cameras.backproject(scene.depths)[scene.depths > 0]
+    pts = scene.cameras.backproject(scene.depths)[has_depth(scene.depths)]
     if len(pts) > max_points:
         pts = pts[torch.randperm(len(pts), generator=torch.Generator().manual_seed(seed))[:max_points]]
     return pts
