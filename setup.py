@@ -39,10 +39,11 @@ REQUIRES = [
 ]
 # test: the README's test command (pytest, hypothesis, ruff, matplotlib for the plot tests,
 # playwright for the viewer's browser test);
-# bench: benchmarks/scenes/pybullet_scene.py; plots: PSNR / mIoU against time (dff_gs.engine.plots)
+# bench: benchmarks/scenes/pybullet_scene.py (pybullet), benchmarks/fit_merge_rule.py (scikit-learn);
+# plots: PSNR / mIoU against time (dff_gs.engine.plots)
 PLOTS = ["matplotlib>=3.5"]
 EXTRAS = {"test": ["pytest>=7.0", "hypothesis>=6.0", "ruff>=0.4", "playwright>=1.40", *PLOTS],
-          "bench": ["pybullet>=3.2"], "plots": PLOTS}
+          "bench": ["pybullet>=3.2", "scikit-learn>=1.3"], "plots": PLOTS}
 
 
 def _kernel_build_spec():
@@ -94,7 +95,8 @@ setup(
     version="0.1.0",
     description="Distilled Feature Fields on 3D Gaussian Splatting",
     packages=find_packages(include=["dff_gs", "dff_gs.*", "cuda_ext", "cuda_ext.*"]),
-    package_data={"cuda_ext": ["csrc/*.cu", "csrc/*.h", "csrc/*.cpp"]},  # the JIT build needs the sources
+    package_data={"cuda_ext": ["csrc/*.cu", "csrc/*.h", "csrc/*.cpp"],  # the JIT build needs the sources
+                  "dff_gs.query": ["merge_rule.json"]},  # the click grouping's fitted rule
     python_requires=">=3.10",
     install_requires=REQUIRES,
     extras_require=EXTRAS,

@@ -13,7 +13,9 @@ edge), the others uniformly inside it (seeded by ``--click-seed``, the layout an
 - ``eq5``: Eq. 5 alone, ``p > 0.5`` on the click's feature (``click_feature`` + ``reference_probabilities``);
 - ``eq5+cleanup``: the edit selection without grouping (``SelectionConfig(click_grouping=False)``);
 - ``grouped`` (the default ``--variants``): the edit selection's default (what ``edit.py --click`` does), 3D
-  grouping from the click;
+  grouping from the click: the pieces the learned rule joins to the clicked one (``dff_gs.query.pieces``);
+- ``piece``: the grouping without the rule (``group_rule=false``): the piece of ``p(click | x) > 0.25`` joined to
+  the clicked surface (the default before the rule);
 - ``ceiling``: no selection but the best one this model allows, the Gaussians whose true class (the training
   views' label maps lifted onto them, ``layout_eval.lifted_truth``) is the object's: what a perfect selection
   would score, so that a low figure can be told apart as the model's (its geometry draws the object badly) or
@@ -60,7 +62,7 @@ from dff_gs.core.errors import DffError  # noqa: E402
 from dff_gs.core.utils import as_rgb  # noqa: E402
 
 TEACHERS = {"default": ["data.labels=false"], "labels": ["teacher.name=labels"]}
-VARIANTS = ("eq5", "eq5+cleanup", "grouped", "ceiling")
+VARIANTS = ("eq5", "eq5+cleanup", "grouped", "piece", "ceiling")
 FLOORS = {"mean": 0.85, "p10": 0.6, "multi_part": 0.75, "click_s": 2.0}
 
 
@@ -70,7 +72,7 @@ def select(variant: str, ctx, click) -> tuple[torch.Tensor, float]:
         v, x, y = click
         ref = Q.click_feature(ctx.model, ctx.scene().cameras, v, x, y, ctx.backend)
         return Q.reference_probabilities(ctx.model, ref) > 0.5, 0.0
-    cfg = SelectionConfig(click_grouping=variant == "grouped")
+    cfg = SelectionConfig(click_grouping=variant in ("grouped", "piece"), group_rule=variant != "piece")
     sel = select_gaussians(ctx, [Q.QuerySpec("click", tuple(click))], cfg)
     return sel.mask, float(sel.queries[0].get("grouping_build_seconds", 0.0))
 

@@ -58,12 +58,24 @@ def layout_sets(scenes: str, fresh: int, seeds: str, regression: bool) -> dict[s
     if seeds:
         sets["seeds"] = gen.generated_layouts([int(s) for s in seeds.split(",") if s])
     if fresh:
-        drawn = list(gen.fresh_seeds(fresh))
+        fitted = fitted_seeds()  # the click grouping's rule was fitted on these: never an evaluation's
+        drawn = [s for s in gen.fresh_seeds(fresh + len(fitted)) if s not in fitted][:fresh]
         print(f"fresh seeds: {','.join(map(str, drawn))} (repeat with --seeds {','.join(map(str, drawn))})")
         sets["fresh"] = gen.generated_layouts(drawn)
     if regression or not sets:
         sets["regression"] = gen.generated_layouts(list(gen.REGRESSION_SEEDS))
     return sets
+
+
+def fitted_seeds() -> set[int]:
+    """The generated layouts' seeds the shipped merge rule of the click grouping was fitted on (its JSON's
+    ``meta.fitted_on``; ``benchmarks/fit_merge_rule.py``)."""
+    from dff_gs.query.merge_rule import RULE_PATH
+
+    if not RULE_PATH.is_file():
+        return set()
+    names = json.loads(RULE_PATH.read_text()).get("meta", {}).get("fitted_on", [])
+    return {int(n[4:]) for n in names if n.startswith("gen-") and n[4:].isdigit()}
 
 
 def scene_path(name: str, cache: Path) -> Path | None:

@@ -82,6 +82,31 @@ def test_a_click_selects_its_object_where_eq5_takes_both_lookalikes():
     assert info["grouped"] == int(mask.sum())
 
 
+def test_a_click_grows_by_a_rule_from_the_clicked_piece():
+    """With the scene's up, the grouper has pieces, and a rule joins to the clicked one what it accepts: here
+    (by hand) what looks like the selection, so the left blob and not the backdrop nor, apart, the right blob."""
+    from dff_gs.query.merge_rule import TreeEnsemble
+    from dff_gs.query.pieces import FEATURES
+
+    model, labels = scene_with_two_lookalikes()
+    cams = cameras()
+    uv, _ = cams.project(torch.tensor([[-0.7, 0.0, 3.75]]))
+    x, y = (int(v) for v in uv[1, 0])
+    seeds, weights = click_seeds(model, cams, 1, x, y)
+    seeds = front_seeds(seeds, weights)
+    feats = smoothed_features(model, *Q.render_views(model, cams, "torch"))
+    grouper = ClickGrouper(model, feats, knn=8, k=3, up=cams.up, pieces=3)
+    looks_alike = TreeEnsemble.from_dict({"features": list(FEATURES), "baseline": 0.0, "trees": [{
+        "feature": [FEATURES.index("cos_selection"), 0, 0], "threshold": [0.9, 0, 0], "left": [1, 0, 0],
+        "right": [2, 0, 0], "leaf": [False, True, True], "value": [0, -5.0, 5.0], "nan_left": [True] * 3}]})
+    mask, info = grouper.group(seeds, Q.click_feature(model, cams, 1, x, y, backend="torch"), rule=looks_alike)
+    assert mask[labels == 1].all() and not mask[labels == 2].any() and info["pieces"] == grouper.pieces.num
+    assert int((mask & (labels == 0)).sum()) <= 20  # the backdrop hidden right behind the blob takes its look
+    with pytest.raises(ValueError, match="up"):
+        ClickGrouper(model, feats, knn=8, k=3).group(seeds, feats[0], rule=looks_alike)
+    torch.testing.assert_close(cams.up, torch.tensor([0.0, -1.0, 0.0]))  # OpenCV: y down
+
+
 def test_pixel_camera_sees_exactly_that_pixel():
     model, _ = scene_with_two_lookalikes()
     cams = cameras()
@@ -98,7 +123,8 @@ def test_grouping_settings_are_validated():
     from dff_gs.edit import SelectionConfig
 
     SelectionConfig().validate()
-    for bad in ({"group_knn": 0}, {"group_threshold": 1.0}, {"group_threshold": -0.1}, {"group_views": -1}):
+    for bad in ({"group_knn": 0}, {"group_threshold": 1.0}, {"group_threshold": -0.1}, {"group_views": -1},
+                {"group_rule_threshold": 1.0}):
         with pytest.raises(ConfigError, match="group"):
             SelectionConfig(**bad).validate()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dff_gs.core.errors import DataError
@@ -109,6 +110,12 @@ class Cameras:
         """Camera centres in world space ``[C, 3]``."""
         R, t = self.viewmats[:, :3, :3], self.viewmats[:, :3, 3]
         return -(R.transpose(1, 2) @ t[..., None])[..., 0]
+
+    @property
+    def up(self) -> Tensor:
+        """The scene's up as the cameras hold it: the mean of their up directions (minus their y axis) in world
+        space, unit length (people hold cameras upright, whatever the world frame's axes).  Returns Tensor  # [3]"""
+        return F.normalize(-self.viewmats[:, 1, :3].mean(0), dim=0)
 
     @classmethod
     def from_camtoworlds(cls, c2w: Tensor, Ks: Tensor, width: int, height: int, convention: str = "opencv",

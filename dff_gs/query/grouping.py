@@ -1,10 +1,15 @@
-"""A click -> the object under it: Eq. 5 of the click's feature on the Gaussians as the model shows them, kept
-to the piece joined to the Gaussians the clicked pixel shows.
+"""A click -> the object under it: the pieces of look-alike Gaussians that a learned rule joins to the clicked one
+(the default), or Eq. 5 of the click's feature on the Gaussians as the model shows them, kept to the piece joined
+to the Gaussians the clicked pixel shows (``group_rule=false``).
 
 Eq. 5 on each Gaussian's own feature (``--no-grouping``) takes everything that looks like the clicked point (with
 an offline ImageNet teacher every object on the floor shares much of its feature) and misses the Gaussians of
-the object whose stored feature is noisy (distillation constrains features only in sum along each ray). This
-module:
+the object whose stored feature is noisy (distillation constrains features only in sum along each ray). Eq. 5 on
+smoothed features joined to the click (steps 1-4 below) stops where an object changes material (a robot's head,
+a lamp's shade: recall) and runs into a table or a neighbour of a similar look (precision). With the rule (step 5)
+the selection grows piece by piece from the clicked one; what joins is decided by how a piece lies against the
+selection (its share of border with it, its size, extent, flatness, height and place against the selection's
+box) as much as by its look (:mod:`dff_gs.query.pieces`, :mod:`dff_gs.query.merge_rule`). This module:
 
 1. *Features*: each Gaussian's decoded feature averaged over the pixels it draws in ``views`` training views
    (its compositing weights ``alpha T`` over the rendered feature maps): what the model shows of it. A Gaussian's
@@ -19,6 +24,10 @@ module:
    Gaussians' largest standard deviations, the rule of the edit cleanup). A lookalike elsewhere (another object of
    the same kind) is not joined; a part of the object that looks less like the clicked point than the scene's
    other content does not pass.
+5. *Pieces and the rule* (``group_rule``, the default): the smoothed features' 48 k-means clusters split into
+   connected pieces along the same links; the selection starts at the piece of the most weighted seed and, round
+   by round, takes every touching piece whose probability under the rule (boosted trees fitted on generated
+   layouts no evaluation uses, ``benchmarks/fit_merge_rule.py``) is above ``group_rule_threshold``.
 
 What was measured (``benchmarks/bench_click.py``, generated layouts, 4 random clicks per object, labels withheld;
 ``benchmarks/RESULTS.md``) chose this over the widest path through feature-similarity links cut at its sharpest
@@ -32,14 +41,20 @@ smoothed 0.613 / 0.609). The threshold: on the first three layouts
 0.4 / 0.3 / 0.2 / 0.1 gave 0.515 / 0.529 / 0.526 / 0.498 (lower trades precision for recall), and a threshold
 chosen per click (the lowest before the piece grows more than 2-5x) did worse than a fixed one (0.37-0.47).
 
-The smoothed features, the graph and the scene's k-means centroids are computed once per model and kept in the
-query context's cache.
+The rule (step 5), measured the same way on the 8 regression layouts (none of them fitted on): mean IoU 0.745
+against 0.639 for step 4 on the same models, multi-part objects 0.664 against 0.508, recall 0.89 against 0.78; on a
+fresh draw of 8 layouts 0.713 against 0.651, multi-part 0.645 against 0.511, but a lower 10th percentile (0.09
+against 0.16: a click it gets wrong can take the floor) (``benchmarks/RESULTS.md``).
+
+The smoothed features, the graph, the scene's k-means centroids and the pieces are computed once per model and
+kept in the query context's cache.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -52,7 +67,15 @@ from dff_gs.core.neighbors import connected_components, linked_neighbors
 from dff_gs.core.rules import BELOW_ONE, count
 from dff_gs.lift import compositing_weights
 from dff_gs.query.eq5 import kmeans, label_probabilities, reference_labels
+from dff_gs.query.merge_rule import TreeEnsemble, shipped_rule
+from dff_gs.query.pieces import Pieces
 from dff_gs.query.views import check_click, click_feature
+
+
+RULE_MIN_GAUSSIANS = 5000
+"""Models with fewer Gaussians group a click by threshold (step 4) even with ``group_rule``: the rule was fitted on
+layouts of 20,000-60,000 Gaussians, whose pieces (48 clusters' connected parts) it knows; a toy model's 48 clusters
+cut each object into pieces of a few Gaussians."""
 
 
 def pixel_camera(cameras: Cameras, view: int, x: int, y: int) -> Cameras:
@@ -119,26 +142,41 @@ def joined_piece(num_nodes: int, src: Tensor, dst: Tensor, keep: Tensor, seeds: 
 
 
 class ClickGrouper:
-    """The per-model part of grouping (smoothed features, neighbour graph, the scene's competitors), built once."""
+    """The per-model part of grouping (smoothed features, neighbour graph, the scene's competitors, and given the
+    scene's up the pieces a learned rule joins), built once."""
 
     def __init__(self, model: GaussianModel, features: Tensor, knn: int = 12, link: float = 4.0,
-                 link_sigma: float = 2.0, k: int = 12):
+                 link_sigma: float = 2.0, k: int = 12, up: Optional[Tensor] = None, pieces: int = 48):
         """features: Tensor  # [N, C] the Gaussians' :func:`smoothed_features`, whose ``k`` k-means centroids
-        compete with a click"""
+        compete with a click;  up: Tensor  # [3] the scene's up (:attr:`Cameras.up`): with it, the
+        :class:`~dff_gs.query.pieces.Pieces` of ``pieces`` clusters that :meth:`group` joins by a rule"""
         self.model, self.features = model, features
         sizes = model.get_scales().detach().amax(1)
         self.src, self.dst = linked_neighbors(model.get_means().detach(), sizes, knn, link, link_sigma)
         self.centroids = kmeans(features, min(k, len(features)))[1]
+        self.pieces = None if up is None else Pieces(model.get_means().detach(), features, self.src, self.dst, up,
+                                                     k=pieces)
+
+    def labels(self, reference: Tensor) -> Tensor:
+        """Eq. 5's label set of a click: its ``reference  # [C]`` against the scene's centroids.
+        Returns Tensor  # [1 + M, C]"""
+        return reference_labels(self.centroids, reference).to(self.features.device)
 
     def probabilities(self, reference: Tensor) -> Tensor:
-        """``p(reference | x)`` (Eq. 5) of every Gaussian's smoothed feature, the click's ``reference  # [C]``
-        against the scene's centroids.  Returns Tensor  # [N]"""
-        labels = reference_labels(self.centroids, reference)
-        return label_probabilities(self.features, labels.to(self.features.device))[:, 0]
+        """``p(reference | x)`` (Eq. 5) of every Gaussian's smoothed feature.  Returns Tensor  # [N]"""
+        return label_probabilities(self.features, self.labels(reference))[:, 0]
 
-    def group(self, seeds: Tensor, reference: Tensor, threshold: float = 0.25) -> tuple[Tensor, dict]:
-        """The piece of ``p > threshold`` joined to ``seeds  # [S]`` (see the module docstring).
-        Returns (mask: Tensor  # [N] bool, info: dict)"""
+    def group(self, seeds: Tensor, reference: Tensor, threshold: float = 0.25, rule: Optional[TreeEnsemble] = None,
+              rule_threshold: float = 0.4) -> tuple[Tensor, dict]:
+        """The object of the click whose front Gaussians are ``seeds  # [S]`` (the most weighted first) and whose
+        rendered feature is ``reference  # [C]``: with a ``rule``, the pieces it joins (above ``rule_threshold``)
+        to the piece of the first seed; without, the piece of ``p > threshold`` joined to the seeds (the module
+        docstring).  Returns (mask: Tensor  # [N] bool, info: dict)"""
+        if rule is not None:
+            if self.pieces is None:
+                raise ValueError("a grouper built without the scene's up has no pieces for the rule")
+            mask = self.pieces.select(int(seeds[0]), self.labels(reference), reference, rule, rule_threshold)
+            return mask.to(seeds.device), {"grouped": int(mask.sum()), "pieces": self.pieces.num}
         above = self.probabilities(reference) > threshold
         mask = joined_piece(self.model.num_gaussians, self.src, self.dst, above, seeds)
         return mask.to(seeds.device), {"grouped": int(mask.sum()), "above_threshold": int(above.sum())}
@@ -156,8 +194,13 @@ class GroupingSettings(Section):
                                   "(evenly spaced; 0 = all)", rule=count(0))
     group_side: int = option(128, "grouping: those views rendered at most this many pixels on the longer side",
                              rule=count(0))
-    group_threshold: float = option(0.25, "grouping: the piece holds the Gaussians with p(click | x) above this",
-                                    rule=BELOW_ONE)
+    group_threshold: float = option(0.25, "grouping without the rule: the piece holds the Gaussians with "
+                                          "p(click | x) above this", rule=BELOW_ONE)
+    group_rule: bool = option(True, "grouping: join the pieces next to the clicked one that the learned rule "
+                                    "accepts (dff_gs.query.pieces; models of 5,000 Gaussians or more); false: "
+                                    "the piece of p(click | x) above group_threshold joined to the clicked surface")
+    group_rule_threshold: float = option(0.4, "grouping: the rule joins a piece whose probability is above this",
+                                         rule=BELOW_ONE)
 
 
 def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
@@ -174,6 +217,20 @@ def group_click(ctx, click, settings: GroupingSettings) -> tuple[Tensor, dict]:
     return group_seeds(ctx, seeds, reference, settings, f"click view {v} at ({x}, {y})")
 
 
+def uses_rule(model: GaussianModel, settings: GroupingSettings) -> bool:
+    """Whether a click on ``model`` is grouped by the learned rule: ``group_rule`` and a model of at least
+    :data:`RULE_MIN_GAUSSIANS` (the rule knows pieces of scenes of that size; a smaller one groups by threshold)."""
+    return settings.group_rule and model.num_gaussians >= RULE_MIN_GAUSSIANS
+
+
+def build_grouper(ctx, settings: GroupingSettings) -> ClickGrouper:
+    """The :class:`ClickGrouper` of ``ctx.model`` for ``settings`` (its training views rendered, features smoothed,
+    the pieces where :func:`uses_rule`); uncached."""
+    feats, weights = ctx.rendered_views(settings.group_views, settings.group_side)
+    return ClickGrouper(ctx.model, smoothed_features(ctx.model, feats, weights), settings.group_knn,
+                        up=ctx.scene().cameras.up if uses_rule(ctx.model, settings) else None)
+
+
 def group_seeds(ctx, seeds: Tensor, reference: Tensor, settings: GroupingSettings, where: str) -> tuple[Tensor, dict]:
     """The object grown from ``seeds  # [S]`` (the front Gaussians of a click or a ray, :func:`front_seeds`) whose
     rendered feature is ``reference  # [C]``, on ``ctx.model`` (``where`` names the click in the error when there
@@ -187,11 +244,12 @@ def group_seeds(ctx, seeds: Tensor, reference: Tensor, settings: GroupingSetting
 
     def build() -> ClickGrouper:
         t0 = time.perf_counter()
-        feats, weights = ctx.rendered_views(settings.group_views, settings.group_side)
-        grouper = ClickGrouper(ctx.model, smoothed_features(ctx.model, feats, weights), settings.group_knn)
+        grouper = build_grouper(ctx, settings)
         built.append(time.perf_counter() - t0)
         return grouper
 
-    key = ("grouper", settings.group_knn, settings.group_views, settings.group_side)
-    mask, info = ctx.per_model(key, build).group(seeds, reference, settings.group_threshold)  # one model's kept
+    rule = shipped_rule() if uses_rule(ctx.model, settings) else None
+    key = ("grouper", settings.group_knn, settings.group_views, settings.group_side, rule is not None)
+    mask, info = ctx.per_model(key, build).group(seeds, reference, settings.group_threshold, rule,
+                                                 settings.group_rule_threshold)  # one model's kept
     return mask, {"seeds": len(seeds), **info, **({"grouping_build_seconds": round(built[0], 2)} if built else {})}

@@ -1,0 +1,150 @@
+"""The click grouping's pieces: small patches of Gaussians that look alike and touch, joined into the clicked object
+by a learned rule.
+
+Built once per model (:class:`Pieces`): the Gaussians' smoothed features (what the model shows of each,
+:func:`dff_gs.query.grouping.smoothed_features`) fall into ``k`` k-means clusters; a piece is a connected set of
+one cluster's Gaussians along the neighbour links of the grouping (a cluster that appears in several places is
+several pieces; a part of an object in a colour or material of its own is a piece of its own). Each piece keeps its
+size, mean feature, its box in a frame whose third axis is the cameras' up, and how many links it shares with each
+other piece.
+
+A click starts the selection at the piece of the Gaussian its pixel shows most, then grows it a round at a time:
+every piece that touches the selection is described by :data:`FEATURES` (how much it looks like the click and like
+the selection, how much of its border it shares with the selection, its size, extent, flatness and height against
+the selection's, how far it lies inside the selection's box) and joins when the learned rule
+(:mod:`dff_gs.query.merge_rule`, fitted by ``benchmarks/fit_merge_rule.py`` on generated layouts that no evaluation
+uses) gives it a probability above ``threshold``; the growth stops when a round adds nothing. Parts of one object
+differ in look but share much of their border and lie within its box; a table or the floor under an object is wide,
+flat and shares a small share of its border; a neighbour standing beside it lies outside its box.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dff_gs.core.neighbors import connected_components
+from dff_gs.query.eq5 import kmeans, label_probabilities
+from dff_gs.query.merge_rule import TreeEnsemble
+
+FEATURES = ("p_click", "cos_click", "cos_selection", "border_to_selection", "selection_border_to_it", "log_size",
+            "log_extent", "flatness", "log_width", "bottom", "top", "inside_box", "box_distance", "p_selection")
+"""The description of a piece next to the selection, in the rule's column order (see :meth:`Pieces.candidates`)."""
+MAX_ROUNDS = 60
+"""Growth rounds at most (a round adds every piece the rule accepts)."""
+
+
+def up_frame(up: Tensor) -> Tensor:
+    """An orthonormal frame whose third row is ``up  # [3]`` (the first two span the level plane).
+    Returns Tensor  # [3, 3]"""
+    up = F.normalize(up.float(), dim=0)
+    a = torch.tensor([1.0, 0.0, 0.0]) if abs(float(up[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
+    e1 = F.normalize(a - (a @ up) * up, dim=0)
+    return torch.stack([e1, torch.linalg.cross(up, e1), up])
+
+
+class Pieces:
+    """The per-model pieces (module docstring)."""
+
+    def __init__(self, means: Tensor, features: Tensor, src: Tensor, dst: Tensor, up: Tensor, k: int = 48,
+                 seed: int = 0):
+        """means: Tensor  # [N, 3];  features: Tensor  # [N, C] smoothed features;  src, dst: Tensor  # [E] the
+        neighbour links;  up: Tensor  # [3] the scene's up (:attr:`dff_gs.core.cameras.Cameras.up`)"""
+        means, features, src, dst = means.cpu(), features.cpu(), src.cpu(), dst.cpu()
+        n = len(means)
+        labels = kmeans(features, min(k, n), seed=seed)[0]
+        same = labels[src] == labels[dst]
+        self.piece = torch.unique(connected_components(n, src[same], dst[same]), return_inverse=True)[1]  # [N]
+        self.num = int(self.piece.max()) + 1 if n else 0
+        self.size = torch.bincount(self.piece, minlength=self.num).float()  # [P]
+        self.feature_sum = torch.zeros(self.num, features.shape[1]).index_add_(0, self.piece,
+                                                                                F.normalize(features.float(), dim=1))
+        self.feature = F.normalize(self.feature_sum, dim=1)  # [P, C]
+        local = means.float() @ up_frame(up.cpu()).T  # [N, 3]: level, level, height
+        idx = self.piece[:, None].expand(-1, 3)
+        self.lo = torch.full((self.num, 3), float("inf")).scatter_reduce(0, idx, local, "amin")  # [P, 3]
+        self.hi = torch.full((self.num, 3), -float("inf")).scatter_reduce(0, idx, local, "amax")
+        self.centre = torch.zeros(self.num, 3).index_add_(0, self.piece, local) / self.size[:, None]
+        a, b = self.piece[src], self.piece[dst]
+        apart = a != b
+        lo, hi = torch.minimum(a[apart], b[apart]), torch.maximum(a[apart], b[apart])
+        key, count = torch.unique(lo * max(self.num, 1) + hi, return_counts=True)
+        self.pair_a, self.pair_b, self.pair_links = key // max(self.num, 1), key % max(self.num, 1), count.float()
+        self.border = torch.zeros(self.num).index_add_(0, self.pair_a, self.pair_links).index_add_(
+            0, self.pair_b, self.pair_links)  # [P] links to other pieces
+
+    def candidates(self, selected: Tensor, p_piece: Tensor, click: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """The pieces that touch the ``selected  # [P] bool`` ones and their :data:`FEATURES`: Eq. 5 of their mean
+        feature for the click (``p_piece  # [P]``) and for the selection (its size-weighted mean), their cosine to
+        the ``click  # [C]`` feature and to the selection's mean, the share of their border links that reach the
+        selection and of the selection's border that reaches them, log size and log box diagonal against the
+        selection's, log of level width over height, the bottom and top heights against the selection's (in its
+        heights), the share of their box inside the selection's box, the distance from their centre to that box (in
+        its diagonals).
+
+        Returns (ids: Tensor  # [Q] int64, rows: Tensor  # [Q, 14] float, or None when nothing touches)
+        """
+        in_a, in_b = selected[self.pair_a], selected[self.pair_b]
+        touch = torch.zeros(self.num)
+        out_b = in_a & ~in_b
+        touch.index_add_(0, self.pair_b[out_b], self.pair_links[out_b])
+        out_a = in_b & ~in_a
+        touch.index_add_(0, self.pair_a[out_a], self.pair_links[out_a])
+        ids = (touch > 0).nonzero()[:, 0]
+        if len(ids) == 0:
+            return ids, None
+        size = self.size[selected].sum()
+        mean = F.normalize(self.feature_sum[selected].sum(0), dim=0)
+        s_lo, s_hi = self.lo[selected].amin(0), self.hi[selected].amax(0)
+        s_ext = (s_hi - s_lo).clamp_min(1e-6)
+        lo, hi = self.lo[ids], self.hi[ids]
+        ext = (hi - lo).clamp_min(1e-6)
+        width = ext[:, :2].norm(dim=1)
+        overlap = (torch.minimum(hi, s_hi) - torch.maximum(lo, s_lo)).clamp_min(0)
+        inside = ((overlap + 1e-6).prod(1) / (ext + 1e-6).prod(1)).clamp(0, 1)
+        centre = self.centre[ids]
+        outside = (centre - torch.maximum(torch.minimum(centre, s_hi), s_lo)).norm(dim=1) / s_ext.norm()
+        p_selection = (p_piece[selected] * self.size[selected]).sum() / size
+        rows = torch.stack([
+            p_piece[ids], self.feature[ids] @ click, self.feature[ids] @ mean,
+            touch[ids] / self.border[ids].clamp_min(1), touch[ids] / touch.sum().clamp_min(1),
+            torch.log(self.size[ids] / size), torch.log(ext.norm(dim=1) / s_ext.norm()),
+            torch.log((width + 1e-4) / (ext[:, 2] + 1e-4)), torch.log(width / s_ext[:2].norm().clamp_min(1e-6)),
+            (lo[:, 2] - s_lo[2]) / s_ext[2], (hi[:, 2] - s_hi[2]) / s_ext[2], inside, outside,
+            p_selection.expand(len(ids))], 1)
+        return ids, torch.nan_to_num(rows, nan=0.0, posinf=10.0, neginf=-10.0)
+
+    def grow(self, start: int, queries: Tensor, click: Tensor, decide, max_rounds: int = MAX_ROUNDS,
+             record: Optional[list] = None) -> Tensor:
+        """The pieces joined to piece ``start``: rounds of :meth:`candidates`, each adding those
+        ``decide(ids, rows) -> Tensor  # [Q] bool`` accepts, until a round adds none.
+
+        queries: Tensor  # [1 + M, C] Eq. 5's label set of the click (the click first);  click: Tensor  # [C]
+        record: a list that receives each round's ``(ids, rows)`` (the fit's samples)
+        Returns Tensor  # [P] bool
+        """
+        p_piece = label_probabilities(self.feature, queries.cpu())[:, 0]
+        click = F.normalize(click.float().reshape(-1).cpu(), dim=0)
+        selected = torch.zeros(self.num, dtype=torch.bool)
+        selected[start] = True
+        for _ in range(max_rounds):
+            ids, rows = self.candidates(selected, p_piece, click)
+            if rows is None:
+                break
+            if record is not None:
+                record.append((ids, rows))
+            join = decide(ids, rows)
+            if not bool(join.any()):
+                break
+            selected[ids[join]] = True
+        return selected
+
+    def select(self, seed: int, queries: Tensor, click: Tensor, rule: TreeEnsemble, threshold: float = 0.5) -> Tensor:
+        """The Gaussians of the pieces the ``rule`` joins to the piece of Gaussian ``seed`` (the clicked one).
+        Returns Tensor  # [N] bool"""
+        start = int(self.piece[seed])
+        chosen = self.grow(start, queries, click, lambda ids, rows: rule.probability(rows) > threshold)
+        return chosen[self.piece]
