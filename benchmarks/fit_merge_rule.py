@@ -39,7 +39,7 @@ import layout_eval as L  # noqa: E402
 
 from dff_gs import query as Q  # noqa: E402
 from dff_gs.query.grouping import GroupingSettings, build_grouper, click_seeds, front_seeds  # noqa: E402
-from dff_gs.query.merge_rule import RULE_PATH, NODE_KEYS, TreeEnsemble  # noqa: E402
+from dff_gs.query.merge_rule import RULE_PATH, TreeEnsemble  # noqa: E402
 from dff_gs.query.pieces import FEATURES  # noqa: E402
 from dff_gs.query.views import click_feature  # noqa: E402
 
@@ -88,7 +88,6 @@ def exported(model, meta: dict) -> TreeEnsemble:
                       "left": nodes["left"].tolist(), "right": nodes["right"].tolist(),
                       "leaf": nodes["is_leaf"].astype(bool).tolist(), "value": nodes["value"].tolist(),
                       "nan_left": nodes["missing_go_to_left"].astype(bool).tolist()})
-    assert set(trees[0]) == set(NODE_KEYS)
     baseline = float(np.ravel(model._baseline_prediction)[0])
     return TreeEnsemble.from_dict({"features": list(FEATURES), "baseline": baseline, "trees": trees, "meta": meta})
 

@@ -70,11 +70,11 @@ def layout_sets(scenes: str, fresh: int, seeds: str, regression: bool) -> dict[s
 def fitted_seeds() -> set[int]:
     """The generated layouts' seeds the shipped merge rule of the click grouping was fitted on (its JSON's
     ``meta.fitted_on``; ``benchmarks/fit_merge_rule.py``)."""
-    from dff_gs.query.merge_rule import RULE_PATH
+    from dff_gs.query.merge_rule import RULE_PATH, shipped_rule
 
     if not RULE_PATH.is_file():
         return set()
-    names = json.loads(RULE_PATH.read_text()).get("meta", {}).get("fitted_on", [])
+    names = shipped_rule().meta.get("fitted_on", [])
     return {int(n[4:]) for n in names if n.startswith("gen-") and n[4:].isdigit()}
 
 
