@@ -20,6 +20,9 @@ edge), the others uniformly inside it (seeded by ``--click-seed``, the layout an
   views' label maps lifted onto them, ``layout_eval.lifted_truth``) is the object's: what a perfect selection
   would score, so that a low figure can be told apart as the model's (its geometry draws the object badly) or
   the selection's. It reads labels no selection may: a diagnostic, never a result.
+- ``pieces_ceiling``: the grouping's pieces (``dff_gs.query.pieces``) grown from the clicked one as the rule
+  grows them, each round joining the touching pieces that are mostly the object's (by those lifted labels): what a
+  perfect merge rule would score on these pieces, telling the rule's losses from the pieces'. A diagnostic too.
 
 Each click's selection is rendered on every test view (coverage > 0.5) against the object's true masks, pooled
 over the views: IoU, precision, recall, and its seconds (the per-model build of the grouping apart). Table per
@@ -62,8 +65,25 @@ from dff_gs.core.errors import DffError  # noqa: E402
 from dff_gs.core.utils import as_rgb  # noqa: E402
 
 TEACHERS = {"default": ["data.labels=false"], "labels": ["teacher.name=labels"]}
-VARIANTS = ("eq5", "eq5+cleanup", "grouped", "piece", "ceiling")
+VARIANTS = ("eq5", "eq5+cleanup", "grouped", "piece", "ceiling", "pieces_ceiling")
 FLOORS = {"mean": 0.85, "p10": 0.6, "multi_part": 0.75, "click_s": 2.0}
+
+
+def pieces_ceiling(ctx, click, class_id: int) -> torch.Tensor:
+    """The ``pieces_ceiling`` variant's selection ``[N]`` (module docstring): the truth decides each join."""
+    from dff_gs.query.grouping import GroupingSettings, build_grouper, click_seeds, front_seeds
+
+    scene, (v, x, y) = ctx.scene(), click
+    grouper = ctx.per_model(("bench grouper",), lambda: build_grouper(ctx, GroupingSettings()))
+    pieces, truth = grouper.pieces, L.lifted_truth(ctx).cpu()
+    share = torch.bincount(pieces.piece[truth == class_id], minlength=pieces.num).float() / pieces.size
+    seeds = front_seeds(*click_seeds(ctx.model, scene.cameras, v, x, y))
+    if len(seeds) == 0:
+        return torch.zeros(ctx.model.num_gaussians, dtype=torch.bool)
+    reference = Q.click_feature(ctx.backbone, scene.cameras, v, x, y)
+    chosen = pieces.grow(int(pieces.piece[int(seeds[0])]), grouper.labels(reference), reference,
+                         lambda ids, _: share[ids] > 0.5)
+    return chosen[pieces.piece].to(ctx.model.device)
 
 
 def select(variant: str, ctx, click) -> tuple[torch.Tensor, float]:
@@ -116,8 +136,12 @@ def click_rows(ctx, scene, test, variant: str, obj: dict, clicks: list[dict], pn
         click = (c["view"], c["x"], c["y"])
         t0 = time.perf_counter()
         try:
-            mask, build = (L.lifted_truth(ctx) == obj["class_id"], 0.0) if variant == "ceiling" else \
-                select(variant, ctx, click)
+            if variant == "ceiling":
+                mask, build = L.lifted_truth(ctx) == obj["class_id"], 0.0
+            elif variant == "pieces_ceiling":
+                mask, build = pieces_ceiling(ctx, click, obj["class_id"]), 0.0
+            else:
+                mask, build = select(variant, ctx, click)
         except DffError as err:  # an empty selection: scored as such
             print(f"  {variant} {obj['class']} {click}: {err}")
             mask, build = torch.zeros(ctx.model.num_gaussians, dtype=torch.bool), 0.0

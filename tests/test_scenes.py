@@ -267,6 +267,40 @@ def test_beyond_points_lie_on_pixel_rays_past_the_region(tmp_path):
         assert int(outside.sum()) == beyond
 
 
+def test_beyond_points_of_sparse_points_go_where_the_points_and_the_backdrop_leave_out(tmp_path):
+    """A points scene starts Gaussians past the content only on the pixels of cells no sparse point falls in and
+    whose colour is not the plain render background: none behind what the points already explain (floaters seen
+    from the views across it), none on a plain backdrop the background draws; a scene the points and its backdrop
+    explain gets none at all."""
+    from dff_gs.data.region import beyond_points, left_out, points_cover
+    from dff_gs.train.gaussians import points_beyond_count
+
+    sphere_views(tmp_path)
+    train = load_scene(tmp_path).split("train")
+    cams = train.cameras
+    V, H, W = len(cams), cams.height, cams.width
+    pts = train.bounds.mean(0) + 0.2 * torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
+    covered, cell = points_cover(cams, pts)
+    uv, z = cams.project(pts)
+    v, i = 2, 0
+    assert covered.shape == (V, -(-H // cell), -(-W // cell)) and cell >= 1
+    assert covered[v, int(uv[v, i, 1]) // cell, int(uv[v, i, 0]) // cell]
+    assert 0 < covered.float().mean() < 1
+    # every pixel's colour names it; the left half of each view is the plain white backdrop
+    grid = torch.stack(torch.meshgrid(torch.arange(V), torch.arange(H), torch.arange(W), indexing="ij"), -1)
+    images = 0.9 * (grid.float() + 0.5) / torch.tensor([V, H, W])
+    images[:, :, : W // 2] = 1.0
+    keep = left_out(images, (covered, cell), (1.0, 1.0, 1.0))
+    _, cols = beyond_points(cams, images, train.bounds, 300, seed=1, keep=keep)
+    v, y, x = (cols / 0.9 * torch.tensor([V, H, W]) - 0.5).round().long().unbind(-1)
+    assert (x >= W // 2).all() and not covered[v, y // cell, x // cell].any()
+    # through the scene: init_beyond of the points where something is left out, none on a plain backdrop
+    scene = dataclasses.replace(train, points=pts, point_colors=torch.full((200, 3), 0.5), images=images)
+    assert points_beyond_count(scene, 0.3)[0] == 60
+    plain = dataclasses.replace(scene, images=torch.ones_like(images))
+    assert points_beyond_count(plain, 0.3)[0] == 0 and points_beyond_count(scene, 0.0)[0] == 0
+
+
 def test_label_free_teacher_and_format_presets(tmp_path, capsys):
     from dff_gs.cli.train import build_parser, resolve_config
     from dff_gs.teachers.settings import TeacherSettings

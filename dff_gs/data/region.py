@@ -153,38 +153,84 @@ def background_share(depths: Tensor, views: Sequence[int]) -> float:
     return sum(int(background_pixel(depths[v]).sum()) for v in views) / max(len(views) * depths[0].numel(), 1)
 
 
-def _sample_pixels(g: torch.Generator, n: int, V: int, H: int, W: int, depths: Optional[Tensor]) -> tuple:
-    """``n`` random pixels ``(view, y, x)`` (each ``[n]`` int64), among the background pixels of ``depths  # [V, H, W]``
-    when given (drawn uniformly and kept where background until ``n`` are: nothing of ``[V, H, W]`` is formed)."""
+BACKGROUND_TOLERANCE = 4 / 255
+"""A pixel within this of the render background in every channel shows the plain backdrop (:func:`left_out`)."""
+COVER_CELLS = 20
+"""Sparse points cover a view's cells on a grid of this many cells along its longest side (:func:`points_cover`)."""
+
+
+def points_cover(cameras: Cameras, points: Tensor, cells: int = COVER_CELLS) -> tuple[Tensor, int]:
+    """Which cells of each view some of ``points  # [P, 3]`` fall in (occlusion ignored): the part of the views the
+    points explain; the rest (walls, a railing, the sky with no sparse point on them) is what :func:`beyond_points`
+    starts Gaussians for.  Returns (covered: Tensor  # [V, Hc, Wc] bool, the cell's side in pixels)"""
+    cameras = cameras.to("cpu")
+    cell = max(1, math.ceil(max(cameras.height, cameras.width) / cells))
+    hc, wc = -(-cameras.height // cell), -(-cameras.width // cell)
+    covered = torch.zeros(len(cameras), hc * wc, dtype=torch.bool)
+    for s in range(0, len(points), 65536):  # [V, chunk] at a time
+        inside, x, y = _pixels(cameras, points[s:s + 65536].float().cpu())
+        view = torch.arange(len(cameras))[:, None].expand_as(inside)
+        covered[view[inside], ((y // cell) * wc + x // cell)[inside]] = True
+    return covered.reshape(len(cameras), hc, wc), cell
+
+
+def _sample_pixels(g: torch.Generator, n: int, V: int, H: int, W: int, keep=None) -> tuple:
+    """``n`` random pixels ``(view, y, x)`` (each ``[n]`` int64), among those ``keep(view, y, x) -> Tensor  # bool``
+    accepts when given (drawn uniformly and kept until ``n`` are: nothing of ``[V, H, W]`` is formed)."""
     def draw(k: int) -> tuple[Tensor, Tensor, Tensor]:
         return tuple(torch.randint(size, (k,), generator=g) for size in (V, H, W))
 
-    if depths is None:
+    if keep is None:
         return draw(n)
     picked, found = [], 0
     for _ in range(10_000):
         view, y, x = draw(4 * n)
-        keep = background_pixel(depths[view, y, x])
-        picked.append((view[keep], y[keep], x[keep]))
-        found += int(keep.sum())
+        ok = keep(view, y, x)
+        picked.append((view[ok], y[ok], x[ok]))
+        found += int(ok.sum())
         if found >= n:
             return tuple(torch.cat(t)[:n] for t in zip(*picked))
-    raise ValueError("beyond_points: the depth maps have (almost) no background pixel to start Gaussians on")
+    raise ValueError("beyond_points: the views have (almost) no pixel the content leaves out to start Gaussians on")
+
+
+def left_out(images: Tensor, cover: tuple[Tensor, int], background: Sequence[float]):
+    """``keep(view, y, x) -> Tensor  # bool`` for :func:`beyond_points` on a scene with sparse points: the pixels of
+    cells no point falls in (:func:`points_cover`) whose colour is not the render ``background`` (within
+    ``BACKGROUND_TOLERANCE``: a plain backdrop is drawn by the background, Gaussians past the object there are
+    floaters from the views across the object).  images: Tensor  # [V, H, W, 3]"""
+    covered, cell = cover
+    bg = torch.tensor(list(background), dtype=torch.float32)
+
+    def keep(view: Tensor, y: Tensor, x: Tensor) -> Tensor:
+        plain = (as_rgb(images[view, y, x].cpu()).float() - bg).abs().amax(-1) <= BACKGROUND_TOLERANCE
+        return ~covered[view, y // cell, x // cell] & ~plain
+
+    return keep
+
+
+def left_out_share(keep, V: int, H: int, W: int, samples: int = 100_000, seed: int = 0) -> float:
+    """The share of ``samples`` random pixels of ``V`` views ``H x W`` that ``keep`` accepts (:func:`left_out`)."""
+    g = torch.Generator().manual_seed(seed)
+    view, y, x = (torch.randint(size, (samples,), generator=g) for size in (V, H, W))
+    return float(keep(view, y, x).float().mean())
 
 
 def beyond_points(cameras: Cameras, images: Tensor, box: Tensor, n: int, seed: int = 0,
-                  depths: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                  depths: Optional[Tensor] = None, keep=None) -> tuple[Tensor, Tensor]:
     """``n`` points for what the views show past the content (a floor to the horizon, walls, the sky): each on the
     ray of a random pixel of a random view (with ``depths``, of a pixel they show as background:
-    :func:`background_pixel`), from where the ray leaves the content's ``box  # [2, 3]`` out to ``FAR_REACH`` x its
-    half-diagonal, uniform in inverse distance (more near than far, as a view's detail is), coloured by its pixel.
-    Points at the wrong distance lose their opacity in training; those right stay.
+    :func:`background_pixel`; with ``keep(view, y, x) -> bool``, of a pixel it accepts: :func:`left_out`), from
+    where the ray leaves the content's ``box  # [2, 3]`` out to ``FAR_REACH`` x its half-diagonal, uniform in
+    inverse distance (more near than far, as a view's detail is), coloured by its pixel. Points at the wrong distance
+    lose their opacity in training; those right stay.
 
     images: Tensor  # [V, H, W, 3];  depths: Tensor  # [V, H, W] or None
     Returns (points: Tensor  # [n, 3], colors: Tensor  # [n, 3])"""
     cameras = cameras.to("cpu")
     g = torch.Generator().manual_seed(seed + 1)
-    view, y, x = _sample_pixels(g, n, len(cameras), cameras.height, cameras.width, depths)
+    if depths is not None:
+        keep = lambda view, y, x: background_pixel(depths[view, y, x])  # noqa: E731
+    view, y, x = _sample_pixels(g, n, len(cameras), cameras.height, cameras.width, keep)
     o, d = cameras.pixel_rays(view, x, y)  # the sampled pixels' rays only (not [V, H, W] of them)
     box = box.float().cpu()
     centre, half = box.mean(0), 0.5 * (box[1] - box[0]).norm()
