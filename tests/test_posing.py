@@ -68,8 +68,8 @@ def test_train_data_photos_poses_once_into_the_cache(ring, tmp_path, monkeypatch
     assert main(["--data", str(photos), "--out", str(tmp_path / "run"), "--steps", "3", "--teacher", "none",
                  "--quiet", "train.device=cpu"]) == 0  # train.py --data PHOTOS, with nothing else
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["scene"]["format"] == "photos" and metrics["scene"]["init"] == \
-        "points (and 30% as many beyond, on what they leave out)"
+    # its points explain the views but for bits of the ring's edges on the white backdrop: no Gaussian past them
+    assert metrics["scene"]["format"] == "photos" and metrics["scene"]["init"] == "points"
     assert main(["--data", str(photos), "--posed-out", str(tmp_path / "posed"), "--out", str(tmp_path / "run2"),
                  "--steps", "2", "--teacher", "none", "--quiet", "train.device=cpu"]) == 0  # posed where asked
     assert (tmp_path / "posed" / "sparse" / "0" / "images.bin").is_file()

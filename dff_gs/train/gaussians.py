@@ -43,6 +43,12 @@ BACKGROUND_MIN_SHARE = 0.01
 sensor's range) start Gaussians past the content on them; fewer are holes, left to densification."""
 
 
+POINTS_LEFT_OUT_MIN_SHARE = 0.05
+"""Sparse points that leave less than this share of the training views out (:func:`points_beyond_count`) explain
+them: what they miss is bits of the content's own edges (2-4% on the rendered ring), where Gaussians past the
+content would be floaters; a real capture's walls and sky are more (9% on the thermos)."""
+
+
 def depth_beyond_count(scene: SceneData, init_points: int, init_beyond: float) -> int:
     """How many of ``init_points`` start past the content of ``scene`` with depth maps: as many as its training
     views' share of background pixels (:func:`~dff_gs.data.region.background_share`), at most ``init_beyond`` of
@@ -54,16 +60,16 @@ def depth_beyond_count(scene: SceneData, init_points: int, init_beyond: float) -
 def points_beyond_count(scene: SceneData, init_beyond: float, seed: int = 0) -> tuple[int, object]:
     """How many Gaussians start past the content of ``scene`` with sparse points, and on which pixels
     (:func:`~dff_gs.data.region.left_out`: where no point falls and the view is not the plain render background):
-    ``init_beyond`` of the points, none when those pixels are under ``BACKGROUND_MIN_SHARE`` of the views. A
-    capture's walls and railing have few sparse points and get them; an object rendered on a plain backdrop gets
-    them only where its points leave its own edges out (before: on every pixel, on the backdrop and behind the
-    object too, floaters seen from the views across it: -1.28 dB on a rendered scene, benchmarks/RESULTS.md).
+    ``init_beyond`` of the points, none when those pixels are under ``POINTS_LEFT_OUT_MIN_SHARE`` of the views. A
+    capture's walls and railing have few sparse points and get them; an object rendered on a plain backdrop, whose
+    points leave out only bits of its own edges, gets none (before: on every pixel, on the backdrop and behind the
+    object too, floaters seen from the views across it: -1.35 dB on a rendered scene, benchmarks/RESULTS.md).
     Returns (count, keep: the pixel test for :func:`~dff_gs.data.region.beyond_points`)"""
     if init_beyond <= 0 or scene.points is None or not len(scene.points):
         return 0, None
     keep = left_out(scene.images, points_cover(scene.cameras, scene.points), scene.background)
-    share = left_out_share(keep, len(scene.cameras), scene.height, scene.width, seed=seed)
-    return (int(round(len(scene.points) * init_beyond)) if share >= BACKGROUND_MIN_SHARE else 0), keep
+    share = left_out_share(keep, scene.train_ids, scene.height, scene.width, seed=seed)  # as init_model sees
+    return (int(round(len(scene.points) * init_beyond)) if share >= POINTS_LEFT_OUT_MIN_SHARE else 0), keep
 
 
 def joined(points: Tensor, colors: Tensor | None, far: Tensor, far_colors: Tensor) -> tuple[Tensor, Tensor]:
