@@ -71,19 +71,12 @@ FLOORS = {"mean": 0.85, "p10": 0.6, "multi_part": 0.75, "click_s": 2.0}
 
 def pieces_ceiling(ctx, click, class_id: int) -> torch.Tensor:
     """The ``pieces_ceiling`` variant's selection ``[N]`` (module docstring): the truth decides each join."""
-    from dff_gs.query.grouping import GroupingSettings, build_grouper, click_seeds, front_seeds
-
-    scene, (v, x, y) = ctx.scene(), click
-    grouper = ctx.per_model(("bench grouper",), lambda: build_grouper(ctx, GroupingSettings()))
-    pieces, truth = grouper.pieces, L.lifted_truth(ctx).cpu()
-    share = torch.bincount(pieces.piece[truth == class_id], minlength=pieces.num).float() / pieces.size
-    seeds = front_seeds(*click_seeds(ctx.model, scene.cameras, v, x, y))
-    if len(seeds) == 0:
+    grouper = L.click_pieces(ctx)
+    share = L.object_share(grouper.pieces, L.lifted_truth(ctx).cpu(), class_id)
+    chosen = L.grow_from_click(ctx, grouper, click, lambda ids, _: share[ids] > 0.5)
+    if chosen is None:
         return torch.zeros(ctx.model.num_gaussians, dtype=torch.bool)
-    reference = Q.click_feature(ctx.backbone, scene.cameras, v, x, y)
-    chosen = pieces.grow(int(pieces.piece[int(seeds[0])]), grouper.labels(reference), reference,
-                         lambda ids, _: share[ids] > 0.5)
-    return chosen[pieces.piece].to(ctx.model.device)
+    return chosen[grouper.pieces.piece].to(ctx.model.device)
 
 
 def select(variant: str, ctx, click) -> tuple[torch.Tensor, float]:

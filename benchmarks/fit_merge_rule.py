@@ -32,16 +32,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import layout_eval as L  # noqa: E402
 
 from dff_gs import query as Q  # noqa: E402
-from dff_gs.query.grouping import GroupingSettings, build_grouper, click_seeds, front_seeds  # noqa: E402
+from dff_gs.query.grouping import GroupingSettings  # noqa: E402
 from dff_gs.query.merge_rule import RULE_PATH, TreeEnsemble  # noqa: E402
 from dff_gs.query.pieces import FEATURES  # noqa: E402
-from dff_gs.query.views import click_feature  # noqa: E402
 
 FIT_SEEDS = (53070749, 1982678375, 244539865, 1827331942, 288835260, 2125449885, 1795958355, 2039998800)
 """Generated layouts the shipped rule is fitted on (drawn once by ``--fresh 8``; since then fitting data only)."""
@@ -53,21 +51,15 @@ def layout_samples(ctx, scene, layout: str, clicks: int, decide_for) -> tuple[li
     """Every round's candidate pieces of every click of ``layout`` with ``decide_for(share)`` growing the selection
     (``share  # [P]``: each piece's share of the clicked object's Gaussians).  Returns (rows, labels) lists of
     arrays"""
-    settings = GroupingSettings()
-    grouper = ctx.per_model(("fit grouper",), lambda: build_grouper(ctx, settings))
-    pieces, truth = grouper.pieces, L.lifted_truth(ctx).cpu()
+    grouper = L.click_pieces(ctx)
+    truth = L.lifted_truth(ctx).cpu()
     rows, labels = [], []
     for obj in L.layout_objects(scene, L.scene_path(layout, L.default_cache())):
-        share = torch.bincount(pieces.piece[truth == obj["class_id"]], minlength=pieces.num).float() / pieces.size
+        share = L.object_share(grouper.pieces, truth, obj["class_id"])
         for c in L.draw_clicks(scene, obj["class_id"], clicks, 0, layout):
-            v, x, y = c["view"], c["x"], c["y"]
-            seeds = front_seeds(*click_seeds(ctx.model, scene.cameras, v, x, y))
-            if len(seeds) == 0:
-                continue
-            reference = click_feature(ctx.backbone, scene.cameras, v, x, y)
             record: list = []
-            pieces.grow(int(pieces.piece[int(seeds[0])]), grouper.labels(reference), reference, decide_for(share),
-                        record=record)
+            if L.grow_from_click(ctx, grouper, (c["view"], c["x"], c["y"]), decide_for(share), record) is None:
+                continue
             rows += [r.numpy() for _, r in record]
             labels += [(share[ids] > 0.5).numpy() for ids, _ in record]
     return rows, labels

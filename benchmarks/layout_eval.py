@@ -181,6 +181,36 @@ def lifted_truth(ctx) -> torch.Tensor:
     return ctx.per_model("lifted_truth", compute)
 
 
+def click_pieces(ctx):
+    """The default grouping's grouper on ``ctx.model`` (its pieces, ``dff_gs.query.pieces``), built once per model
+    for the fit of the merge rule and for ``bench_click``'s ``pieces_ceiling``."""
+    from dff_gs.query.grouping import GroupingSettings, build_grouper
+
+    return ctx.per_model(("layout grouper",), lambda: build_grouper(ctx, GroupingSettings()))
+
+
+def object_share(pieces, truth: torch.Tensor, class_id: int) -> torch.Tensor:
+    """Each piece's share of Gaussians whose lifted true class (:func:`lifted_truth`) is ``class_id``.
+    Returns Tensor  # [P]"""
+    return torch.bincount(pieces.piece[truth == class_id], minlength=pieces.num).float() / pieces.size
+
+
+def grow_from_click(ctx, grouper, click, decide, record: list | None = None) -> torch.Tensor | None:
+    """The pieces ``decide(ids, rows)`` joins, grown from the piece of the click's front Gaussian as the rule grows
+    them (``Pieces.grow``); ``record`` receives each round's candidates.  ``click``: (view, x, y) of
+    ``ctx.scene()``.  Returns Tensor  # [P] bool, or None where the pixel shows no Gaussian"""
+    from dff_gs.query.grouping import click_seeds, front_seeds
+    from dff_gs.query.views import click_feature
+
+    cams, (v, x, y) = ctx.scene().cameras, click
+    seeds = front_seeds(*click_seeds(ctx.model, cams, v, x, y))
+    if len(seeds) == 0:
+        return None
+    reference = click_feature(ctx.backbone, cams, v, x, y)
+    pieces = grouper.pieces
+    return pieces.grow(int(pieces.piece[int(seeds[0])]), grouper.labels(reference), reference, decide, record=record)
+
+
 def border_band(mask: np.ndarray, band: int = BAND) -> np.ndarray:
     """The pixels of ``mask  # [H, W] bool`` within ``band`` px of its edge (the image's edge does not count)."""
     padded = np.pad(mask.astype(np.uint8), 1, mode="edge")
