@@ -40,7 +40,7 @@ the click marked | selection over the test view that sees most of the object | t
 
 Time (2 cores, measured 2026-12-07): training ~2 min a layout and teacher on a quiet machine (2,441 steps: the
 schedule of a scene without points; cached in ``--runs``, shared with bench_edit); a click 0.1 s for ``grouped``
-(mean, 0.4 s at most; the grouping's build per model 1-11 s apart, with the rule's pieces), ~1 s for ``eq5``, plus
+(mean, 0.4 s at most; the grouping's build per model 4-14 s apart, with the rule's pieces), ~1 s for ``eq5``, plus
 scoring on the 8 test views. ``--fresh 8 --variants grouped,eq5,ceiling``, its 8 layouts to train: 24 min; the
 regression set on cached runs: 6 min.
 """

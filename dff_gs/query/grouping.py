@@ -24,10 +24,12 @@ box) as much as by its look (:mod:`dff_gs.query.pieces`, :mod:`dff_gs.query.merg
    Gaussians' largest standard deviations, the rule of the edit cleanup). A lookalike elsewhere (another object of
    the same kind) is not joined; a part of the object that looks less like the clicked point than the scene's
    other content does not pass.
-5. *Pieces and the rule* (``group_rule``, the default): the smoothed features' 48 k-means clusters split into
-   connected pieces along the same links; the selection starts at the piece of the most weighted seed and, round
-   by round, takes every touching piece whose probability under the rule (boosted trees fitted on generated
-   layouts no evaluation uses, ``benchmarks/fit_merge_rule.py``) is above ``group_rule_threshold``.
+5. *Pieces and the rule* (``group_rule``, the default): the smoothed features' 96 k-means clusters split into
+   connected pieces along the same links, not across a concave crease, the smallest joined to their neighbours
+   (:mod:`dff_gs.query.pieces`, :mod:`dff_gs.query.contacts`); the selection starts at the piece of the most
+   weighted seed and, round by round, takes every touching piece whose probability under the rule (boosted trees
+   fitted on generated layouts no evaluation uses, ``benchmarks/fit_merge_rule.py``) is above
+   ``group_rule_threshold``.
 
 What was measured (``benchmarks/bench_click.py``, generated layouts, 4 random clicks per object, labels withheld;
 ``benchmarks/RESULTS.md``) chose this over the widest path through feature-similarity links cut at its sharpest
@@ -44,7 +46,10 @@ chosen per click (the lowest before the piece grows more than 2-5x) did worse th
 The rule (step 5), measured the same way on the 8 regression layouts (none of them fitted on): mean IoU 0.745
 against 0.639 for step 4 on the same models, multi-part objects 0.664 against 0.508, recall 0.89 against 0.78; on a
 fresh draw of 8 layouts 0.713 against 0.651, multi-part 0.645 against 0.511, but a lower 10th percentile (0.09
-against 0.16: a click it gets wrong can take the floor) (``benchmarks/RESULTS.md``).
+against 0.16: a click it gets wrong can take the floor) (``benchmarks/RESULTS.md``). With pieces that do not cross a
+concave crease, 96 clusters, small pieces absorbed and the rule reading how pieces meet (:mod:`dff_gs.query.contacts`):
+0.823 on the regression set (p10 0.46, multi-part 0.778) and 0.773 on the same fresh draw (p10 0.31, multi-part
+0.678); a perfect rule on these pieces would score 0.914 / 0.867.
 
 The smoothed features, the graph, the scene's k-means centroids and the pieces are computed once per model and
 kept in the query context's cache.
@@ -67,14 +72,15 @@ from dff_gs.core.neighbors import connected_components, linked_neighbors
 from dff_gs.core.rules import BELOW_ONE, count
 from dff_gs.lift import compositing_weights
 from dff_gs.query.eq5 import kmeans, label_probabilities, reference_labels
+from dff_gs.query.contacts import oriented_normals
 from dff_gs.query.merge_rule import TreeEnsemble, shipped_rule
 from dff_gs.query.pieces import Pieces
-from dff_gs.query.views import check_click, click_feature
+from dff_gs.query.views import check_click, click_feature, query_cameras
 
 
 RULE_MIN_GAUSSIANS = 5000
 """Models with fewer Gaussians group a click by threshold (step 4) even with ``group_rule``: the rule was fitted on
-layouts of 20,000-60,000 Gaussians, whose pieces (48 clusters' connected parts) it knows; a toy model's 48 clusters
+layouts of 20,000-60,000 Gaussians, whose pieces (96 clusters' connected parts) it knows; a toy model's 96 clusters
 cut each object into pieces of a few Gaussians."""
 
 
@@ -146,16 +152,19 @@ class ClickGrouper:
     scene's up the pieces a learned rule joins), built once."""
 
     def __init__(self, model: GaussianModel, features: Tensor, knn: int = 12, link: float = 4.0,
-                 link_sigma: float = 2.0, k: int = 12, up: Optional[Tensor] = None, pieces: int = 48):
+                 link_sigma: float = 2.0, k: int = 12, up: Optional[Tensor] = None, pieces: int = 96, views=None):
         """features: Tensor  # [N, C] the Gaussians' :func:`smoothed_features`, whose ``k`` k-means centroids
         compete with a click;  up: Tensor  # [3] the scene's up (:attr:`Cameras.up`): with it, the
-        :class:`~dff_gs.query.pieces.Pieces` of ``pieces`` clusters that :meth:`group` joins by a rule"""
+        :class:`~dff_gs.query.pieces.Pieces` of ``pieces`` clusters that :meth:`group` joins by a rule;
+        views: ``(weights, cameras)`` the compositing weights of the views ``features`` were smoothed over, which
+        tell the pieces how they meet (:mod:`dff_gs.query.contacts`)"""
         self.model, self.features = model, features
-        sizes = model.get_scales().detach().amax(1)
-        self.src, self.dst = linked_neighbors(model.get_means().detach(), sizes, knn, link, link_sigma)
+        means, scales = model.get_means().detach(), model.get_scales().detach()
+        self.src, self.dst = linked_neighbors(means, scales.amax(1), knn, link, link_sigma)
         self.centroids = kmeans(features, min(k, len(features)))[1]
-        self.pieces = None if up is None else Pieces(model.get_means().detach(), features, self.src, self.dst, up,
-                                                     k=pieces)
+        normals = None if views is None else oriented_normals(model.get_quats().detach(), scales, means, *views)
+        self.pieces = None if up is None else Pieces(means, features, self.src, self.dst, up, k=pieces,
+                                                     normals=normals, views=views)
 
     def labels(self, reference: Tensor) -> Tensor:
         """Eq. 5's label set of a click: its ``reference  # [C]`` against the scene's centroids.
@@ -227,8 +236,10 @@ def build_grouper(ctx, settings: GroupingSettings) -> ClickGrouper:
     """The :class:`ClickGrouper` of ``ctx.model`` for ``settings`` (its training views rendered, features smoothed,
     the pieces where :func:`uses_rule`); uncached."""
     feats, weights = ctx.rendered_views(settings.group_views, settings.group_side)
+    rule = uses_rule(ctx.model, settings)
+    cameras = query_cameras(ctx.scene(), settings.group_views, settings.group_side).to(ctx.model.device)
     return ClickGrouper(ctx.model, smoothed_features(ctx.model, feats, weights), settings.group_knn,
-                        up=ctx.scene().cameras.up if uses_rule(ctx.model, settings) else None)
+                        up=ctx.scene().cameras.up if rule else None, views=(weights, cameras) if rule else None)
 
 
 def group_seeds(ctx, seeds: Tensor, reference: Tensor, settings: GroupingSettings, where: str) -> tuple[Tensor, dict]:
