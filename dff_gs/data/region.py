@@ -217,21 +217,25 @@ def left_out_share(keep, views: Sequence[int], H: int, W: int, samples: int = 10
     return float(keep(torch.as_tensor(list(views), dtype=torch.long)[pick], y, x).float().mean())
 
 
-def beyond_points(cameras: Cameras, images: Tensor, box: Tensor, n: int, seed: int = 0,
-                  depths: Optional[Tensor] = None, keep=None) -> tuple[Tensor, Tensor]:
-    """``n`` points for what the views show past the content (a floor to the horizon, walls, the sky): each on the
-    ray of a random pixel of a random view (with ``depths``, of a pixel they show as background:
-    :func:`background_pixel`; with ``keep(view, y, x) -> bool``, of a pixel it accepts: :func:`left_out`), from
-    where the ray leaves the content's ``box  # [2, 3]`` out to ``FAR_REACH`` x its half-diagonal, uniform in
-    inverse distance (more near than far, as a view's detail is), coloured by its pixel. Points at the wrong distance
-    lose their opacity in training; those right stay.
+def depth_background(depths: Tensor):
+    """``keep(view, y, x) -> Tensor  # bool`` for :func:`beyond_points` on a scene with depth maps
+    ``depths  # [V, H, W]``: the pixels they show as background (:func:`background_pixel`)."""
+    return lambda view, y, x: background_pixel(depths[view, y, x])
 
-    images: Tensor  # [V, H, W, 3];  depths: Tensor  # [V, H, W] or None
+
+def beyond_points(cameras: Cameras, images: Tensor, box: Tensor, n: int, seed: int = 0,
+                  keep=None) -> tuple[Tensor, Tensor]:
+    """``n`` points for what the views show past the content (a floor to the horizon, walls, the sky): each on the
+    ray of a random pixel of a random view (with ``keep(view, y, x) -> bool``, of a pixel it accepts: the background
+    of depth maps, :func:`depth_background`, or what sparse points leave out, :func:`left_out`), from where the ray
+    leaves the content's ``box  # [2, 3]`` out to ``FAR_REACH`` x its half-diagonal, uniform in inverse distance (more
+    near than far, as a view's detail is), coloured by its pixel. Points at the wrong distance lose their opacity in
+    training; those right stay.
+
+    images: Tensor  # [V, H, W, 3]
     Returns (points: Tensor  # [n, 3], colors: Tensor  # [n, 3])"""
     cameras = cameras.to("cpu")
     g = torch.Generator().manual_seed(seed + 1)
-    if depths is not None:
-        keep = lambda view, y, x: background_pixel(depths[view, y, x])  # noqa: E731
     view, y, x = _sample_pixels(g, n, len(cameras), cameras.height, cameras.width, keep)
     o, d = cameras.pixel_rays(view, x, y)  # the sampled pixels' rays only (not [V, H, W] of them)
     box = box.float().cpu()

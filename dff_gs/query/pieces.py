@@ -115,12 +115,11 @@ class Pieces:
         lo, hi = torch.minimum(a[apart], b[apart]), torch.maximum(a[apart], b[apart])
         key, count = torch.unique(lo * max(self.num, 1) + hi, return_counts=True)
         self.pair_a, self.pair_b, self.pair_links = key // max(self.num, 1), key % max(self.num, 1), count.float()
-        self.border = torch.zeros(self.num).index_add_(0, self.pair_a, self.pair_links).index_add_(
-            0, self.pair_b, self.pair_links)  # [P] links to other pieces
         borders = view_borders(self.piece, means, views[0], views[1]) if views is not None else None
         self.contacts = pair_contacts(key, self.num, self.piece, src, dst, convexity, borders)  # [Q, 4]
-        self.view_border = torch.zeros(self.num).index_add_(0, self.pair_a, self.contacts[:, 2]).index_add_(
-            0, self.pair_b, self.contacts[:, 2])  # [P] side-by-side pixels with other pieces
+        pair = torch.stack([self.pair_links, self.contacts[:, 2]], 1)
+        per_piece = torch.zeros(self.num, 2).index_add_(0, self.pair_a, pair).index_add_(0, self.pair_b, pair)
+        self.border, self.view_border = per_piece.unbind(1)  # [P] links to other pieces, side-by-side pixels
 
     def candidates(self, selected: Tensor, p_piece: Tensor, click: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """The pieces that touch the ``selected  # [P] bool`` ones and their :data:`FEATURES`: Eq. 5 of their mean

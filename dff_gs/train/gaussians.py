@@ -12,8 +12,8 @@ from dff_gs.core.features import init_decoder_pca
 from dff_gs.core.gaussians import GaussianModel
 from dff_gs.core.utils import seed_everything
 from dff_gs.data import SceneData
-from dff_gs.data.region import (background_share, beyond_points, content_region, left_out, left_out_share,
-                                mean_colors, points_cover)
+from dff_gs.data.region import (background_share, beyond_points, content_region, depth_background, left_out,
+                                left_out_share, mean_colors, points_cover)
 from dff_gs.io.ply import load_ply
 from dff_gs.teachers.prepare import TeacherOutputs
 from dff_gs.train.budget import plan_minutes
@@ -103,7 +103,7 @@ def init_model(cfg: Config, scene: SceneData, teacher: TeacherOutputs) -> Gaussi
             raise ConfigError(f"model.init=depth but the scene {scene.source} has no depth maps")
         n_beyond = depth_beyond_count(scene, m.init_points, m.init_beyond)
         beyond = beyond_points(scene.cameras, scene.images, scene.bounds, n_beyond, seed=cfg.train.seed,
-                               depths=scene.depths) if n_beyond else None
+                               keep=depth_background(scene.depths)) if n_beyond else None
         return GaussianModel.from_depth(
             scene, max_points=m.init_points - n_beyond, seed=cfg.train.seed, beyond=beyond,
             init_opacity=m.init_opacity, init_scale=m.init_scale, **common
