@@ -196,19 +196,20 @@ def object_share(pieces, truth: torch.Tensor, class_id: int) -> torch.Tensor:
 
 
 def grow_from_click(ctx, grouper, click, decide, record: list | None = None) -> torch.Tensor | None:
-    """The pieces ``decide(ids, rows)`` joins, grown from the piece of the click's front Gaussian as the rule grows
-    them (``Pieces.grow``); ``record`` receives each round's candidates.  ``click``: (view, x, y) of
-    ``ctx.scene()``.  Returns Tensor  # [P] bool, or None where the pixel shows no Gaussian"""
-    from dff_gs.query.grouping import click_seeds, front_seeds
+    """The pieces ``decide(ids, rows)`` joins, grown from the piece that draws most of the click's pixel
+    (``Pieces.start``) as the rule grows them (``Pieces.grow``); ``record`` receives each round's candidates.
+    ``click``: (view, x, y) of ``ctx.scene()``.
+    Returns Tensor  # [P] bool, or None where the pixel shows no Gaussian"""
+    from dff_gs.query.grouping import click_seeds
     from dff_gs.query.views import click_feature
 
     cams, (v, x, y) = ctx.scene().cameras, click
-    seeds = front_seeds(*click_seeds(ctx.model, cams, v, x, y))
+    seeds, weights = click_seeds(ctx.model, cams, v, x, y)
     if len(seeds) == 0:
         return None
     reference = click_feature(ctx.backbone, cams, v, x, y)
     pieces = grouper.pieces
-    return pieces.grow(int(pieces.piece[int(seeds[0])]), grouper.labels(reference), reference, decide, record=record)
+    return pieces.grow(pieces.start(seeds, weights), grouper.labels(reference), reference, decide, record=record)
 
 
 def border_band(mask: np.ndarray, band: int = BAND) -> np.ndarray:

@@ -93,13 +93,13 @@ def test_a_click_grows_by_a_rule_from_the_clicked_piece():
     uv, _ = cams.project(torch.tensor([[-0.7, 0.0, 3.75]]))
     x, y = (int(v) for v in uv[1, 0])
     seeds, weights = click_seeds(model, cams, 1, x, y)
-    seeds = front_seeds(seeds, weights)
     feats = smoothed_features(model, *Q.render_views(model, cams, "torch"))
     grouper = ClickGrouper(model, feats, knn=8, k=3, up=cams.up, pieces=3)
     looks_alike = TreeEnsemble.from_dict({"features": list(FEATURES), "baseline": 0.0, "trees": [{
         "feature": [FEATURES.index("cos_selection"), 0, 0], "threshold": [0.9, 0, 0], "left": [1, 0, 0],
         "right": [2, 0, 0], "leaf": [False, True, True], "value": [0, -5.0, 5.0], "nan_left": [True] * 3}]})
-    mask, info = grouper.group(seeds, Q.click_feature(model, cams, 1, x, y, backend="torch"), rule=looks_alike)
+    mask, info = grouper.group(seeds, Q.click_feature(model, cams, 1, x, y, backend="torch"), rule=looks_alike,
+                               weights=weights)  # from the piece that draws most of the pixel
     assert mask[labels == 1].all() and not mask[labels == 2].any() and info["pieces"] == grouper.pieces.num
     assert int((mask & (labels == 0)).sum()) <= 20  # the backdrop hidden right behind the blob takes its look
     with pytest.raises(ValueError, match="up"):

@@ -105,3 +105,17 @@ def test_pieces_describe_their_neighbours_and_grow_by_a_rule():
     frame = up_frame(torch.tensor([0.0, 0.0, 2.0]))
     torch.testing.assert_close(frame @ frame.T, torch.eye(3))
     torch.testing.assert_close(frame[2], torch.tensor([0.0, 0.0, 1.0]))
+
+
+def test_a_click_starts_at_the_piece_that_draws_most_of_its_pixel():
+    """A large floor Gaussian drawn faintly in front of the object can be the pixel's single most weighted one; the
+    object's many Gaussians behind it draw more of the pixel together, so the selection starts at their piece."""
+    means, feats, part = scene()
+    src, dst = linked_neighbors(means, torch.full((len(means),), 0.03), 8, 1.5, 0.0)
+    pieces = Pieces(means, feats, src, dst, torch.tensor([0.0, 0.0, 1.0]), k=3)
+    floor_g = int((part == 0).nonzero()[0])
+    body_g = (part == 1).nonzero()[:4, 0]
+    ids = torch.cat([torch.tensor([floor_g]), body_g])
+    weights = torch.tensor([0.3, 0.15, 0.15, 0.12, 0.1])
+    assert pieces.start(ids, weights) == int(pieces.piece[body_g[0]]) != int(pieces.piece[floor_g])
+    assert pieces.start(ids[:2], weights[:2]) == int(pieces.piece[floor_g])  # the floor draws more of this one

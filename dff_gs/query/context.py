@@ -25,7 +25,7 @@ from dff_gs.query.eq5 import (
     text_negatives,
     text_query_embeddings,
 )
-from dff_gs.query.grouping import front_seeds, group_click, group_seeds
+from dff_gs.query.grouping import group_click, group_seeds
 from dff_gs.query.ray import check_ray, ray_camera, ray_seeds
 from dff_gs.query.views import click_feature, query_cameras, render_views
 from dff_gs.render.rasterize import resolve_backend
@@ -248,7 +248,7 @@ def query_probabilities(ctx: QueryContext, spec: QuerySpec, grouping=None) -> tu
         return mask.float(), {"click": list(spec.value), **info}
     if grouping is not None and spec.kind == "ray" and ctx.scene_path and ctx.kind == "gs":
         reference = click_feature(ctx.backbone, ray_camera(spec.value, ctx.backbone.device), 0, 0, 0)
-        mask, info = group_seeds(ctx, front_seeds(*ray_seeds(ctx.model, spec.value)), reference, grouping,
+        mask, info = group_seeds(ctx, *ray_seeds(ctx.model, spec.value), reference, grouping,
                                  spec.describe())
         return mask.float(), {"ray": list(spec.value), **info}
     labels, info = query_label_embeddings(ctx, spec)

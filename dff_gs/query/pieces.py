@@ -11,15 +11,15 @@ Each piece keeps its size, mean feature, its box in a frame whose third axis is 
 shares with each other piece and how it meets each (:mod:`dff_gs.query.contacts`: convex or concave links, depth
 steps between them in the views).
 
-A click starts the selection at the piece of the Gaussian its pixel shows most, then grows it a round at a time:
-every piece that touches the selection is described by :data:`FEATURES` (how much it looks like the click and like
-the selection, how much of its border it shares with the selection, its size, extent, flatness and height against
-the selection's, how far it lies inside the selection's box, how it meets the selection) and joins when the learned rule
-(:mod:`dff_gs.query.merge_rule`, fitted by ``benchmarks/fit_merge_rule.py`` on generated layouts that no evaluation
-uses) gives it a probability above ``threshold``; the growth stops when a round adds nothing. Parts of one object
-differ in look but share much of their border, lie within its box and meet it at convex links; a table or the floor
-under an object is wide, flat, shares a small share of its border and meets it at a concave crease; a neighbour
-standing beside it lies outside its box.
+A click starts the selection at the piece that draws most of its pixel (:meth:`Pieces.start`), then grows it a round
+at a time: every piece that touches the selection is described by :data:`FEATURES` (how much it looks like the click
+and like the selection, how much of its border it shares with the selection, its size, extent, flatness and height
+against the selection's, how far it lies inside the selection's box, how it meets the selection) and joins when the
+learned rule (:mod:`dff_gs.query.merge_rule`, fitted by ``benchmarks/fit_merge_rule.py`` on generated layouts that
+no evaluation uses) gives it a probability above ``threshold``; the growth stops when a round adds nothing. Parts of
+one object differ in look but share much of their border, lie within its box and meet it at convex links; a table or
+the floor under an object is wide, flat, shares a small share of its border and meets it at a concave crease; a
+neighbour standing beside it lies outside its box.
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ MIN_SIZE = 4
 """Pieces of fewer Gaussians join the neighbouring piece they share most links with (:func:`absorb_small`)."""
 CUT = -0.3
 """A piece does not cross a link more concave than this (:func:`dff_gs.query.contacts.link_convexity`)."""
-MAX_ROUNDS = 60
-"""Growth rounds at most (a round adds every piece the rule accepts)."""
+MAX_ROUNDS = 400
+"""Growth rounds at most (a round adds every piece the rule accepts, or the most probable, :data:`BEST_FIRST`)."""
+BEST_FIRST = False
+"""True: a growth round adds the candidate the rule is surest of alone (the rest are described again against the
+grown selection) rather than every candidate it accepts (measured worse: 0.821 against 0.855 on the regression set,
+the rule fitted either way; ``benchmarks/RESULTS.md``)."""
 
 
 def up_frame(up: Tensor) -> Tensor:
@@ -169,9 +173,11 @@ class Pieces:
         return ids, torch.nan_to_num(rows, nan=0.0, posinf=10.0, neginf=-10.0)
 
     def grow(self, start: int, queries: Tensor, click: Tensor, decide, max_rounds: int = MAX_ROUNDS,
-             record: Optional[list] = None) -> Tensor:
-        """The pieces joined to piece ``start``: rounds of :meth:`candidates`, each adding those
-        ``decide(ids, rows) -> Tensor  # [Q] bool`` accepts, until a round adds none.
+             record: Optional[list] = None, best_first: bool = BEST_FIRST) -> Tensor:
+        """The pieces joined to piece ``start``: rounds of :meth:`candidates`, each adding what
+        ``decide(ids, rows) -> Tensor  # [Q]`` (a margin: a piece may join where it is > 0) accepts, until a
+        round adds none; ``best_first``, a round adds only the candidate of the largest margin (the others are
+        described again against the grown selection).
 
         queries: Tensor  # [1 + M, C] Eq. 5's label set of the click (the click first);  click: Tensor  # [C]
         record: a list that receives each round's ``(ids, rows)`` (the fit's samples)
@@ -187,15 +193,22 @@ class Pieces:
                 break
             if record is not None:
                 record.append((ids, rows))
-            join = decide(ids, rows)
-            if not bool(join.any()):
+            margin = decide(ids, rows).double()
+            if not bool((margin > 0).any()):
                 break
-            selected[ids[join]] = True
+            selected[ids[margin.argmax()] if best_first else ids[margin > 0]] = True
         return selected
 
-    def select(self, seed: int, queries: Tensor, click: Tensor, rule: TreeEnsemble, threshold: float = 0.5) -> Tensor:
-        """The Gaussians of the pieces the ``rule`` joins to the piece of Gaussian ``seed`` (the clicked one).
+    def start(self, ids: Tensor, weights: Tensor) -> int:
+        """The piece that draws most of a pixel composited from Gaussians ``ids  # [S]`` with ``weights  # [S]``
+        (their summed weight: a large Gaussian of the floor or the sky drawn faintly in front of an object can be
+        the single most weighted one of a pixel the object's many Gaussians fill)."""
+        per_piece = torch.zeros(self.num, dtype=torch.float64).index_add_(0, self.piece[ids.cpu()],
+                                                                          weights.cpu().double())
+        return int(per_piece.argmax())
+
+    def select(self, start: int, queries: Tensor, click: Tensor, rule: TreeEnsemble, threshold: float = 0.5) -> Tensor:
+        """The Gaussians of the pieces the ``rule`` joins to piece ``start`` (the clicked one, :meth:`start`).
         Returns Tensor  # [N] bool"""
-        start = int(self.piece[seed])
-        chosen = self.grow(start, queries, click, lambda ids, rows: rule.probability(rows) > threshold)
+        chosen = self.grow(start, queries, click, lambda ids, rows: rule.probability(rows) - threshold)
         return chosen[self.piece]
