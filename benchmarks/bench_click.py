@@ -73,7 +73,7 @@ def pieces_ceiling(ctx, click, class_id: int) -> torch.Tensor:
     """The ``pieces_ceiling`` variant's selection ``[N]`` (module docstring): the truth decides each join."""
     grouper = L.click_pieces(ctx)
     share = L.object_share(grouper.pieces, L.lifted_truth(ctx).cpu(), class_id)
-    chosen = L.grow_from_click(ctx, grouper, click, lambda ids, _: share[ids] - 0.5)
+    chosen = L.grow_from_click(ctx, grouper, click, lambda ids, _: share[ids] > 0.5)
     if chosen is None:
         return torch.zeros(ctx.model.num_gaussians, dtype=torch.bool)
     return chosen[grouper.pieces.piece].to(ctx.model.device)

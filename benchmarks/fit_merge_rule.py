@@ -52,9 +52,8 @@ FIT_SEEDS = (53070749, 1982678375, 244539865, 1827331942, 288835260, 2125449885,
 generator's ``fresh_seeds`` away from every evaluation's; since then fitting data only)."""
 TREES = {"max_iter": 300, "max_depth": 6, "random_state": 0}
 """The boosted trees' settings (``HistGradientBoostingClassifier``)."""
-WEIGHTED = True
-"""Each sample weighs what a mistake on it costs the click's IoU (:func:`mistake_cost`)."""
 MIN_WEIGHT = 0.02
+"""The least weight of a sample (:func:`mistake_cost`)."""
 
 
 def mistake_cost(size: Tensor, share: Tensor, object_size: float) -> Tensor:
@@ -91,7 +90,7 @@ def layout_samples(ctx, scene, layout: str, clicks: int, decide_for) -> tuple[li
 def fit(rows: np.ndarray, labels: np.ndarray, weights: np.ndarray):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    return HistGradientBoostingClassifier(**TREES).fit(rows, labels, sample_weight=weights if WEIGHTED else None)
+    return HistGradientBoostingClassifier(**TREES).fit(rows, labels, sample_weight=weights)
 
 
 def exported(model, meta: dict) -> TreeEnsemble:
@@ -138,18 +137,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{layout}: {sum(len(a) for a in y)} samples", flush=True)
         return np.concatenate(rows), np.concatenate(labels), np.concatenate(weights)
 
-    rows, labels, weights = samples(lambda share: lambda ids, _: share[ids] - 0.5)  # 1. the truth grows
+    rows, labels, weights = samples(lambda share: lambda ids, _: share[ids] > 0.5)  # 1. the truth grows
     first = fit(rows, labels, weights)  # 2.
     rule = exported(first, {})
 
     def by_rule(share):
-        return lambda ids, r: rule.probability(r) - threshold
+        return lambda ids, r: rule.probability(r) > threshold
 
     more = samples(by_rule)  # 3. the states the rule reaches
     rows, labels, weights = (np.concatenate([a, b]) for a, b in zip((rows, labels, weights), more))
     final = fit(rows, labels, weights)
     meta = {"fitted_on": [f"gen-{s}" for s in seeds], "clicks_per_object": args.clicks,
-            "samples": int(len(labels)), "positives": int(labels.sum()), "trees": TREES, "weighted": WEIGHTED,
+            "samples": int(len(labels)), "positives": int(labels.sum()), "trees": TREES, "weighted": True,
             "join_threshold_while_fitting": threshold, "accuracy_on_samples": float(final.score(rows, labels)),
             "seconds": round(time.perf_counter() - t0, 1)}
     out = Path(args.out)

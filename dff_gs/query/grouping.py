@@ -186,17 +186,17 @@ class ClickGrouper:
         ``rule_threshold``) to the piece that draws most of the pixel (the first seed's without weights); without,
         the piece of ``p > threshold`` joined to the :func:`front_seeds` (the module docstring).
         Returns (mask: Tensor  # [N] bool, info: dict)"""
+        front = front_seeds(seeds, weights) if weights is not None else seeds
         if rule is not None:
             if self.pieces is None:
                 raise ValueError("a grouper built without the scene's up has no pieces for the rule")
-            first = int(self.pieces.piece[int(seeds[0])])
-            start = self.pieces.start(seeds, weights) if weights is not None else first
+            start = self.pieces.start(seeds, weights) if weights is not None else int(self.pieces.piece[int(front[0])])
             mask = self.pieces.select(start, self.labels(reference), reference, rule, rule_threshold)
-            return mask.to(seeds.device), {"grouped": int(mask.sum()), "pieces": self.pieces.num}
-        front = front_seeds(seeds, weights) if weights is not None else seeds
+            return mask.to(seeds.device), {"seeds": len(front), "grouped": int(mask.sum()), "pieces": self.pieces.num}
         above = self.probabilities(reference) > threshold
         mask = joined_piece(self.model.num_gaussians, self.src, self.dst, above, front)
-        return mask.to(seeds.device), {"grouped": int(mask.sum()), "above_threshold": int(above.sum())}
+        return mask.to(seeds.device), {"seeds": len(front), "grouped": int(mask.sum()),
+                                       "above_threshold": int(above.sum())}
 
 
 @dataclass
@@ -272,5 +272,4 @@ def group_seeds(ctx, seeds: Tensor, weights: Tensor, reference: Tensor, settings
     key = ("grouper", settings.group_knn, settings.group_views, settings.group_side, rule is not None)
     mask, info = ctx.per_model(key, build).group(seeds, reference, settings.group_threshold, rule,
                                                  settings.group_rule_threshold, weights)  # one model's kept
-    build_s = {"grouping_build_seconds": round(built[0], 2)} if built else {}
-    return mask, {"seeds": len(front_seeds(seeds, weights)), **info, **build_s}
+    return mask, {**info, **({"grouping_build_seconds": round(built[0], 2)} if built else {})}

@@ -44,11 +44,7 @@ MIN_SIZE = 4
 CUT = -0.3
 """A piece does not cross a link more concave than this (:func:`dff_gs.query.contacts.link_convexity`)."""
 MAX_ROUNDS = 400
-"""Growth rounds at most (a round adds every piece the rule accepts, or the most probable, :data:`BEST_FIRST`)."""
-BEST_FIRST = False
-"""True: a growth round adds the candidate the rule is surest of alone (the rest are described again against the
-grown selection) rather than every candidate it accepts (measured worse: 0.821 against 0.855 on the regression set,
-the rule fitted either way; ``benchmarks/RESULTS.md``)."""
+"""Growth rounds at most (a round adds every piece the rule accepts)."""
 
 
 def up_frame(up: Tensor) -> Tensor:
@@ -173,11 +169,9 @@ class Pieces:
         return ids, torch.nan_to_num(rows, nan=0.0, posinf=10.0, neginf=-10.0)
 
     def grow(self, start: int, queries: Tensor, click: Tensor, decide, max_rounds: int = MAX_ROUNDS,
-             record: Optional[list] = None, best_first: bool = BEST_FIRST) -> Tensor:
-        """The pieces joined to piece ``start``: rounds of :meth:`candidates`, each adding what
-        ``decide(ids, rows) -> Tensor  # [Q]`` (a margin: a piece may join where it is > 0) accepts, until a
-        round adds none; ``best_first``, a round adds only the candidate of the largest margin (the others are
-        described again against the grown selection).
+             record: Optional[list] = None) -> Tensor:
+        """The pieces joined to piece ``start``: rounds of :meth:`candidates`, each adding those
+        ``decide(ids, rows) -> Tensor  # [Q] bool`` accepts, until a round adds none.
 
         queries: Tensor  # [1 + M, C] Eq. 5's label set of the click (the click first);  click: Tensor  # [C]
         record: a list that receives each round's ``(ids, rows)`` (the fit's samples)
@@ -193,10 +187,10 @@ class Pieces:
                 break
             if record is not None:
                 record.append((ids, rows))
-            margin = decide(ids, rows).double()
-            if not bool((margin > 0).any()):
+            join = decide(ids, rows)
+            if not bool(join.any()):
                 break
-            selected[ids[margin.argmax()] if best_first else ids[margin > 0]] = True
+            selected[ids[join]] = True
         return selected
 
     def start(self, ids: Tensor, weights: Tensor) -> int:
@@ -210,5 +204,5 @@ class Pieces:
     def select(self, start: int, queries: Tensor, click: Tensor, rule: TreeEnsemble, threshold: float = 0.5) -> Tensor:
         """The Gaussians of the pieces the ``rule`` joins to piece ``start`` (the clicked one, :meth:`start`).
         Returns Tensor  # [N] bool"""
-        chosen = self.grow(start, queries, click, lambda ids, rows: rule.probability(rows) - threshold)
+        chosen = self.grow(start, queries, click, lambda ids, rows: rule.probability(rows) > threshold)
         return chosen[self.piece]
